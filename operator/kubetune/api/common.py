@@ -1,0 +1,340 @@
+"""Types shared by the five kinds: references, URIs, secrets, resources, run settings, status."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+
+from kubetune.api.base import KubeModel
+
+GROUP = "kubetune.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+Kind = Literal["Dataset", "FinetuneJob", "Compression", "Evaluation", "FeedbackLoop"]
+KINDS: tuple[str, ...] = ("Dataset", "FinetuneJob", "Compression", "Evaluation", "FeedbackLoop")
+ModelProducerKind = Literal["FinetuneJob", "Compression"]
+
+# --- URIs ---------------------------------------------------------------------------------
+
+ARTIFACT_SCHEMES = ("hf", "s3", "pvc", "file")
+SOURCE_SCHEMES = (*ARTIFACT_SCHEMES, "http", "https")
+_PARENT_SEGMENT = r"(^|/)\.\.(/|$)"
+_NO_PARENT_RULE = f"!self.matches('{_PARENT_SEGMENT}')"
+
+
+def _uri_pattern(schemes: tuple[str, ...]) -> str:
+    return rf"^({'|'.join(schemes)})://\S+$"
+
+
+def check_uri(value: str, schemes: tuple[str, ...]) -> str:
+    """Validate a URI's scheme and refuse ``..`` path segments (path traversal)."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or not rest:
+        raise ValueError(f"{value!r} is not a URI; expected SCHEME://PATH with SCHEME in {list(schemes)}")
+    if scheme not in schemes:
+        raise ValueError(f"unsupported URI scheme {scheme!r}; expected one of {list(schemes)}")
+    if re.search(_PARENT_SEGMENT, rest):
+        raise ValueError(f"{value!r} contains a '..' path segment")
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} contains whitespace")
+    return value
+
+
+ArtifactURI = Annotated[
+    str,
+    Field(
+        pattern=_uri_pattern(ARTIFACT_SCHEMES),
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": _NO_PARENT_RULE, "message": "must not contain a '..' path segment"}
+            ]
+        },
+    ),
+]
+SourceURI = Annotated[
+    str,
+    Field(
+        pattern=_uri_pattern(SOURCE_SCHEMES),
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": _NO_PARENT_RULE, "message": "must not contain a '..' path segment"}
+            ]
+        },
+    ),
+]
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ResourceName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]
+Quantity = Annotated[
+    str,
+    StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|Ki|Mi|Gi|Ti|Pi|M|G|T|P|E|Ei)?$"),
+]
+
+
+# --- references ---------------------------------------------------------------------------
+
+
+class ArtifactRef(KubeModel):
+    """A model or artifact: either a URI, or another kubetune resource in the same namespace."""
+
+    uri: ArtifactURI | None = Field(
+        None,
+        description="Artifact location: hf://ORG/NAME[@REVISION], s3://BUCKET/PREFIX, "
+        "pvc://CLAIM/PATH or file:///PATH.",
+    )
+    kind: ModelProducerKind | None = Field(
+        None, description="Kind of the kubetune resource whose output is referenced."
+    )
+    name: ResourceName | None = Field(
+        None, description="Name of the referenced resource, in the same namespace."
+    )
+    namespace: str | None = Field(
+        None,
+        description="Not supported: references must stay in the resource's own namespace. "
+        "Present only so that a cross-namespace reference is rejected with a clear message.",
+    )
+
+    __cel_rules__ = (
+        {
+            "rule": "has(self.uri) != (has(self.kind) || has(self.name))",
+            "message": "set either uri, or kind and name",
+        },
+        {
+            "rule": "has(self.kind) == has(self.name)",
+            "message": "kind and name must be set together",
+        },
+        {
+            "rule": "!has(self.namespace)",
+            "message": "cross-namespace references are not allowed; "
+            "the referenced resource must be in the same namespace",
+            "fieldPath": ".namespace",
+        },
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        return None if v is None else check_uri(v, ARTIFACT_SCHEMES)
+
+
+class DatasetRef(KubeModel):
+    """A dataset: a `Dataset` resource in the same namespace, or a prepared dataset artifact."""
+
+    name: ResourceName | None = Field(
+        None, description="Name of a Dataset resource in the same namespace."
+    )
+    uri: ArtifactURI | None = Field(
+        None, description="URI of an already prepared dataset artifact (a kubetune dataset dir)."
+    )
+    namespace: str | None = Field(
+        None, description="Not supported: datasets must be in the same namespace."
+    )
+
+    __cel_rules__ = (
+        {"rule": "has(self.name) != has(self.uri)", "message": "set exactly one of name or uri"},
+        {
+            "rule": "!has(self.namespace)",
+            "message": "cross-namespace references are not allowed; "
+            "the referenced resource must be in the same namespace",
+            "fieldPath": ".namespace",
+        },
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        return None if v is None else check_uri(v, ARTIFACT_SCHEMES)
+
+
+class SecretKeySelector(KubeModel):
+    """A key of a Secret in the resource's namespace; the value is only ever injected as env."""
+
+    name: ResourceName = Field(description="Name of the Secret.")
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
+        description="Key within the Secret."
+    )
+
+
+class SecretRef(KubeModel):
+    """Wrapper matching Kubernetes' ``valueFrom.secretKeyRef`` shape."""
+
+    secret_key_ref: SecretKeySelector = Field(description="The Secret key holding the value.")
+
+
+class Credentials(KubeModel):
+    """Secrets handed to the step's pod as environment variables, never inlined."""
+
+    hf_token: SecretRef | None = Field(
+        None, description="Hugging Face token for hf:// sources (env HF_TOKEN)."
+    )
+    aws_access_key_id: SecretRef | None = Field(
+        None, description="S3 access key id (env AWS_ACCESS_KEY_ID)."
+    )
+    aws_secret_access_key: SecretRef | None = Field(
+        None, description="S3 secret access key (env AWS_SECRET_ACCESS_KEY)."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint URL (MinIO, Ceph...); empty for AWS."
+    )
+    s3_region: str | None = Field(None, description="S3 region (env AWS_DEFAULT_REGION).")
+
+
+# --- scheduling and resources ---------------------------------------------------------------
+
+
+class Toleration(KubeModel):
+    """A Kubernetes toleration (same fields as core/v1 Toleration)."""
+
+    key: str | None = Field(None, description="Taint key the toleration applies to.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        None, description="Exists or Equal (default Equal)."
+    )
+    value: str | None = Field(None, description="Taint value for the Equal operator.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+class Resources(KubeModel):
+    """Compute for the step's pods: GPUs, CPU, memory, placement and queueing."""
+
+    gpus: int = Field(0, ge=0, le=64, description="GPUs per node (nvidia.com/gpu).")
+    gpu_type: str | None = Field(
+        None,
+        description="GPU product to schedule on (matched against the node label "
+        "nvidia.com/gpu.product), e.g. NVIDIA-H100-80GB-HBM3.",
+    )
+    cpu: Quantity | None = Field(None, description="CPU request and limit, e.g. '4' or '500m'.")
+    memory: Quantity | None = Field(None, description="Memory request and limit, e.g. '32Gi'.")
+    nodes: int = Field(
+        1, ge=1, le=256, description="Number of nodes; more than 1 runs a multi-node torchrun job."
+    )
+    shared_memory: Quantity | None = Field(
+        None, description="Size of the /dev/shm emptyDir for GPU jobs (default: half of memory)."
+    )
+    node_selector: dict[str, str] | None = Field(None, description="Node labels to select on.")
+    tolerations: list[Toleration] | None = Field(None, description="Tolerations for tainted nodes.")
+    affinity: dict[str, Any] | None = Field(
+        None,
+        description="A core/v1 Affinity object, copied to the pod spec as is.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+    priority_class_name: str | None = Field(None, description="PriorityClass of the pods.")
+    queue_name: str | None = Field(
+        None, description="Kueue LocalQueue name (sets the kueue.x-k8s.io/queue-name label)."
+    )
+
+    __cel_rules__ = (
+        {
+            "rule": "self.nodes == 1 || self.gpus > 0 || has(self.cpu)",
+            "message": "multi-node jobs need gpus or cpu set per node",
+            "fieldPath": ".nodes",
+        },
+    )
+
+
+class RetryPolicy(KubeModel):
+    """How often a failed step is retried. Preemption and node disruption never count."""
+
+    backoff_limit: int = Field(2, ge=0, le=20, description="Pod failures tolerated per run.")
+
+
+class OutputSpec(KubeModel):
+    """Where the step writes its artifact."""
+
+    uri: ArtifactURI | None = Field(
+        None,
+        description="Artifact location. Default: the operator's artifact store, "
+        "<store>/<namespace>/<kind>/<name>/<run>.",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        return None if v is None else check_uri(v, ARTIFACT_SCHEMES)
+
+
+class RunSettings(KubeModel):
+    """Fields every runnable kind shares: placement, limits, retries, output, secrets."""
+
+    resources: Resources = Field(default_factory=Resources, description="Compute and placement.")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="Output location.")
+    credentials: Credentials | None = Field(None, description="Secrets the step may use.")
+    suspend: bool = Field(False, description="Suspend the run (the Job is suspended, not deleted).")
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Wall-clock limit of one run, after which it fails."
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
+    image: str | None = Field(
+        None, description="Override the workload image configured in the operator."
+    )
+
+
+# --- status ---------------------------------------------------------------------------------
+
+Phase = Literal["Pending", "Waiting", "Running", "Succeeded", "Failed", "Suspended", "Ready"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+CamelReason = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+
+
+class Condition(KubeModel):
+    """A metav1.Condition."""
+
+    type: str = Field(description="Type of condition, e.g. Ready, Succeeded, Waiting.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: CamelReason = Field(description="Machine-readable CamelCase reason.")
+    message: str = Field("", description="Human-readable detail.")
+    observed_generation: int | None = Field(
+        None, description="The .metadata.generation the condition was computed from."
+    )
+    last_transition_time: datetime | None = Field(
+        None, description="When the status last changed."
+    )
+
+
+class RunRecord(KubeModel):
+    """One run of a resource's step (one per generation, or per FeedbackLoop cycle)."""
+
+    run_id: str = Field(description="Run identifier, part of child object names.")
+    generation: int | None = Field(None, description="Resource generation the run was for.")
+    phase: Phase = Field(description="Final or current phase of the run.")
+    reason: str | None = Field(None, description="Reason of the final condition.")
+    message: str | None = Field(None, description="Message of the final condition.")
+    start_time: datetime | None = Field(None, description="When the run started.")
+    completion_time: datetime | None = Field(None, description="When the run ended.")
+    output_uri: str | None = Field(None, description="Artifact the run produced.")
+    results: dict[str, float] | None = Field(None, description="Key metrics of the run.")
+
+
+class CommonStatus(KubeModel):
+    """Status fields of every kind. Recomputed from the world; never edited by users."""
+
+    phase: Phase | None = Field(None, description="Convenience summary of the conditions.")
+    conditions: list[Condition] = Field(default_factory=list, description="Current conditions.")
+    observed_generation: int | None = Field(None, description="Generation last reconciled.")
+    run_id: str | None = Field(None, description="Current run identifier.")
+    start_time: datetime | None = Field(None, description="Start of the current run.")
+    completion_time: datetime | None = Field(None, description="End of the current run.")
+    output_uri: str | None = Field(None, description="Artifact produced by the current run.")
+    artifact_hash: str | None = Field(
+        None, description="Content hash from the artifact's manifest."
+    )
+    results: dict[str, float] | None = Field(None, description="Key metrics of the current run.")
+    message: str | None = Field(None, description="Summary of the current state.")
+    log_path: str | None = Field(None, description="Where the current run's logs are (local runs).")
+    history: list[RunRecord] = Field(default_factory=list, description="Earlier runs, newest first.")
+
+
+def condition(conditions: list[Condition], type_: str) -> Condition | None:
+    """The condition of the given type, if present."""
+    return next((c for c in conditions if c.type == type_), None)

@@ -1,0 +1,146 @@
+"""The `FeedbackLoop` kind: accumulate feedback, retrain, evaluate challenger vs champion, promote."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from kubetune.api.base import KubeModel
+from kubetune.api.common import (
+    ARTIFACT_SCHEMES,
+    ArtifactRef,
+    ArtifactURI,
+    CommonStatus,
+    DatasetRef,
+    check_uri,
+)
+from kubetune.api.compression import CompressionTemplate
+from kubetune.api.evaluation import EvaluationTemplate, MetricName
+from kubetune.api.finetune import TrainingSettings
+
+
+class FeedbackFields(KubeModel):
+    """Names of the fields in a feedback record."""
+
+    prompt: str = Field("prompt", description="The user's prompt.")
+    response: str = Field("response", description="The model's response.")
+    rating: str | None = Field("rating", description="A numeric rating.")
+    correction: str | None = Field("correction", description="A corrected response.")
+    chosen: str | None = Field("chosen", description="Preferred response (preference pairs).")
+    rejected: str | None = Field("rejected", description="Rejected response.")
+
+
+class FeedbackSource(KubeModel):
+    """Where feedback records accumulate (JSONL files under a prefix)."""
+
+    uri: ArtifactURI = Field(description="Prefix (s3://, pvc://, file://) holding JSONL files.")
+    fields: FeedbackFields = Field(default_factory=FeedbackFields, description="Field names.")
+    min_rating: float | None = Field(
+        None, description="Records rated below this are used only through their correction."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        return check_uri(v, ARTIFACT_SCHEMES)
+
+
+class DriftTrigger(KubeModel):
+    """Retrain when the champion's score on the evaluation falls below a threshold."""
+
+    metric: MetricName = Field(description="Metric watched.")
+    below: float = Field(description="Threshold.")
+
+
+class Triggers(KubeModel):
+    """When a new cycle starts (any trigger suffices)."""
+
+    min_new_records: int | None = Field(
+        None, ge=1, description="Start when this many new feedback records accumulated."
+    )
+    schedule: str | None = Field(
+        None,
+        description="Cron schedule (5 fields), e.g. '0 3 * * 1'.",
+        pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$",
+    )
+    drift: DriftTrigger | None = Field(None, description="Champion-score trigger.")
+
+    __cel_rules__ = (
+        {
+            "rule": "has(self.minNewRecords) || has(self.schedule) || has(self.drift)",
+            "message": "set at least one trigger: minNewRecords, schedule or drift",
+        },
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from croniter import croniter
+
+        if not croniter.is_valid(v) or (not v.startswith("@") and len(v.split()) != 5):
+            raise ValueError(f"invalid cron schedule {v!r}")
+        return v
+
+
+class ObjectTarget(KubeModel):
+    """An object whose field is patched with the champion's URI on promotion."""
+
+    api_version: str = Field(description="apiVersion of the object, e.g. apps/v1.")
+    kind: str = Field(description="Kind of the object.")
+    name: str = Field(description="Name, in the same namespace.")
+    field_path: str = Field(
+        description="Dotted path of the field set to the model URI, e.g. "
+        "spec.template.metadata.annotations.model",
+        pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$",
+    )
+
+
+class Promotion(KubeModel):
+    """What promotion does."""
+
+    mode: Literal["status", "patch"] = Field(
+        "status", description="status: record the champion only; patch: also patch a target."
+    )
+    target: ObjectTarget | None = Field(None, description="The object to patch.")
+
+    __cel_rules__ = (
+        {
+            "rule": "self.mode != 'patch' || has(self.target)",
+            "message": "mode patch needs a target",
+            "fieldPath": ".target",
+        },
+    )
+
+
+class FeedbackLoopSpec(KubeModel):
+    """Desired state of a FeedbackLoop."""
+
+    feedback: FeedbackSource = Field(description="Where feedback accumulates.")
+    base_dataset: DatasetRef = Field(description="Dataset mixed with the new feedback.")
+    champion: ArtifactRef = Field(description="The model in production at the start.")
+    finetune: TrainingSettings = Field(description="Template of each cycle's FinetuneJob.")
+    compression: CompressionTemplate | None = Field(
+        None, description="Optional Compression applied to each challenger."
+    )
+    evaluation: EvaluationTemplate = Field(
+        description="Evaluation of challenger (candidate) vs champion (baseline); its gates decide."
+    )
+    triggers: Triggers = Field(description="When to start a cycle.")
+    max_concurrent_runs: int = Field(1, ge=1, le=16, description="Cycles running at once.")
+    promotion: Promotion = Field(default_factory=Promotion, description="On a passed evaluation.")
+    history_limit: int = Field(10, ge=1, le=100, description="Cycles kept in status.history.")
+    suspend: bool = Field(False, description="Stop starting new cycles.")
+
+
+class FeedbackLoopStatus(CommonStatus):
+    """Observed state of a FeedbackLoop."""
+
+    champion: str | None = Field(None, description="URI of the current champion.")
+    generation: int = Field(0, description="Cycles completed (promoted or not).")
+    pending_records: int | None = Field(None, description="Feedback records not yet used.")
+    last_cycle_time: datetime | None = Field(None, description="Start of the latest cycle.")
+    active_runs: list[str] | None = Field(None, description="Cycles running now.")
