@@ -1,6 +1,14 @@
 """Typed API of the five kinds (group kubetune.dev, version v1alpha1) and the pod contract."""
 
-from kubetune.api.common import API_VERSION, GROUP, KINDS, VERSION, ArtifactRef, Condition, DatasetRef
+from kubetune.api.common import (
+    API_VERSION,
+    GROUP,
+    KINDS,
+    VERSION,
+    ArtifactRef,
+    Condition,
+    DatasetRef,
+)
 from kubetune.api.compression import CompressionSpec, CompressionStatus
 from kubetune.api.dataset import DatasetSpec, DatasetStatus
 from kubetune.api.evaluation import EvaluationSpec, EvaluationStatus

@@ -82,7 +82,10 @@ class KubeModel(BaseModel):
                 raise PydanticCustomError(
                     "cel_rule",
                     "{where}{message}",
-                    {"where": f"{where.lstrip('.')}: " if where else "", "message": rule["message"]},
+                    {
+                        "where": f"{where.lstrip('.')}: " if where else "",
+                        "message": rule["message"],
+                    },
                 )
         return self
 

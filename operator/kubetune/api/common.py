@@ -34,7 +34,9 @@ def check_uri(value: str, schemes: tuple[str, ...]) -> str:
     """Validate a URI's scheme and refuse ``..`` path segments (path traversal)."""
     scheme, sep, rest = value.partition("://")
     if not sep or not rest:
-        raise ValueError(f"{value!r} is not a URI; expected SCHEME://PATH with SCHEME in {list(schemes)}")
+        raise ValueError(
+            f"{value!r} is not a URI; expected SCHEME://PATH with SCHEME in {list(schemes)}"
+        )
     if scheme not in schemes:
         raise ValueError(f"unsupported URI scheme {scheme!r}; expected one of {list(schemes)}")
     if re.search(_PARENT_SEGMENT, rest):
@@ -297,9 +299,7 @@ class Condition(KubeModel):
     observed_generation: int | None = Field(
         None, description="The .metadata.generation the condition was computed from."
     )
-    last_transition_time: datetime | None = Field(
-        None, description="When the status last changed."
-    )
+    last_transition_time: datetime | None = Field(None, description="When the status last changed.")
 
 
 class RunRecord(KubeModel):
@@ -332,7 +332,9 @@ class CommonStatus(KubeModel):
     results: dict[str, float] | None = Field(None, description="Key metrics of the current run.")
     message: str | None = Field(None, description="Summary of the current state.")
     log_path: str | None = Field(None, description="Where the current run's logs are (local runs).")
-    history: list[RunRecord] = Field(default_factory=list, description="Earlier runs, newest first.")
+    history: list[RunRecord] = Field(
+        default_factory=list, description="Earlier runs, newest first."
+    )
 
 
 def condition(conditions: list[Condition], type_: str) -> Condition | None:

@@ -70,9 +70,7 @@ class CompressionReportSettings(KubeModel):
         None, description="Fixed prompts for latency and tokens/s (defaults provided)."
     )
     max_new_tokens: int = Field(32, ge=1, le=4096, description="Tokens generated per prompt.")
-    max_eval_batches: int = Field(
-        16, ge=1, description="Validation batches used for perplexity."
-    )
+    max_eval_batches: int = Field(16, ge=1, description="Validation batches used for perplexity.")
     max_perplexity_increase: float | None = Field(
         None, ge=0, description="Fail when perplexity grows by more than this fraction."
     )

@@ -92,8 +92,7 @@ class PromptSources(KubeModel):
 
     __cel_rules__ = (
         {
-            "rule": "has(self.inline) || has(self.configMap) || has(self.dataset) "
-            "|| has(self.uri)",
+            "rule": "has(self.inline) || has(self.configMap) || has(self.dataset) || has(self.uri)",
             "message": "give at least one prompt source: inline, configMap, dataset or uri",
         },
     )

@@ -1,4 +1,4 @@
-"""The `FeedbackLoop` kind: accumulate feedback, retrain, evaluate challenger vs champion, promote."""
+"""The `FeedbackLoop` kind: gather feedback, retrain, evaluate challenger vs champion, promote."""
 
 from __future__ import annotations
 

@@ -1,0 +1,100 @@
+"""Entry point: ``python -m kubetune_workloads <step> --spec FILE``.
+
+Whatever happens, the step ends with a :class:`kubetune.api.steps.StepResult` written to the
+termination log (the pod's termination message) and a non-zero exit code on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from kubetune.api.steps import StepResult, parse_step_spec
+
+from kubetune_workloads.errors import WorkloadError
+
+STEP_MODULES = {
+    "dataprep": "kubetune_workloads.dataprep",
+    "finetune": "kubetune_workloads.finetune",
+    "compress": "kubetune_workloads.compress",
+    "evaluate": "kubetune_workloads.evaluate",
+}
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+log = logging.getLogger("kubetune_workloads")
+
+
+def termination_log_path() -> Path | None:
+    """Where the summary goes: $KUBETUNE_TERMINATION_LOG, else the Kubernetes default."""
+    configured = os.environ.get("KUBETUNE_TERMINATION_LOG")
+    if configured:
+        return Path(configured)
+    default = Path(DEFAULT_TERMINATION_LOG)
+    return default if default.parent.exists() and os.access(default.parent, os.W_OK) else None
+
+
+def write_result(result: StepResult) -> None:
+    path = termination_log_path()
+    text = result.termination_message()
+    if path is not None:
+        try:
+            path.write_text(text)
+        except OSError as exc:  # a read-only /dev is not a reason to lose the result
+            log.warning("cannot write termination log %s: %s", path, exc)
+    print(f"KUBETUNE_RESULT {text}", flush=True)
+
+
+def run_step(step: str, spec_path: Path) -> StepResult:
+    """Run one step and always return a result (never raise)."""
+    try:
+        text = spec_path.read_text()
+    except OSError as exc:
+        return StepResult(step=step, ok=False, reason="SpecUnreadable", message=str(exc))  # type: ignore[arg-type]
+    try:
+        spec = parse_step_spec(text)
+    except ValueError as exc:
+        return StepResult(step=step, ok=False, reason="InvalidSpec", message=str(exc)[:2000])  # type: ignore[arg-type]
+    if spec.step != step:
+        return StepResult(
+            step=step,  # type: ignore[arg-type]
+            ok=False,
+            reason="InvalidSpec",
+            message=f"spec is for step {spec.step!r}, not {step!r}",
+        )
+    try:
+        module = importlib.import_module(STEP_MODULES[step])
+        result: StepResult = module.run(spec)
+        return result
+    except WorkloadError as exc:
+        log.error("%s failed: %s", step, exc)
+        return StepResult(step=spec.step, ok=False, reason=exc.reason, message=exc.message)
+    except KeyboardInterrupt:
+        return StepResult(step=spec.step, ok=False, reason="Interrupted", message="interrupted")
+    except MemoryError:
+        return StepResult(step=spec.step, ok=False, reason="OutOfMemory", message="out of memory")
+    except Exception as exc:
+        traceback.print_exc()
+        last = f"{type(exc).__name__}: {exc}".strip()
+        return StepResult(step=spec.step, ok=False, reason="InternalError", message=last[:2000])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kubetune_workloads")
+    parser.add_argument("step", choices=sorted(STEP_MODULES))
+    parser.add_argument("--spec", required=True, type=Path, help="step spec JSON file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("KUBETUNE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result = run_step(args.step, args.spec)
+    write_result(result)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

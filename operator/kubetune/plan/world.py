@@ -1,0 +1,103 @@
+"""What a planner sees and what it returns. Plain data, no I/O.
+
+The controllers (kopf) and the local runtime both build an :class:`ObservedWorld` from their
+store, call :func:`kubetune.plan.plan`, then apply the :class:`Plan`: create the children that
+do not exist yet (idempotently), patch the status, emit the events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from kubetune.api.resources import AnyResource
+from kubetune.api.steps import LiveProgress
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    """The facts of one pod of a step's Job that status needs."""
+
+    name: str
+    phase: str  # Pending | Running | Succeeded | Failed | Unknown
+    termination_message: str | None = None
+    terminated_reason: str | None = None  # OOMKilled, Error, Completed, DeadlineExceeded...
+    exit_code: int | None = None
+    waiting_reason: str | None = None  # ImagePullBackOff, ErrImagePull, CrashLoopBackOff...
+    waiting_message: str | None = None
+    unschedulable_message: str | None = None  # PodScheduled=False reason=Unschedulable
+    last_log_line: str | None = None
+    start_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """A batch/v1 Job created for a run, as observed."""
+
+    name: str
+    run_id: str
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    suspended: bool = False
+    conditions: tuple[dict[str, Any], ...] = ()  # Job status.conditions as in the API
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    pods: tuple[ObservedPod, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObservedWorld:
+    """Everything a planner may look at for one resource."""
+
+    now: datetime
+    # Other kubetune resources of the same namespace, by (kind, name).
+    resources: dict[tuple[str, str], AnyResource] = field(default_factory=dict)
+    # This resource's Jobs (all runs).
+    jobs: tuple[ObservedJob, ...] = ()
+    # Live progress read from the running pod's progress endpoint, if any.
+    progress: LiveProgress | None = None
+    # ConfigMap data the resource references (name -> data), read by the shell.
+    config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to emit on the resource."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Operator settings that shape the manifests (flags/env of `kubetune operator`)."""
+
+    cpu_image: str = "ghcr.io/kubetune/workloads-cpu:0.1.0"
+    cuda_image: str = "ghcr.io/kubetune/workloads-cuda:0.1.0"
+    # Where outputs go when a spec sets no output.uri: <store>/<ns>/<kind>/<name>/<run-id>.
+    artifact_store: str = "pvc://kubetune-artifacts"
+    image_pull_secrets: tuple[str, ...] = ()
+    service_account: str | None = None
+    ttl_seconds_after_finished: int = 7 * 24 * 3600
+    progress_port: int = 9400
+    pvc_mount_root: str = "/mnt/pvc"
+    rendezvous_port: int = 29500
+    image_pull_policy: str = "IfNotPresent"
+
+
+@dataclass
+class Plan:
+    """The planner's answer for one resource."""
+
+    # Manifests to create when absent (ConfigMap with the step spec, Job, Service).
+    children: list[dict[str, Any]] = field(default_factory=list)
+    # Manifests to patch (e.g. spec.suspend of an existing Job): full desired objects.
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    # The whole desired status (wire format, camelCase).
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    # Come back after this many seconds even without a change (e.g. schedules).
+    requeue_after: float | None = None
