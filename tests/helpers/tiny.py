@@ -1,4 +1,4 @@
-"""Tiny models and datasets for tests: built from a config, tokenizer trained locally, no downloads."""
+"""Tiny models and datasets for tests: built from a config, tokenizer trained locally."""
 
 from __future__ import annotations
 
