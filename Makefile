@@ -1,0 +1,37 @@
+# Two entry points a new user needs: `make quickstart` runs the example pipeline locally on CPU,
+# `make test` runs linters, type checks and the whole test suite. Both create .venv on first use
+# with the CPU build of torch (pinned in constraints-dev.txt).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart test lint typecheck pytest venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints-dev.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints-dev.txt -e '.[train,dev]'
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/kubetune run -f examples/quickstart --workdir .kubetune/quickstart
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .kubetune .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,252 @@
+"""`kubetune run`: the operator's planners over an in-process store, Jobs as local processes.
+
+One loop, level-based like the operator: for every resource, observe the world (other
+resources, its Jobs as local executions, live progress), call :func:`kubetune.plan.plan`, create
+the children it asks for, write the status it computes, record its events; then start Jobs that
+have no process yet and poll the running ones. The loop ends when a whole pass changes nothing
+and nothing runs. State is saved after every change, so a rerun resumes: finished steps are not
+redone, and an interrupted step runs again (training resumes from its latest checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubetune.api.resources import KIND_INFO, AnyResource
+from kubetune.api.steps import LiveProgress
+from kubetune.local.executor import LocalExecutor, LocalPaths, notes_for, observe, read_progress
+from kubetune.local.store import LocalStore, StoredResource, now, resource_key
+from kubetune.plan import plan
+from kubetune.plan.world import ObservedWorld, OperatorConfig
+
+KIND_ORDER = ("Dataset", "FinetuneJob", "Compression", "Evaluation", "FeedbackLoop")
+TERMINAL_OK = {"Ready", "Succeeded"}
+
+
+class ManifestError(Exception):
+    """The manifests are invalid; nothing was run."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass
+class RunSummary:
+    """How a local run ended."""
+
+    workdir: Path
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(
+            (r.get("status") or {}).get("phase") in TERMINAL_OK for r in self.resources
+        )
+
+
+def local_config(workdir: Path) -> OperatorConfig:
+    """Operator settings for local runs: artifacts under the workdir, no progress port."""
+    return OperatorConfig(artifact_store=f"file://{(workdir / 'artifacts').resolve()}")
+
+
+def rewrite_local_uris(value: Any, base: Path, workdir: Path, in_output: bool = False) -> Any:
+    """Make a manifest runnable here without changing its meaning.
+
+    Relative ``file://`` URIs resolve against the manifest's directory; an ``s3://`` output
+    maps to ``file://`` under the workdir unless AWS credentials are configured.
+    """
+    if isinstance(value, dict):
+        return {
+            k: rewrite_local_uris(v, base, workdir, in_output or k == "output")
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [rewrite_local_uris(v, base, workdir, in_output) for v in value]
+    if isinstance(value, str):
+        if value.startswith("file://") and not value.startswith("file:///"):
+            return "file://" + str((base / value[len("file://") :]).resolve())
+        if in_output and value.startswith("s3://") and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            return "file://" + str((workdir / "s3" / value[len("s3://") :]).resolve())
+    return value
+
+
+def load_and_validate(paths: Iterable[Path]) -> list[tuple[str, dict[str, Any]]]:
+    """Load manifests and validate them all; raise ManifestError before anything runs."""
+    from kubetune.validation import load_manifests, validate_document
+
+    docs = load_manifests(list(paths))
+    errors: list[str] = []
+    for source, doc in docs:
+        for err in validate_document(doc):
+            errors.append(f"{source}: {err}")
+    if not docs:
+        errors.append("no kubetune resources found in the given files")
+    names: dict[tuple[str, str], str] = {}
+    for source, doc in docs:
+        key = (str(doc.get("kind")), str(doc.get("metadata", {}).get("name")))
+        if key in names:
+            errors.append(f"{source}: {key[0]} {key[1]!r} is also defined in {names[key]}")
+        names[key] = source
+    if errors:
+        raise ManifestError(errors)
+    return docs
+
+
+def _parse(stored: StoredResource) -> AnyResource:
+    model = KIND_INFO[stored.kind].model
+    return model.model_validate(stored.body)  # type: ignore[return-value]
+
+
+class LocalRunner:
+    """Drives one workdir's resources to completion."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        parallel: int = 1,
+        on_change: Callable[[LocalRunner], None] | None = None,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.workdir = workdir.resolve()
+        self.paths = LocalPaths(self.workdir)
+        self.store = LocalStore(self.workdir)
+        self.executor = LocalExecutor(self.paths)
+        self.config = local_config(self.workdir)
+        self.parallel = max(1, parallel)
+        self.on_change = on_change
+        self.poll_seconds = poll_seconds
+        self.notes: list[str] = []
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def apply(self, docs: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+        """Apply manifests to the store; returns 'Kind/name' -> created|configured|unchanged."""
+        outcome = {}
+        for source, doc in docs:
+            base = Path(source).resolve().parent if source and Path(source).exists() else Path.cwd()
+            doc = rewrite_local_uris(doc, base, self.workdir)
+            outcome[resource_key(doc["kind"], doc["metadata"]["name"])] = self.store.apply(
+                doc, source
+            )
+        self._forget_interrupted()
+        self.store.save()
+        return outcome
+
+    def _forget_interrupted(self) -> None:
+        """Steps that did not finish last time run again (same Job name, same output)."""
+        for name, execution in list(self.store.state.executions.items()):
+            if execution.state in ("Running", "Interrupted", "Pending"):
+                self.store.delete_job(name)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def ordered(self) -> list[StoredResource]:
+        return sorted(
+            self.store.state.resources.values(),
+            key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.name),
+        )
+
+    def world_for(self, stored: StoredResource) -> ObservedWorld:
+        others: dict[tuple[str, str], AnyResource] = {
+            other.key: _parse(other) for other in self.store.state.resources.values()
+        }
+        jobs = []
+        progress = None
+        for job in self.store.jobs_of(stored.kind, stored.name):
+            execution = self.store.state.executions.get(job["metadata"]["name"])
+            jobs.append(observe(job, execution))
+            live = read_progress(execution)
+            if live is not None:
+                progress = LiveProgress.model_validate(live)
+        config_maps = {
+            child["metadata"]["name"]: child.get("data", {})
+            for child in self.store.state.children.values()
+            if child["kind"] == "ConfigMap" and "kubetune.dev/kind" not in child["metadata"].get(
+                "labels", {}
+            )
+        }
+        return ObservedWorld(
+            now=now(),
+            resources=others,
+            jobs=tuple(jobs),
+            progress=progress,
+            config_maps=config_maps,
+        )
+
+    def reconcile_once(self) -> bool:
+        """One planning pass over every resource; True when anything changed."""
+        changed = False
+        for stored in self.ordered():
+            result = plan(_parse(stored), self.world_for(stored), self.config)
+            for child in result.children:
+                if self.store.create_child(child):
+                    changed = True
+                    if child["kind"] == "Job":
+                        for note in notes_for(child):
+                            self.notes.append(f"{stored.kind}/{stored.name}: {note}")
+            for patch in result.patches:
+                key = resource_key(patch["kind"], patch["metadata"]["name"])
+                if self.store.state.children.get(key) != patch:
+                    self.store.state.children[key] = patch
+                    changed = True
+            if result.status and result.status != stored.body.get("status"):
+                self.store.set_status(stored.kind, stored.name, result.status)
+                changed = True
+            for event in result.events:
+                self.store.add_event(stored.kind, stored.name, event.type, event.reason, event.message)
+        return changed
+
+    def start_jobs(self) -> bool:
+        started = False
+        for job in list(self.store.state.children.values()):
+            if job["kind"] != "Job" or job["spec"].get("suspend"):
+                continue
+            name = job["metadata"]["name"]
+            if name in self.store.state.executions:
+                continue
+            if self.executor.running() >= self.parallel:
+                break
+            self.store.state.executions[name] = self.executor.start(job, self.store.state.children)
+            started = True
+        return started
+
+    def poll(self) -> bool:
+        changed = False
+        for execution in self.store.state.executions.values():
+            if execution.state == "Running" and self.executor.poll(execution):
+                changed = True
+        return changed
+
+    def run(self) -> RunSummary:
+        """Run until nothing more can happen; Ctrl-C stops cleanly and resumably."""
+        summary = RunSummary(workdir=self.workdir)
+        try:
+            while True:
+                changed = self.poll()
+                changed = self.reconcile_once() or changed
+                changed = self.start_jobs() or changed
+                if changed:
+                    self.store.save()
+                if self.on_change is not None:
+                    self.on_change(self)
+                if not changed and self.executor.running() == 0:
+                    break
+                if not changed:
+                    time.sleep(self.poll_seconds)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            self.executor.stop_all()
+            for execution in self.store.state.executions.values():
+                if execution.state == "Running":
+                    execution.state = "Interrupted"
+            self.store.save()
+        summary.resources = [r.body for r in self.ordered()]
+        return summary
