@@ -45,11 +45,11 @@ def evaluate_cel(rule: str, value: Any, old: Any = None) -> bool:
     An evaluation error (a missing key, a type mismatch) counts as a failed rule, as it does in
     kube-apiserver.
     """
-    import celpy
+    from celpy.adapter import json_to_cel
 
-    activation = {"self": celpy.json_to_cel(value)}
+    activation = {"self": json_to_cel(value)}
     if old is not None:
-        activation["oldSelf"] = celpy.json_to_cel(old)
+        activation["oldSelf"] = json_to_cel(old)
     try:
         result = _compiled(rule).evaluate(activation)
     except Exception:

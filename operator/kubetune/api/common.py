@@ -23,7 +23,8 @@ ModelProducerKind = Literal["FinetuneJob", "Compression"]
 ARTIFACT_SCHEMES = ("hf", "s3", "pvc", "file")
 SOURCE_SCHEMES = (*ARTIFACT_SCHEMES, "http", "https")
 _PARENT_SEGMENT = r"(^|/)\.\.(/|$)"
-_NO_PARENT_RULE = f"!self.matches('{_PARENT_SEGMENT}')"
+# CEL string literals reject unknown escapes like "\.", so the rule spells the dot as [.].
+_NO_PARENT_RULE = "!self.matches('(^|/)[.][.](/|$)')"
 
 
 def _uri_pattern(schemes: tuple[str, ...]) -> str:

@@ -20,6 +20,7 @@ from kubetune.api.common import (
 SourceFormat = Literal["jsonl", "json", "csv", "parquet", "text"]
 RecordSchema = Literal["text", "instruction", "chat"]
 PiiKind = Literal["email", "phone", "ip", "creditCard", "iban", "secret"]
+PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "ip", "creditCard", "iban", "secret")
 
 
 class DataSource(KubeModel):
@@ -154,7 +155,7 @@ class PiiRedaction(KubeModel):
 
     enabled: bool = Field(True, description="Redact PII.")
     kinds: list[PiiKind] = Field(
-        default_factory=lambda: ["email", "phone", "ip", "creditCard", "iban", "secret"],
+        default_factory=lambda: list(PII_KINDS),
         description="Kinds of PII to redact.",
     )
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from kubetune.api.base import KubeModel
+from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.common import (
     ARTIFACT_SCHEMES,
     ArtifactRef,
@@ -200,7 +200,7 @@ class EvaluationTemplate(RunSettings):
         1000, ge=0, le=100000, description="Bootstrap resamples for confidence intervals."
     )
 
-    __cel_rules__ = (
+    __cel_rules__: ClassVar[tuple[CelRule, ...]] = (
         {
             "rule": "!self.metrics.exists(m, m.name == 'judge') || has(self.judge)",
             "message": "the judge metric needs a judge endpoint",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from kubetune.api.base import KubeModel
+from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.common import ARTIFACT_SCHEMES, ArtifactRef, CommonStatus, DatasetRef, RunSettings
 
 Objective = Literal["continued-pretraining", "instruction", "chat"]
@@ -232,7 +232,7 @@ class TrainingSettings(RunSettings):
         "default is the Alpaca template.",
     )
 
-    __cel_rules__ = (
+    __cel_rules__: ClassVar[tuple[CelRule, ...]] = (
         {
             "rule": "self.method == 'full' || has(self.lora)",
             "message": "lora and qlora need lora settings (at least r)",

@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kubetune.api.common import API_VERSION, DNS_SUBDOMAIN, CommonStatus
+from kubetune.api.common import DNS_SUBDOMAIN, CommonStatus
 from kubetune.api.compression import CompressionSpec, CompressionStatus
 from kubetune.api.dataset import DatasetSpec, DatasetStatus
 from kubetune.api.evaluation import EvaluationSpec, EvaluationStatus
@@ -45,7 +45,9 @@ class Resource(BaseModel, Generic[SpecT, StatusT]):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    api_version: Literal["kubetune.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    api_version: Literal["kubetune.dev/v1alpha1"] = Field(
+        "kubetune.dev/v1alpha1", alias="apiVersion"
+    )
     kind: str
     metadata: ObjectMeta
     spec: SpecT

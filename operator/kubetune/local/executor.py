@@ -69,7 +69,9 @@ def step_spec_text(job: dict[str, Any], children: dict[str, dict[str, Any]]) -> 
     raise ValueError(f"Job {job['metadata']['name']} has no step-spec ConfigMap")
 
 
-def _local_env(container: dict[str, Any], paths: LocalPaths, files: dict[str, Path]) -> dict[str, str]:
+def _local_env(
+    container: dict[str, Any], paths: LocalPaths, files: dict[str, Path]
+) -> dict[str, str]:
     env = dict(os.environ)
     for var in container.get("env", []):
         if "value" in var:
@@ -100,9 +102,11 @@ def local_command(job: dict[str, Any], spec_file: Path) -> list[str]:
     container = _container(job)
     args = [str(a) for a in container.get("command", []) + container.get("args", [])]
     step = args[args.index("kubetune_workloads") + 1]
-    parallel = int(job["spec"].get("completions") or 1) if job["spec"].get(
-        "completionMode"
-    ) == "Indexed" else 1
+    parallel = (
+        int(job["spec"].get("completions") or 1)
+        if job["spec"].get("completionMode") == "Indexed"
+        else 1
+    )
     limits = container.get("resources", {}).get("limits") or {}
     gpus = int(limits.get("nvidia.com/gpu", 0) or 0)
     procs = parallel * max(1, gpus if _cuda_devices() >= parallel * gpus else 0)
@@ -130,7 +134,9 @@ def notes_for(job: dict[str, Any]) -> list[str]:
     if gpus and _cuda_devices() == 0:
         notes.append(f"{gpus} GPU(s) requested: none here, running on CPU")
     if job["spec"].get("completionMode") == "Indexed":
-        notes.append(f"{job['spec'].get('completions')} nodes requested: running as local processes")
+        notes.append(
+            f"{job['spec'].get('completions')} nodes requested: running as local processes"
+        )
     for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
         if job["spec"]["template"]["spec"].get(key):
             notes.append(f"{key} ignored locally")
@@ -213,7 +219,11 @@ class LocalExecutor:
     def stop_all(self, wait: Callable[[subprocess.Popen[bytes]], None] | None = None) -> None:
         """Stop every running step (SIGINT, then SIGTERM/SIGKILL) so it can resume later."""
         for proc in self._procs.values():
-            for sig, timeout in ((signal.SIGINT, 20.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            for sig, timeout in (
+                (signal.SIGINT, 20.0),
+                (signal.SIGTERM, 10.0),
+                (signal.SIGKILL, 5.0),
+            ):
                 try:
                     os.killpg(proc.pid, sig)
                 except ProcessLookupError:

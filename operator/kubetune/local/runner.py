@@ -169,9 +169,8 @@ class LocalRunner:
         config_maps = {
             child["metadata"]["name"]: child.get("data", {})
             for child in self.store.state.children.values()
-            if child["kind"] == "ConfigMap" and "kubetune.dev/kind" not in child["metadata"].get(
-                "labels", {}
-            )
+            if child["kind"] == "ConfigMap"
+            and "kubetune.dev/kind" not in child["metadata"].get("labels", {})
         }
         return ObservedWorld(
             now=now(),
@@ -201,7 +200,9 @@ class LocalRunner:
                 self.store.set_status(stored.kind, stored.name, result.status)
                 changed = True
             for event in result.events:
-                self.store.add_event(stored.kind, stored.name, event.type, event.reason, event.message)
+                self.store.add_event(
+                    stored.kind, stored.name, event.type, event.reason, event.message
+                )
         return changed
 
     def start_jobs(self) -> bool:

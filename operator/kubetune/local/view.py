@@ -1,4 +1,4 @@
-"""What `kubetune run` and `kubetune status` show: a live table, `kubectl get` columns, a summary."""
+"""What `kubetune run` and `kubetune status` show: live table, `kubectl get` columns, summary."""
 
 from __future__ import annotations
 
@@ -128,7 +128,9 @@ def summary_lines(resources: list[dict[str, Any]]) -> list[str]:
         status = body.get("status") or {}
         name = f"{body['kind']}/{body['metadata']['name']}"
         phase = status.get("phase") or "Pending"
-        lines.append(f"{name}: {phase}" + (f" - {status['message']}" if status.get("message") else ""))
+        lines.append(
+            f"{name}: {phase}" + (f" - {status['message']}" if status.get("message") else "")
+        )
         if status.get("outputUri"):
             lines.append(f"    artifact: {status['outputUri']}")
         results = status.get("results") or {}

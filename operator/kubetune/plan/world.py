@@ -45,6 +45,8 @@ class ObservedJob:
     start_time: datetime | None = None
     completion_time: datetime | None = None
     pods: tuple[ObservedPod, ...] = ()
+    # Annotation kubetune.dev/spec-hash: the run-relevant spec the Job was built from.
+    spec_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,12 @@ class OperatorConfig:
     pvc_mount_root: str = "/mnt/pvc"
     rendezvous_port: int = 29500
     image_pull_policy: str = "IfNotPresent"
+    # Earlier runs kept in status.history.
+    history_limit: int = 10
+    # Re-plan a running step this often to refresh status.progress from the pod.
+    progress_interval_seconds: float = 30.0
+    # Re-check waiting dependencies this often, besides the watch on them.
+    dependency_recheck_seconds: float = 300.0
 
 
 @dataclass
@@ -94,10 +102,15 @@ class Plan:
 
     # Manifests to create when absent (ConfigMap with the step spec, Job, Service).
     children: list[dict[str, Any]] = field(default_factory=list)
-    # Manifests to patch (e.g. spec.suspend of an existing Job): full desired objects.
+    # Merge patches of existing objects (e.g. spec.suspend of a Job): apiVersion, kind,
+    # metadata.name/namespace and only the fields to change.
     patches: list[dict[str, Any]] = field(default_factory=list)
-    # The whole desired status (wire format, camelCase).
+    # The whole desired status (wire format, camelCase). Unset top-level fields are null, so a
+    # merge patch clears what an earlier run left (completionTime, results...).
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     # Come back after this many seconds even without a change (e.g. schedules).
     requeue_after: float | None = None
+    # Objects to delete (apiVersion, kind, metadata.name/namespace): still-active Jobs of runs
+    # superseded by a spec change. Delete with propagationPolicy Background.
+    deletions: list[dict[str, Any]] = field(default_factory=list)

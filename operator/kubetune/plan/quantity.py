@@ -1,0 +1,49 @@
+"""Kubernetes resource quantities: just enough arithmetic for the /dev/shm size."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+_SUFFIX = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?$")
+
+
+def to_bytes(quantity: str) -> int:
+    """The value of a quantity such as ``32Gi`` or ``500M``, rounded up to a whole number."""
+    match = _QUANTITY.match(quantity)
+    if not match:
+        raise ValueError(f"invalid quantity {quantity!r}")
+    value = Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
+    return int(value.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def format_bytes(value: int) -> str:
+    """A byte count in the largest binary unit that divides it (``17179869184`` -> ``16Gi``)."""
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        unit = int(_SUFFIX[suffix])
+        if value >= unit and value % unit == 0:
+            return f"{value // unit}{suffix}"
+    return str(value)
+
+
+def half(quantity: str) -> str:
+    """Half of a memory quantity, rounded up to a whole MiB."""
+    mib = 2**20
+    halved = -(-to_bytes(quantity) // 2)
+    return format_bytes(-(-halved // mib) * mib)

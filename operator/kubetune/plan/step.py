@@ -1,0 +1,278 @@
+"""The planning flow every runnable kind shares (Dataset, FinetuneJob, Compression, Evaluation).
+
+1. Pick the current run (one per generation; a suspend-only change keeps the run).
+2. No Job yet: resolve references into a step spec and return the run's children, or Wait.
+   Job present: read its state; patch ``spec.suspend`` when the resource asks for it.
+   Job gone after a finished run (TTL): keep the finished status, create nothing.
+3. Write the status: phase, conditions, results of a finished run, history, events.
+
+A kind plugs in a :class:`KindPlanner`: how to build its step spec, and which status fields,
+conditions and events its :class:`~kubetune.api.steps.StepResult` gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubetune.api.common import CommonStatus, Phase, RunSettings
+from kubetune.api.finetune import Progress
+from kubetune.api.resources import KIND_INFO, AnyResource
+from kubetune.api.steps import Producer, StepName, StepResult, StepSpec
+from kubetune.plan import runs
+from kubetune.plan.jobs import JobRequest, build_children
+from kubetune.plan.refs import Wait
+from kubetune.plan.state import RunState, job_state
+from kubetune.plan.status import (
+    CondSpec,
+    conditions,
+    run_conditions,
+    transition_events,
+    wire_status,
+)
+from kubetune.plan.world import Event, ObservedJob, ObservedWorld, OperatorConfig, Plan
+
+COMMON_FIELDS = frozenset(CommonStatus.model_fields)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a kind's step-spec builder needs."""
+
+    resource: AnyResource
+    world: ObservedWorld
+    config: OperatorConfig
+    run_id: str
+    output_uri: str
+
+    def base(self) -> dict[str, Any]:
+        """The fields every step spec has: producer, output URI, progress port."""
+        meta = self.resource.metadata
+        return {
+            "producer": Producer(
+                kind=self.resource.kind,
+                name=meta.name,
+                namespace=meta.namespace,
+                uid=meta.uid,
+                generation=self.resource.generation,
+                run_id=self.run_id,
+            ),
+            "output_uri": self.output_uri,
+            "progress_port": self.config.progress_port,
+        }
+
+
+@dataclass(frozen=True)
+class Built:
+    """A resolved step spec, plus env the kind adds (e.g. the judge API key reference)."""
+
+    spec: StepSpec
+    env: tuple[dict[str, Any], ...] = ()
+
+
+def _no_fields(result: StepResult) -> dict[str, Any]:
+    return {}
+
+
+def _no_conditions(result: StepResult) -> list[CondSpec]:
+    return []
+
+
+@dataclass(frozen=True)
+class KindPlanner:
+    """The kind-specific parts of planning."""
+
+    step: StepName
+    build: Callable[[RunContext], Built | Wait]
+    # Kind-specific status fields (python names) from a successful run's result.
+    result_fields: Callable[[StepResult], dict[str, Any]] = field(default=_no_fields)
+    # Extra conditions (e.g. Evaluation's Passed) from a successful run's result.
+    result_conditions: Callable[[StepResult], list[CondSpec]] = field(default=_no_conditions)
+
+
+def _job_ref(job: ObservedJob, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job.name, "namespace": namespace},
+    }
+
+
+def _suspend_patch(
+    job: ObservedJob, settings: RunSettings, namespace: str
+) -> dict[str, Any] | None:
+    """Flip spec.suspend of the run's Job to what the resource asks (Kueue owns unsuspending)."""
+    if settings.suspend and not job.suspended:
+        desired = True
+    elif not settings.suspend and job.suspended and not settings.resources.queue_name:
+        desired = False
+    else:
+        return None
+    return {**_job_ref(job, namespace), "spec": {"suspend": desired}}
+
+
+def _remembered(previous: CommonStatus, done_type: str) -> RunState:
+    """The finished state recorded in status, for a run whose Job was already cleaned up."""
+    done = next((c for c in previous.conditions if c.type == done_type), None)
+    phase: Phase = "Failed" if previous.phase == "Failed" else "Succeeded"
+    return RunState(
+        phase,
+        done.reason if done is not None else "Completed",
+        previous.message or "",
+        warning=phase == "Failed",
+        start_time=previous.start_time,
+        completion_time=previous.completion_time,
+    )
+
+
+def _new_run_state(settings: RunSettings, job: str) -> RunState:
+    if settings.suspend:
+        return RunState("Suspended", "Suspended", f"the run is suspended (Job {job})")
+    queue = settings.resources.queue_name
+    if queue:
+        return RunState("Pending", "Queued", f"Job {job} waits for admission by queue {queue}")
+    return RunState("Pending", "Starting", f"creating Job {job}")
+
+
+def plan_step(
+    resource: AnyResource, world: ObservedWorld, config: OperatorConfig, kind: KindPlanner
+) -> Plan:
+    """Plan one runnable resource."""
+    info = KIND_INFO[resource.kind]
+    done_type = info.done_condition
+    settings = resource.spec
+    assert isinstance(settings, RunSettings)
+    previous = resource.status
+    digest = runs.spec_hash(resource)
+    run_id = runs.current_run_id(resource, world.jobs, digest)
+    job = next((j for j in world.jobs if j.run_id == run_id), None)
+    same_run = previous if previous is not None and previous.run_id == run_id else None
+    plan = Plan(
+        deletions=[
+            _job_ref(j, resource.namespace)
+            for j in world.jobs
+            if j.run_id != run_id and not runs.job_finished(j)
+        ]
+    )
+
+    waiting: CondSpec | None = None
+    if job is not None:
+        state = job_state(job, settings, world.progress)
+        patch = None if state.terminal else _suspend_patch(job, settings, resource.namespace)
+        if patch is not None:
+            plan.patches.append(patch)
+    elif same_run is not None and same_run.phase in runs.TERMINAL_PHASES:
+        state = _remembered(same_run, done_type)
+    else:
+        ctx = RunContext(resource, world, config, run_id, runs.output_uri(resource, run_id, config))
+        built = kind.build(ctx)
+        if isinstance(built, Wait):
+            state = RunState("Waiting", built.reason, built.message, warning=built.failed)
+            waiting = CondSpec("Waiting", "True", built.reason, built.message)
+        else:
+            request = JobRequest(
+                resource, settings, kind.step, run_id, digest, built.spec, built.env
+            )
+            plan.children = build_children(request, config)
+            state = _new_run_state(settings, request.job_name)
+
+    if done_type == "Ready" and state.phase == "Succeeded":
+        state = RunState(
+            "Ready",
+            state.reason,
+            state.message,
+            result=state.result,
+            start_time=state.start_time,
+            completion_time=state.completion_time,
+        )
+
+    fields, extra_conds = _outcome(state, same_run, kind, run_id, world, config, resource)
+    specs = run_conditions(done_type, state, waiting) + extra_conds
+    prior = previous.conditions if previous is not None else []
+    status = info.status_model.model_validate(
+        {
+            **fields,
+            "phase": state.phase,
+            "conditions": conditions(prior, specs, resource.generation, world.now),
+            "observed_generation": resource.generation,
+            "run_id": run_id,
+            "start_time": state.start_time or (same_run.start_time if same_run else None),
+            "completion_time": state.completion_time if state.terminal else None,
+            "message": state.message,
+            "history": runs.history(
+                previous, run_id, world.now, world.jobs, config.history_limit, done_type
+            ),
+        }
+    )
+    plan.status = wire_status(status)
+    plan.events = transition_events(previous, run_id, state, done_type)
+    plan.events.extend(_result_events(resource, previous, run_id, state))
+    if state.phase in ("Running", "Pending"):
+        plan.requeue_after = config.progress_interval_seconds
+    elif state.phase == "Waiting":
+        plan.requeue_after = config.dependency_recheck_seconds
+    return plan
+
+
+def _outcome(
+    state: RunState,
+    same_run: CommonStatus | None,
+    kind: KindPlanner,
+    run_id: str,
+    world: ObservedWorld,
+    config: OperatorConfig,
+    resource: AnyResource,
+) -> tuple[dict[str, Any], list[CondSpec]]:
+    """Result fields and extra conditions: from the result, remembered, or reset."""
+    fields: dict[str, Any] = {}
+    extra: list[CondSpec] = []
+    status_fields = KIND_INFO[resource.kind].status_model.model_fields
+    result = state.result
+    if state.phase in ("Succeeded", "Ready") and result is not None:
+        fields.update(
+            output_uri=result.output_uri or runs.output_uri(resource, run_id, config),
+            artifact_hash=result.content_hash,
+            results=dict(result.metrics) or None,
+        )
+        fields.update(kind.result_fields(result))
+        extra = kind.result_conditions(result)
+    elif state.phase in ("Succeeded", "Ready"):
+        fields["output_uri"] = runs.output_uri(resource, run_id, config)
+    if state.terminal and same_run is not None and result is None:
+        # A finished run whose Job is gone: keep what its status recorded.
+        kept = same_run.model_dump(exclude=set(COMMON_FIELDS) - {"output_uri", "artifact_hash"})
+        kept["results"] = same_run.results
+        fields.update({k: v for k, v in kept.items() if v is not None})
+        base = {"Ready", "Succeeded", "Waiting", "Running"}
+        extra = [
+            CondSpec(c.type, c.status, c.reason, c.message)
+            for c in same_run.conditions
+            if c.type not in base
+        ]
+    if "progress" in status_fields:
+        fields["progress"] = _progress(state, same_run, world)
+    return fields, extra
+
+
+def _progress(
+    state: RunState, same_run: CommonStatus | None, world: ObservedWorld
+) -> Progress | None:
+    if state.phase == "Running" and world.progress is not None:
+        data = world.progress.model_dump(exclude={"phase", "message"})
+        return Progress.model_validate(data)
+    kept = getattr(same_run, "progress", None)
+    return kept if isinstance(kept, Progress) else None
+
+
+def _result_events(
+    resource: AnyResource, previous: CommonStatus | None, run_id: str, state: RunState
+) -> list[Event]:
+    """A Warning when a finished Evaluation's gates failed (once, on the transition)."""
+    result = state.result
+    if result is None or result.passed is not False:
+        return []
+    if previous is not None and previous.run_id == run_id and previous.phase == state.phase:
+        return []
+    gates = ", ".join(result.failed_gates or []) or "unknown"
+    return [Event("Warning", "GatesFailed", f"{resource.kind} gates failed: {gates}")]

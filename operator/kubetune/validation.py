@@ -1,0 +1,296 @@
+"""``kubetune validate``: load manifests and check them against the typed API and the CRDs.
+
+:func:`validate_document` uses the pydantic models (whose validators evaluate the same CEL rules
+as the cluster) and reports errors with field paths worded like kube-apiserver's
+(``FinetuneJob.kubetune.dev "x" is invalid: spec.lora.r: Required value``).
+:func:`validate_against_crd` (from :mod:`kubetune.crd_validation`) checks the generated CRD
+schema only, as the API server does. :func:`validate_manifest` runs both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from pydantic import ValidationError
+
+from kubetune.api.common import API_VERSION, DNS_LABEL, DNS_SUBDOMAIN, GROUP
+from kubetune.api.resources import KIND_INFO
+from kubetune.crd_validation import validate_against_crd
+
+__all__ = [
+    "FieldError",
+    "LoadedDocument",
+    "ManifestError",
+    "format_errors",
+    "is_kubetune",
+    "load_manifests",
+    "validate_against_crd",
+    "validate_document",
+    "validate_manifest",
+]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``2e-4`` as a number, as kubectl's YAML 1.2 parser does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """The non-empty documents of a (multi-document) YAML text."""
+    return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+
+
+class ManifestError(Exception):
+    """A file that cannot be read as Kubernetes manifests."""
+
+
+class LoadedDocument(NamedTuple):
+    """One document of a manifest file: where it came from (``file.yaml#2``) and its body."""
+
+    source: str
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid field: ``path`` like ``spec.hyperparameters.learningRate``."""
+
+    path: str
+    reason: str
+    message: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" + (f": {self.message}" if self.message else "")
+
+    @classmethod
+    def parse(cls, text: str) -> FieldError:
+        """Read back a ``path: Reason: detail`` line (as :func:`validate_against_crd` writes)."""
+        path, _, rest = text.partition(": ")
+        reason, _, message = rest.partition(": ")
+        return cls(path, reason, message)
+
+
+def is_kubetune(doc: dict[str, Any]) -> bool:
+    """Whether a document belongs to the kubetune API group (any version)."""
+    return str(doc.get("apiVersion", "")).split("/")[0] == GROUP
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES
+        )
+    if path.is_file():
+        return [path]
+    raise ManifestError(f"{path}: no such file or directory")
+
+
+def _documents(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            loaded = json.loads(text)
+            return loaded if isinstance(loaded, list) else [loaded]
+        return load_yaml_documents(text)
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path}: not valid JSON: {e.msg} (line {e.lineno})") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ManifestError(f"{path}: not valid YAML: {problem}{where}") from e
+
+
+def load_manifests(
+    paths: Iterable[str | Path], notes: list[str] | None = None
+) -> list[LoadedDocument]:
+    """The kubetune documents in files and directories (recursively; .yaml, .yml, .json).
+
+    Multi-document YAML and ``kind: List`` are expanded. Documents of other API groups are
+    skipped; a note saying so is appended to ``notes`` when given.
+    """
+    loaded: list[LoadedDocument] = []
+    for root in paths:
+        for file in _files(Path(root)):
+            docs = _documents(file)
+            for index, doc in enumerate(docs, start=1):
+                source = f"{file}#{index}" if len(docs) > 1 else str(file)
+                items = doc.get("items", []) if isinstance(doc, dict) and _is_list(doc) else [doc]
+                for item in items:
+                    if not isinstance(item, dict):
+                        raise ManifestError(f"{source}: a manifest must be a mapping")
+                    if is_kubetune(item):
+                        loaded.append(LoadedDocument(source, item))
+                    elif notes is not None:
+                        what = f"{item.get('apiVersion', '?')} {item.get('kind', '?')}"
+                        notes.append(f"{source}: skipped {what} (not a kubetune resource)")
+    return loaded
+
+
+def _is_list(doc: dict[str, Any]) -> bool:
+    return str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list)
+
+
+# --- pydantic errors as field errors ---------------------------------------------------------
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out = f"{out}.{part}" if out else str(part)
+    return out
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return '"object"'
+    if isinstance(value, list):
+        return '"array"'
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return json.dumps(str(value))
+
+
+def _field_errors(error: ValidationError, prefix: str) -> list[FieldError]:
+    out = []
+    for item in error.errors(include_url=False):
+        loc = [prefix, *item["loc"]]
+        kind = item["type"]
+        value = item.get("input")
+        ctx = item.get("ctx") or {}
+        if kind == "missing":
+            out.append(FieldError(_path(loc), "Required value"))
+        elif kind == "extra_forbidden":
+            out.append(FieldError(_path(loc), "Unknown field", "field not declared in schema"))
+        elif kind == "literal_error":
+            expected = re.sub(r"'([^']*)'", r'"\1"', str(ctx.get("expected", "")))
+            out.append(
+                FieldError(
+                    _path(loc),
+                    "Unsupported value",
+                    f"{_shown(value)}: supported values: {expected.replace(' or ', ', ')}",
+                )
+            )
+        elif kind == "cel_rule":
+            where = str(ctx.get("where", "")).removesuffix(": ")
+            path = _path(loc) + (f".{where}" if where else "")
+            out.append(FieldError(path, "Invalid value", f'"object": {ctx.get("message", "")}'))
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            message = message[:1].lower() + message[1:]
+            out.append(FieldError(_path(loc), "Invalid value", f"{_shown(value)}: {message}"))
+    return out
+
+
+def _metadata_errors(meta: Any) -> list[FieldError]:
+    if not isinstance(meta, dict):
+        return [FieldError("metadata", "Required value", "metadata with a name is required")]
+    errors = []
+    name = meta.get("name")
+    if name is None and not meta.get("generateName"):
+        errors.append(FieldError("metadata.name", "Required value", "name or generateName"))
+    elif name is not None and (
+        not isinstance(name, str) or len(name) > 253 or not re.match(DNS_SUBDOMAIN, name)
+    ):
+        errors.append(
+            FieldError(
+                "metadata.name",
+                "Invalid value",
+                f"{_shown(name)}: a lowercase RFC 1123 subdomain must consist of lower case "
+                "alphanumeric characters, '-' or '.', and must start and end with an "
+                "alphanumeric character (at most 253 characters)",
+            )
+        )
+    namespace = meta.get("namespace")
+    if namespace is not None and (
+        not isinstance(namespace, str) or len(namespace) > 63 or not re.match(DNS_LABEL, namespace)
+    ):
+        errors.append(
+            FieldError(
+                "metadata.namespace",
+                "Invalid value",
+                f"{_shown(namespace)}: a lowercase RFC 1123 label must consist of lower case "
+                "alphanumeric characters or '-' (at most 63 characters)",
+            )
+        )
+    return errors
+
+
+def validate_document(doc: dict[str, Any]) -> list[FieldError]:
+    """Field errors of one kubetune manifest, checked with the typed API; empty when valid."""
+    if doc.get("apiVersion") != API_VERSION:
+        return [
+            FieldError(
+                "apiVersion",
+                "Unsupported value",
+                f'{_shown(doc.get("apiVersion"))}: supported values: "{API_VERSION}"',
+            )
+        ]
+    info = KIND_INFO.get(str(doc.get("kind")))
+    if info is None:
+        supported = ", ".join(f'"{k}"' for k in KIND_INFO)
+        return [
+            FieldError(
+                "kind",
+                "Unsupported value",
+                f"{_shown(doc.get('kind'))}: supported values: {supported}",
+            )
+        ]
+    errors = _metadata_errors(doc.get("metadata"))
+    for key in doc:
+        if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
+            errors.append(FieldError(key, "Unknown field", "field not declared in schema"))
+    parts = (("spec", info.spec_model), ("status", info.status_model))
+    for key, model in parts:
+        if key not in doc and key == "status":
+            continue
+        if key not in doc:
+            errors.append(FieldError(key, "Required value"))
+            continue
+        try:
+            model.model_validate(doc[key], by_alias=True, by_name=False)
+        except ValidationError as e:
+            errors.extend(_field_errors(e, key))
+    return errors
+
+
+def validate_manifest(doc: dict[str, Any]) -> list[FieldError]:
+    """Typed-API errors, or when there are none, what the CRD schema and CEL rules reject."""
+    errors = validate_document(doc)
+    if errors:
+        return errors
+    return [FieldError.parse(text) for text in validate_against_crd(doc)]
+
+
+def format_errors(doc: dict[str, Any], errors: Sequence[FieldError]) -> str:
+    """All errors of one object in one line, as kube-apiserver words a 422 Invalid."""
+    kind = str(doc.get("kind", "?"))
+    meta = doc.get("metadata")
+    name = meta.get("name", "") if isinstance(meta, dict) else ""
+    joined = str(errors[0]) if len(errors) == 1 else "[" + ", ".join(map(str, errors)) + "]"
+    return f'{kind}.{GROUP} "{name}" is invalid: {joined}'
