@@ -25,6 +25,10 @@ STEP_MODULES = {
     "evaluate": "kubetune_workloads.evaluate",
 }
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+EXIT_INVALID = 2
+PERMANENT_REASONS = frozenset(
+    {"InvalidSpec", "InvalidInput", "UnsafeWeights", "SpecUnreadable", "UnsupportedArchitecture"}
+)
 log = logging.getLogger("kubetune_workloads")
 
 
@@ -93,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = run_step(args.step, args.spec)
     write_result(result)
-    return 0 if result.ok else 1
+    if result.ok:
+        return 0
+    # Exit code 2 tells the Job's podFailurePolicy that retrying cannot help.
+    return EXIT_INVALID if result.reason in PERMANENT_REASONS else 1
 
 
 if __name__ == "__main__":

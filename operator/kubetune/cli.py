@@ -129,6 +129,142 @@ def docs_check(file: DocsFile = Path("docs/api.md")) -> None:
     console.print(f"[green]✓[/green] {file} is up to date")
 
 
+Workdir = Annotated[
+    Path,
+    typer.Option("--workdir", help="Where state, artifacts and logs of local runs live."),
+]
+Files = Annotated[
+    list[Path],
+    typer.Option("-f", "--filename", help="Manifest file or directory (repeatable)."),
+]
+
+
+@app.command()
+def run(
+    files: Files,
+    workdir: Workdir = Path(".kubetune/run"),
+    parallel: Annotated[int, typer.Option(help="Steps run at the same time.")] = 1,
+) -> None:
+    """Run manifests locally, with the operator's planners and no cluster."""
+    from rich.live import Live
+
+    from kubetune.local.runner import InvalidManifests, LocalRunner, load_and_validate
+    from kubetune.local.view import live_table, summary_lines
+
+    try:
+        docs = load_and_validate(files)
+    except InvalidManifests as exc:
+        for error in exc.errors:
+            err_console.print(f"[red]✗[/red] {escape(error)}")
+        err_console.print("nothing was run: fix the manifests first")
+        raise typer.Exit(1) from None
+    runner = LocalRunner(workdir, parallel=parallel)
+    for key, outcome in runner.apply(docs).items():
+        console.print(f"{key} {outcome}")
+    console.print(f"workdir: {runner.workdir}  (logs in {runner.paths.logs})")
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            runner.on_change = lambda r: live.update(
+                live_table([s.body for s in r.ordered()], r.notes)
+            )
+            summary = runner.run()
+    else:
+        seen: dict[str, str] = {}
+
+        def report(r: LocalRunner) -> None:
+            for stored in r.ordered():
+                status = stored.body.get("status") or {}
+                line = f"{status.get('phase') or 'Pending'}: {status.get('message') or ''}"
+                key = f"{stored.kind}/{stored.name}"
+                if seen.get(key) != line:
+                    seen[key] = line
+                    console.print(f"{key} {line}", markup=False)
+
+        runner.on_change = report
+        summary = runner.run()
+    for note in dict.fromkeys(runner.notes):
+        console.print(f"[dim]note: {escape(note)}[/dim]")
+    console.rule("summary")
+    for line in summary_lines(summary.resources):
+        console.print(line, markup=False)
+    if summary.interrupted:
+        err_console.print(f"interrupted: rerun the same command to resume ({runner.workdir})")
+        raise typer.Exit(130)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    workdir: Workdir = Path(".kubetune/run"),
+    wide: Annotated[bool, typer.Option("--wide", "-o", help="Show all columns.")] = False,
+) -> None:
+    """Print local resources as `kubectl get` would, from a run's workdir."""
+    from kubetune.local.store import STATE_FILE, LocalStore
+    from kubetune.local.view import status_tables
+
+    if not (workdir / STATE_FILE).is_file():
+        err_console.print(f"no local run in {workdir}")
+        raise typer.Exit(1)
+    bodies = [r.body for r in LocalStore(workdir).state.resources.values()]
+    for table in status_tables(bodies, wide=wide):
+        console.print(table)
+        console.print()
+
+
+@app.command("plan")
+def plan_command(
+    files: Files,
+    image_cpu: Annotated[str | None, typer.Option(help="Workload image for CPU steps.")] = None,
+    image_cuda: Annotated[str | None, typer.Option(help="Workload image for GPU steps.")] = None,
+    artifact_store: Annotated[
+        str | None, typer.Option(help="Default output location, e.g. pvc://kubetune-artifacts.")
+    ] = None,
+) -> None:
+    """Print, as YAML, every Kubernetes object the operator would create for the manifests."""
+    import dataclasses
+
+    import yaml
+
+    from kubetune.api.resources import KIND_INFO
+    from kubetune.local.runner import InvalidManifests, load_and_validate
+    from kubetune.plan.render import plan_manifests
+    from kubetune.plan.world import OperatorConfig
+
+    try:
+        docs = load_and_validate(files)
+    except InvalidManifests as exc:
+        for error in exc.errors:
+            err_console.print(f"[red]✗[/red] {escape(error)}")
+        raise typer.Exit(1) from None
+    overrides = {
+        k: v
+        for k, v in (
+            ("cpu_image", image_cpu),
+            ("cuda_image", image_cuda),
+            ("artifact_store", artifact_store),
+        )
+        if v
+    }
+    config = dataclasses.replace(OperatorConfig(), **overrides)
+    resources = [KIND_INFO[doc["kind"]].model.model_validate(doc) for _, doc in docs]
+    rendered = plan_manifests(resources, config)  # type: ignore[arg-type]
+    objects = [child for item in rendered for child in item.plan.children]
+    for item in rendered:
+        if getattr(item, "waiting", None):
+            err_console.print(f"# {item.waiting}", markup=False)
+    class BlockDumper(yaml.SafeDumper):
+        """Multi-line strings (the step spec JSON) as readable literal blocks."""
+
+    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    BlockDumper.add_representer(str, _str)
+    text = yaml.dump_all(objects, Dumper=BlockDumper, sort_keys=False)
+    console.print(text, markup=False, end="")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -9,6 +9,7 @@ the model validator below evaluates the very same expressions (with cel-python) 
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, ClassVar, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -57,6 +58,16 @@ def evaluate_cel(rule: str, value: Any, old: Any = None) -> bool:
     return bool(result) if not isinstance(result, Exception) else False
 
 
+@functools.lru_cache(maxsize=8192)
+def _first_failed_rule(rules: tuple[str, ...], value_json: str) -> int | None:
+    """Index of the first rule the value breaks (cached: planners re-validate the same specs)."""
+    value = json.loads(value_json)
+    for index, rule in enumerate(rules):
+        if not evaluate_cel(rule, value):
+            return index
+    return None
+
+
 class KubeModel(BaseModel):
     """Base for spec/status models: camelCase aliases, unknown fields rejected, CEL rules."""
 
@@ -76,17 +87,17 @@ class KubeModel(BaseModel):
         if not rules:
             return self
         value = self.model_dump(mode="json", by_alias=True, exclude_none=True)
-        for rule in rules:
-            if not evaluate_cel(rule["rule"], value):
-                where = rule.get("fieldPath", "")
-                raise PydanticCustomError(
-                    "cel_rule",
-                    "{where}{message}",
-                    {
-                        "where": f"{where.lstrip('.')}: " if where else "",
-                        "message": rule["message"],
-                    },
-                )
+        failed = _first_failed_rule(
+            tuple(r["rule"] for r in rules), json.dumps(value, sort_keys=True)
+        )
+        if failed is not None:
+            rule = rules[failed]
+            where = rule.get("fieldPath", "")
+            raise PydanticCustomError(
+                "cel_rule",
+                "{where}{message}",
+                {"where": f"{where.lstrip('.')}: " if where else "", "message": rule["message"]},
+            )
         return self
 
     def wire(self) -> dict[str, Any]:

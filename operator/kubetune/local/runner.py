@@ -28,7 +28,7 @@ KIND_ORDER = ("Dataset", "FinetuneJob", "Compression", "Evaluation", "FeedbackLo
 TERMINAL_OK = {"Ready", "Succeeded"}
 
 
-class ManifestError(Exception):
+class InvalidManifests(Exception):
     """The manifests are invalid; nothing was run."""
 
     def __init__(self, errors: list[str]) -> None:
@@ -79,13 +79,22 @@ def rewrite_local_uris(value: Any, base: Path, workdir: Path, in_output: bool = 
 
 def load_and_validate(paths: Iterable[Path]) -> list[tuple[str, dict[str, Any]]]:
     """Load manifests and validate them all; raise ManifestError before anything runs."""
-    from kubetune.validation import load_manifests, validate_document
+    from kubetune.validation import (
+        ManifestError,
+        format_errors,
+        load_manifests,
+        validate_manifest,
+    )
 
-    docs = load_manifests(list(paths))
+    try:
+        docs = [(d.source, d.doc) for d in load_manifests(list(paths))]
+    except ManifestError as exc:
+        raise InvalidManifests([str(exc)]) from None
     errors: list[str] = []
     for source, doc in docs:
-        for err in validate_document(doc):
-            errors.append(f"{source}: {err}")
+        problems = validate_manifest(doc)
+        if problems:
+            errors.append(f"{source}: {format_errors(doc, problems)}")
     if not docs:
         errors.append("no kubetune resources found in the given files")
     names: dict[tuple[str, str], str] = {}
@@ -95,7 +104,7 @@ def load_and_validate(paths: Iterable[Path]) -> list[tuple[str, dict[str, Any]]]
             errors.append(f"{source}: {key[0]} {key[1]!r} is also defined in {names[key]}")
         names[key] = source
     if errors:
-        raise ManifestError(errors)
+        raise InvalidManifests(errors)
     return docs
 
 
@@ -131,7 +140,8 @@ class LocalRunner:
         """Apply manifests to the store; returns 'Kind/name' -> created|configured|unchanged."""
         outcome = {}
         for source, doc in docs:
-            base = Path(source).resolve().parent if source and Path(source).exists() else Path.cwd()
+            file = Path(source.split("#", 1)[0])
+            base = file.resolve().parent if file.is_file() else Path.cwd()
             doc = rewrite_local_uris(doc, base, self.workdir)
             outcome[resource_key(doc["kind"], doc["metadata"]["name"])] = self.store.apply(
                 doc, source

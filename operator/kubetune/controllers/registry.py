@@ -1,0 +1,86 @@
+"""The operator's kopf registry: settings at startup, shared clients, indexes, loops, wake-ups.
+
+:func:`build_registry` returns a fresh ``kopf.OperatorRegistry`` so the same operator runs under
+``kopf run`` (:func:`kubetune.controllers.main.run_operator`) and in tests
+(``kopf.testing.KopfRunner``) without global state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import kopf
+
+from kubetune import metrics
+from kubetune.controllers import compression, dataset, evaluation, feedback, finetune
+from kubetune.controllers.base import KindController
+from kubetune.controllers.cache import register_child_indexes, register_indexes
+from kubetune.controllers.loop import MEMO_KEY, Wakers, register_children, register_kind
+from kubetune.controllers.reconcile import Runtime
+from kubetune.plan.world import OperatorConfig
+
+PREFIX = "kubetune.dev"
+FINALIZER = f"{PREFIX}/finalizer"
+PEERING_NAME = "kubetune"
+
+CONTROLLERS: tuple[KindController, ...] = (
+    dataset.CONTROLLER,
+    finetune.CONTROLLER,
+    compression.CONTROLLER,
+    evaluation.CONTROLLER,
+    feedback.CONTROLLER,
+)
+
+
+def configure(settings: kopf.OperatorSettings, posting_level: int = logging.WARNING) -> None:
+    """Project-prefixed names and the posting level (kopf's own messages as Events)."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = posting_level
+    settings.peering.name = PEERING_NAME
+
+
+def build_registry(
+    config: OperatorConfig,
+    *,
+    metrics_port: int | None = None,
+    controllers: Sequence[KindController] = CONTROLLERS,
+    posting_level: int = logging.WARNING,
+) -> kopf.OperatorRegistry:
+    """All handlers of the operator, configured by ``config``."""
+    registry = kopf.OperatorRegistry()
+    by_kind = {c.kind: c for c in controllers}
+
+    @kopf.on.startup(registry=registry)
+    async def startup(
+        settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any
+    ) -> None:
+        configure(settings, posting_level)
+        runtime = Runtime(config=config, controllers=by_kind, session=aiohttp.ClientSession())
+        memo[MEMO_KEY] = (runtime, Wakers())
+        if metrics_port:
+            memo["kubetune_exporter"] = metrics.start_exporter(metrics_port)
+            logger.info("serving Prometheus metrics on port %d", metrics_port)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        state = memo.get(MEMO_KEY)
+        if state is not None and state[0].session is not None:
+            await state[0].session.close()
+        exporter = memo.get("kubetune_exporter")
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
+
+    register_child_indexes(registry)
+    register_children(registry)
+    for controller in controllers:
+        register_indexes(registry, controller.kind)
+        register_kind(registry, controller)
+    return registry
