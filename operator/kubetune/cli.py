@@ -6,12 +6,16 @@ fast. Every command exits non-zero on failure.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from kubetune.plan.world import OperatorConfig
 
 app = typer.Typer(
     name="kubetune",
@@ -222,14 +226,11 @@ def plan_command(
     ] = None,
 ) -> None:
     """Print, as YAML, every Kubernetes object the operator would create for the manifests."""
-    import dataclasses
-
     import yaml
 
     from kubetune.api.resources import KIND_INFO
     from kubetune.local.runner import InvalidManifests, load_and_validate
     from kubetune.plan.render import plan_manifests
-    from kubetune.plan.world import OperatorConfig
 
     try:
         docs = load_and_validate(files)
@@ -237,22 +238,14 @@ def plan_command(
         for error in exc.errors:
             err_console.print(f"[red]✗[/red] {escape(error)}")
         raise typer.Exit(1) from None
-    overrides = {
-        k: v
-        for k, v in (
-            ("cpu_image", image_cpu),
-            ("cuda_image", image_cuda),
-            ("artifact_store", artifact_store),
-        )
-        if v
-    }
-    config = dataclasses.replace(OperatorConfig(), **overrides)
+    config = _operator_config(image_cpu, image_cuda, artifact_store)
     resources = [KIND_INFO[doc["kind"]].model.model_validate(doc) for _, doc in docs]
     rendered = plan_manifests(resources, config)  # type: ignore[arg-type]
     objects = [child for item in rendered for child in item.plan.children]
     for item in rendered:
         if getattr(item, "waiting", None):
             err_console.print(f"# {item.waiting}", markup=False)
+
     class BlockDumper(yaml.SafeDumper):
         """Multi-line strings (the step spec JSON) as readable literal blocks."""
 
@@ -263,6 +256,64 @@ def plan_command(
     BlockDumper.add_representer(str, _str)
     text = yaml.dump_all(objects, Dumper=BlockDumper, sort_keys=False)
     console.print(text, markup=False, end="")
+
+
+@app.command()
+def operator(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Namespace to watch (repeatable; default: all)."),
+    ] = None,
+    image_cpu: Annotated[str | None, typer.Option(help="Workload image for CPU steps.")] = None,
+    image_cuda: Annotated[str | None, typer.Option(help="Workload image for GPU steps.")] = None,
+    artifact_store: Annotated[
+        str | None, typer.Option(help="Default output location, e.g. pvc://kubetune-artifacts.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port (0 disables; env KUBETUNE_METRICS_PORT).")
+    ] = None,
+    liveness: Annotated[
+        str, typer.Option(help="Liveness endpoint served by kopf.")
+    ] = "http://0.0.0.0:8081/healthz",
+    log_format: Annotated[
+        str | None, typer.Option(help="plain, full or json (env KUBETUNE_LOG_FORMAT).")
+    ] = None,
+    standalone: Annotated[bool, typer.Option(help="Run without kopf peering.")] = False,
+    peering_name: Annotated[str, typer.Option(help="kopf peering object name.")] = "kubetune",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator (kopf) against the cluster of the current kubeconfig."""
+    from kubetune.controllers import run_operator
+
+    try:
+        run_operator(
+            namespaces=namespace or None,
+            config=_operator_config(image_cpu, image_cuda, artifact_store),
+            metrics_port=metrics_port,
+            liveness=liveness,
+            log_format=log_format,
+            standalone=standalone,
+            peering_name=peering_name,
+            verbose=verbose,
+        )
+    except ValueError as exc:
+        err_console.print(f"[red]✗[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def _operator_config(
+    image_cpu: str | None, image_cuda: str | None, artifact_store: str | None
+) -> OperatorConfig:
+    """Operator settings from the flags `kubetune plan` and `kubetune operator` share."""
+    from kubetune.plan.world import OperatorConfig
+
+    default = OperatorConfig()
+    return dataclasses.replace(
+        default,
+        cpu_image=image_cpu or default.cpu_image,
+        cuda_image=image_cuda or default.cuda_image,
+        artifact_store=artifact_store or default.artifact_store,
+    )
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ The controllers call the ``record_*`` functions; :func:`start_exporter` serves `
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterator, Mapping
@@ -158,10 +159,8 @@ def _series_labels(metric: Gauge) -> list[tuple[str, ...]]:
 
 
 def _remove(metric: Gauge, *labels: str) -> None:
-    try:
+    with contextlib.suppress(KeyError):
         metric.remove(*labels)
-    except KeyError:
-        pass
 
 
 def start_exporter(port: int, addr: str = "0.0.0.0") -> Any:

@@ -147,17 +147,18 @@ def register_child_indexes(registry: kopf.OperatorRegistry) -> None:
         return {(str(body.metadata.namespace or "default"), job): plain(body)}
 
 
-def _resource_version(body: Mapping[str, Any] | None) -> int:
-    text = str(((body or {}).get("metadata") or {}).get("resourceVersion") or "")
+def _resource_version(body: Mapping[str, Any]) -> int:
+    text = str((body.get("metadata") or {}).get("resourceVersion") or "")
     return int(text) if text.isdigit() else -1
 
 
 def newest(*bodies: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The body with the highest resourceVersion (the first one when they cannot be compared)."""
-    present = [b for b in bodies if b is not None]
+    present: list[Mapping[str, Any]] = [b for b in bodies if b is not None]
     if not present:
         return None
-    return dict(max(present, key=_resource_version))
+    best: Mapping[str, Any] = max(present, key=_resource_version)
+    return dict(best)
 
 
 class Fresh:
@@ -218,7 +219,7 @@ class Indexes:
     def job_owner(self, namespace: str, job: str) -> Key | None:
         """The kubetune resource owning a Job, by the Job's name (for a Pod's event)."""
         owners = self._values(JOB_OWNERS_INDEX, (namespace, job))
-        return tuple(owners[0]) if owners else None  # type: ignore[return-value]
+        return (str(owners[0][0]), str(owners[0][1]), str(owners[0][2])) if owners else None
 
 
 def owner_key(job: Mapping[str, Any]) -> Key | None:

@@ -24,12 +24,21 @@ from typing import Any
 
 import kopf
 
-from kubetune.controllers.base import KindController
-from kubetune.controllers.cache import VERSION, Indexes, Key, key_of, owner_key, plain
-from kubetune.controllers.kube import Client
-from kubetune.controllers.reconcile import InvalidSpec, Reconciler, Runtime
+from kubetune import metrics
 from kubetune.api.common import GROUP
 from kubetune.api.resources import KIND_INFO
+from kubetune.controllers.base import KindController
+from kubetune.controllers.cache import (
+    VERSION,
+    Indexes,
+    Key,
+    job_name_of_pod,
+    key_of,
+    owner_key,
+    plain,
+)
+from kubetune.controllers.kube import Client
+from kubetune.controllers.reconcile import InvalidSpec, Reconciler, Runtime
 from kubetune.plan import naming
 
 MEMO_KEY = "kubetune"
@@ -129,13 +138,12 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
         body: kopf.Body,
         memo: kopf.Memo,
         logger: kopf.Logger,
-        settings: kopf.OperatorSettings,
         **kwargs: Any,
     ) -> None:
         runtime, wakers = runtime_of(memo)
         key = key_of(body)
         waker = wakers.of(key)
-        client = Client(settings, logger)  # type: ignore[arg-type]
+        client = Client(runtime.settings, logger)  # type: ignore[arg-type]
         backoff = Backoff()
         poll = False
         while not stopped:
@@ -166,8 +174,6 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
     async def on_resource_event(
         type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
     ) -> None:
-        from kubetune import metrics
-
         runtime, wakers = runtime_of(memo)
         key = key_of(body)
         current = readiness(body)
@@ -197,8 +203,6 @@ def register_children(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.event("", "v1", "pods", id="wake-pod-owner", labels=labels, registry=registry)
     async def on_pod_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-        from kubetune.controllers.cache import job_name_of_pod
-
         job = job_name_of_pod(body)
         if job is None:
             return

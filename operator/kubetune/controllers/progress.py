@@ -7,7 +7,6 @@ means "no progress this time", never an error of the reconciliation.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,9 +21,7 @@ TIMEOUT_SECONDS = 2.0
 
 def running_pod_ip(pods: Iterable[Mapping[str, Any]]) -> str | None:
     """The IP of a Running pod (index 0 of a multi-node run comes first when named so)."""
-    running = [
-        p for p in pods if (p.get("status") or {}).get("phase") == "Running"
-    ]
+    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
     running.sort(key=lambda p: str((p.get("metadata") or {}).get("name", "")))
     for pod in running:
         ip = (pod.get("status") or {}).get("podIP")
@@ -50,6 +47,6 @@ async def fetch_progress(
                 return None
             data = await response.json(content_type=None)
         return LiveProgress.model_validate(data)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, ValidationError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ValueError, ValidationError) as exc:
         logger.debug("cannot read progress from %s: %s", url, exc)
         return None

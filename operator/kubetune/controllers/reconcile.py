@@ -28,11 +28,11 @@ import kopf
 from pydantic import ValidationError
 
 from kubetune import metrics
-from kubetune.api.resources import KIND_INFO, AnyResource
+from kubetune.api.resources import AnyResource
 from kubetune.api.steps import LiveProgress
 from kubetune.controllers import status as status_writes
 from kubetune.controllers.base import KindController
-from kubetune.controllers.cache import Fresh, Indexes, Key, newest, parse, parse_lenient
+from kubetune.controllers.cache import Fresh, Indexes, Key, newest, parse, parse_lenient, plain
 from kubetune.controllers.kube import Client, Conflict, Unprocessable, object_url, url_of
 from kubetune.controllers.progress import fetch_progress, running_pod_ip
 from kubetune.plan import (
@@ -60,6 +60,7 @@ class Runtime:
 
     config: OperatorConfig
     controllers: dict[str, KindController]
+    settings: kopf.OperatorSettings
     fresh: Fresh = field(default_factory=Fresh)
     progress: dict[Key, tuple[str, LiveProgress]] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
@@ -146,8 +147,7 @@ class Reconciler:
         namespace = resource.namespace
         jobs = self.indexes.jobs(key, resource.metadata.uid)
         observed = tuple(
-            observe_job(job, self.indexes.pods(namespace, job["metadata"]["name"]))
-            for job in jobs
+            observe_job(job, self.indexes.pods(namespace, job["metadata"]["name"])) for job in jobs
         )
         others: dict[tuple[str, str], AnyResource] = {}
         for ref_kind, ref_name in referenced_resources(resource):
@@ -223,7 +223,9 @@ class Reconciler:
             if not status_writes.differs(merged, current.get("status")):
                 return None
             meta = current["metadata"]
-            url = object_url(current["apiVersion"], current["kind"], meta["namespace"], meta["name"])
+            url = object_url(
+                current["apiVersion"], current["kind"], meta["namespace"], meta["name"]
+            )
             ops = status_writes.status_ops(merged, meta.get("resourceVersion"))
             try:
                 updated = await self.client.json_patch(f"{url}/status", ops)
@@ -246,7 +248,9 @@ class Reconciler:
 
     def _post_events(self, body: Mapping[str, Any], events: list[Event]) -> None:
         for event in events:
-            kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+            kopf.event(
+                kopf.Body(plain(body)), type=event.type, reason=event.reason, message=event.message
+            )
 
     # --- metrics ----------------------------------------------------------------------------
 
@@ -263,7 +267,7 @@ class Reconciler:
             old.get("phase") not in TERMINAL or old.get("runId") != new.get("runId")
         )
         start, end = _time(new.get("startTime")), _time(new.get("completionTime"))
-        if not just_finished or start is None or end is None or phase == "Ready" and not start:
+        if not just_finished or start is None or end is None:
             return
         resources = getattr(resource.spec, "resources", None)
         metrics.record_finished_run(
@@ -288,8 +292,3 @@ def _time(value: Any) -> datetime | None:
 def _ns_name(body: Mapping[str, Any]) -> tuple[str, str]:
     meta = body.get("metadata") or {}
     return str(meta.get("namespace") or "default"), str(meta.get("name"))
-
-
-def kind_info_done(kind: str) -> str:
-    """The done condition of a kind (Ready or Succeeded)."""
-    return KIND_INFO[kind].done_condition

@@ -59,10 +59,15 @@ def build_registry(
 
     @kopf.on.startup(registry=registry)
     async def startup(
-        settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any
+        settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
     ) -> None:
         configure(settings, posting_level)
-        runtime = Runtime(config=config, controllers=by_kind, session=aiohttp.ClientSession())
+        runtime = Runtime(
+            config=config,
+            controllers=by_kind,
+            settings=settings,
+            session=aiohttp.ClientSession(),
+        )
         memo[MEMO_KEY] = (runtime, Wakers())
         if metrics_port:
             memo["kubetune_exporter"] = metrics.start_exporter(metrics_port)

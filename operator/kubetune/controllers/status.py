@@ -29,9 +29,7 @@ def _compact(status: Mapping[str, Any] | None) -> dict[str, Any]:
 def merged_status(desired: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
     """The desired status plus the current conditions of types the operator does not manage."""
     managed = MANAGED_CONDITIONS | {c.get("type") for c in desired.get("conditions") or []}
-    foreign = [
-        c for c in (current or {}).get("conditions") or [] if c.get("type") not in managed
-    ]
+    foreign = [c for c in (current or {}).get("conditions") or [] if c.get("type") not in managed]
     out = _compact(desired)
     out["conditions"] = [*(desired.get("conditions") or []), *foreign]
     return out
@@ -60,9 +58,7 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def invalid_spec_status(
-    body: Mapping[str, Any], message: str, now: datetime
-) -> dict[str, Any]:
+def invalid_spec_status(body: Mapping[str, Any], message: str, now: datetime) -> dict[str, Any]:
     """Status of a resource whose spec cannot be read: Failed, done condition InvalidSpec."""
     kind = str(body["kind"])
     done_type = KIND_INFO[kind].done_condition

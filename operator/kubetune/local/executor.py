@@ -251,7 +251,8 @@ def _last_line(path: str | None) -> str | None:
         handle.seek(max(0, size - 8192))
         lines = [ln for ln in handle.read().decode(errors="replace").splitlines() if ln.strip()]
     meaningful = [ln for ln in lines if not ln.startswith("KUBETUNE_RESULT")]
-    return (meaningful or lines or [None])[-1]
+    chosen = meaningful or lines
+    return chosen[-1] if chosen else None
 
 
 def _ts(value: str | None) -> datetime | None:
