@@ -206,6 +206,8 @@ class LocalRunner:
                 if self.store.state.children.get(key) != patch:
                     self.store.state.children[key] = patch
                     changed = True
+            if result.status:
+                self._add_log_path(stored, result.status)
             if result.status and result.status != stored.body.get("status"):
                 self.store.set_status(stored.kind, stored.name, result.status)
                 changed = True
@@ -214,6 +216,15 @@ class LocalRunner:
                     stored.kind, stored.name, event.type, event.reason, event.message
                 )
         return changed
+
+    def _add_log_path(self, stored: StoredResource, status: dict[str, Any]) -> None:
+        """Local runs know where the current run's log is; put it in status.logPath."""
+        for job in self.store.jobs_of(stored.kind, stored.name):
+            labels = job["metadata"].get("labels", {})
+            if labels.get("kubetune.dev/run-id") == status.get("runId"):
+                execution = self.store.state.executions.get(job["metadata"]["name"])
+                if execution is not None and execution.log_path:
+                    status["logPath"] = execution.log_path
 
     def start_jobs(self) -> bool:
         started = False
