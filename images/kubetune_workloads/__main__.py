@@ -27,7 +27,20 @@ STEP_MODULES = {
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 EXIT_INVALID = 2
 PERMANENT_REASONS = frozenset(
-    {"InvalidSpec", "InvalidInput", "UnsafeWeights", "SpecUnreadable", "UnsupportedArchitecture"}
+    {
+        "InvalidSpec",
+        "InvalidInput",
+        "SpecUnreadable",
+        "UnsafeWeights",
+        "UnsupportedArchitecture",
+        "UnsupportedMerge",
+        "NoAdapter",
+        "AlreadyQuantized",
+        "AdapterNotMerged",
+        "PruneQuantized",
+        "QualityGateFailed",
+        "NaNLoss",
+    }
 )
 log = logging.getLogger("kubetune_workloads")
 
