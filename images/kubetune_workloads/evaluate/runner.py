@@ -1,0 +1,221 @@
+"""Orchestration of the evaluate step: cases -> model runs -> outcome -> artifact."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from kubetune.api.evaluation import PromptCase
+from kubetune.api.steps import RESULTS_FILE, EvaluateStepSpec, StepResult
+
+from kubetune_workloads import storage
+from kubetune_workloads.errors import WorkloadError, invalid_input
+from kubetune_workloads.evaluate.bias import ProbePair, build_pairs, summarize
+from kubetune_workloads.evaluate.cases import gather_cases
+from kubetune_workloads.evaluate.html_report import render
+from kubetune_workloads.evaluate.judge import JudgeClient
+from kubetune_workloads.evaluate.models import ModelRun, run_model
+from kubetune_workloads.evaluate.outcome import (
+    Outcome,
+    analyse,
+    case_rows,
+    results_json,
+    step_metrics,
+)
+from kubetune_workloads.evaluate.scoring import Scorer, case_quality, plan_metrics
+from kubetune_workloads.evaluate.textmetrics import QUALITY_METRICS
+from kubetune_workloads.manifest import write_manifest
+from kubetune_workloads.progress import ProgressReporter
+
+CASES_FILE = "cases.jsonl"
+REPORT_FILE = "report.html"
+log = logging.getLogger(__name__)
+
+
+def _lexicon(needed: bool) -> Any:
+    if not needed:
+        return None
+    from kubetune_workloads.lexicon import OffensiveLexicon
+
+    return OffensiveLexicon.load()
+
+
+def _judge(step: EvaluateStepSpec, needed: bool) -> JudgeClient | None:
+    if not needed or step.spec.judge is None:
+        return None
+    key = os.environ.get(step.judge_api_key_env) if step.judge_api_key_env else None
+    if step.judge_api_key_env and not key:
+        log.warning("judge API key variable %s is empty", step.judge_api_key_env)
+    return JudgeClient(step.spec.judge, key)
+
+
+def _probe_plan(pairs: list[ProbePair], plan: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Probe variants are scored with their source case's quality metrics (no judge)."""
+    out = {}
+    for pair in pairs:
+        names = [m for m in plan.get(pair.source, []) if m in QUALITY_METRICS and m != "judge"]
+        out[str(pair.a.id)] = out[str(pair.b.id)] = names
+    return out
+
+
+def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
+    """Run the whole evaluation and write its artifact."""
+    spec = step.spec
+    reporter.update(phase="Preparing", message="gathering prompt cases")
+    cases = gather_cases(step)
+    wants_perplexity = any(m.name == "perplexity" for m in spec.metrics)
+    only_perplexity = all(m.name == "perplexity" for m in spec.metrics)
+    if not cases and not only_perplexity:
+        raise invalid_input(
+            "the prompt set is empty: no cases came from prompts.inline, the ConfigMap, the "
+            "prompt dataset's validation split or prompts.uri"
+        )
+    plan = plan_metrics(cases, spec)
+    ppl_uri = step.perplexity_dataset.uri if step.perplexity_dataset else None
+    if ppl_uri is None and spec.perplexity_data is not None:
+        ppl_uri = spec.perplexity_data.uri  # a dataset artifact URI needs no resolving
+    if wants_perplexity and ppl_uri is None:
+        raise invalid_input("the perplexity metric needs a perplexity dataset (perplexityData)")
+    ppl_path = storage.fetch(ppl_uri) if wants_perplexity and ppl_uri else None
+    probes = spec.bias_probes or []
+    pairs = {probe.name: build_pairs(probe, cases) for probe in probes}
+    probe_cases = [c for ps in pairs.values() for p in ps for c in (p.a, p.b)]
+    full_plan = {**plan}
+    for probe_pairs in pairs.values():
+        full_plan.update(_probe_plan(probe_pairs, plan))
+    all_metrics = {m for names in plan.values() for m in names}
+    scorer = Scorer(
+        spec,
+        lexicon=_lexicon("offensiveRate" in all_metrics or bool(probes)),
+        judge=_judge(step, "judge" in all_metrics),
+    )
+
+    candidate = _run(
+        step.candidate.uri,
+        "candidate",
+        cases + probe_cases,
+        full_plan,
+        step,
+        scorer,
+        ppl_path,
+        reporter,
+    )
+    baseline = None
+    if step.baseline is not None:
+        baseline = _run(
+            step.baseline.uri, "baseline", cases, plan, step, scorer, ppl_path, reporter
+        )
+    if cases and not any(str(c.id) in candidate.results for c in cases):
+        first = next(iter(candidate.skipped.values()))
+        raise WorkloadError("PromptTooLong", f"no prompt case fits the candidate model: {first}")
+
+    probe_summaries = [
+        summarize(
+            probe,
+            [
+                p
+                for p in pairs[probe.name]
+                if str(p.a.id) in candidate.results and str(p.b.id) in candidate.results
+            ],
+            candidate.results,
+            case_quality,
+            scorer.lexicon.contains if scorer.lexicon else (lambda _: False),
+        )
+        for probe in probes
+    ]
+    for variant in probe_cases:  # keep only real cases in the candidate's results
+        candidate.results.pop(str(variant.id), None)
+        candidate.skipped.pop(str(variant.id), None)
+    outcome = analyse(spec, cases, candidate, baseline, probe_summaries)
+    reporter.update(phase="Writing", message="writing results and report")
+    content_hash = _write(step, outcome)
+    return _step_result(step, outcome, content_hash)
+
+
+def _run(
+    uri: str,
+    label: str,
+    cases: list[PromptCase],
+    plan: dict[str, list[str]],
+    step: EvaluateStepSpec,
+    scorer: Scorer,
+    ppl_path: Path | None,
+    reporter: ProgressReporter,
+) -> ModelRun:
+    reporter.update(phase=f"Evaluating {label}", step=0, total_steps=len(cases))
+
+    def progress(done: int, total: int) -> None:
+        reporter.update(phase=f"Evaluating {label}", step=done, total_steps=total)
+
+    run = run_model(uri, cases, plan, step.spec, scorer, ppl_path, on_batch=progress)
+    reporter.update(tokens_per_second=run.tokens_per_second)
+    return run
+
+
+def _write(step: EvaluateStepSpec, outcome: Outcome) -> str:
+    """Write the artifact; returns its content hash."""
+    results = results_json(outcome, step.spec)
+    rows = case_rows(outcome)
+    with storage.output_dir(step.output_uri) as out:
+        (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, allow_nan=False))
+        with (out / CASES_FILE).open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        (out / REPORT_FILE).write_text(render(results, rows), encoding="utf-8")
+        inputs = [
+            a
+            for a in (step.candidate, step.baseline, step.prompt_dataset, step.perplexity_dataset)
+            if a is not None
+        ]
+        manifest = write_manifest(
+            out,
+            artifact="evaluation",
+            producer=step.producer,
+            spec=step.model_dump(
+                mode="json", by_alias=True, exclude={"output_uri", "producer", "progress_port"}
+            ),
+            inputs=inputs,
+            seed=step.spec.generation.seed,
+            extra={"passed": outcome.passed, "failedGates": outcome.failed_gates},
+        )
+    return manifest.content_hash
+
+
+def _step_result(step: EvaluateStepSpec, outcome: Outcome, content_hash: str) -> StepResult:
+    failed = outcome.failed_gates
+    messages = {g.name: g.message for g in outcome.gates}
+    if failed:
+        text = "failed gates: " + "; ".join(messages.get(name, name) for name in failed)
+    else:
+        text = f"passed all {len(outcome.gates)} gates" if outcome.gates else "no gates"
+    notes = [f"{len(outcome.cases)} cases"]
+    skipped = len(outcome.candidate.skipped)
+    empty = len(outcome.candidate.empty_outputs())
+    judge_errors = sum(1 for r in outcome.candidate.results.values() if r.judge_error)
+    if skipped:
+        notes.append(f"{skipped} skipped (prompt longer than the context)")
+    if empty:
+        notes.append(f"{empty} empty outputs from the candidate")
+    if judge_errors:
+        notes.append(f"{judge_errors} judge errors")
+    return StepResult(
+        step="evaluate",
+        ok=True,
+        reason="Passed" if outcome.passed else "GatesFailed",
+        message=f"{text} ({', '.join(notes)})",
+        output_uri=step.output_uri,
+        content_hash=content_hash,
+        metrics=step_metrics(outcome),
+        passed=outcome.passed,
+        failed_gates=failed,
+        report_uri=step.output_uri.rstrip("/") + "/" + REPORT_FILE,
+        details={
+            "cases": len(outcome.cases),
+            "skipped": skipped,
+            "emptyOutputs": empty,
+            "judgeErrors": judge_errors,
+        },
+    )
