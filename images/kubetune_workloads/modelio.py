@@ -40,6 +40,11 @@ class ModelInfo(BaseModel):
         None, description="Sub-directory holding a merged full model, when written."
     )
     trust_remote_code: bool = False
+    instruction_template: str | None = Field(
+        None,
+        description="How the model expects instructions: 'alpaca' or a template with "
+        "{instruction} and {input} (see kubetune_workloads.prompts); None for base models.",
+    )
 
 
 @dataclass

@@ -91,6 +91,7 @@ def _run(spec: CompressStepSpec, reporter: ProgressReporter) -> StepResult:
         family=getattr(working.model.config, "model_type", None),
         quantization=working.quantization,
         trust_remote_code=loaded.info.trust_remote_code,
+        instruction_template=loaded.info.instruction_template,
     )
     with storage.output_dir(spec.output_uri) as out:
         reporter.update(phase="Saving", step=total)

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubetune.api.evaluation import GenerationSpec, PromptCase
 
+from kubetune_workloads.prompts import render_instruction
 from kubetune_workloads.tokenizer_train import ensure_special_tokens
 
 
@@ -41,8 +42,15 @@ def context_length(model: Any) -> int | None:
 class Generator:
     """Batched generation for one loaded model and its tokenizer."""
 
-    def __init__(self, model: Any, tokenizer: Any, spec: GenerationSpec) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        spec: GenerationSpec,
+        instruction_template: str | None = None,
+    ) -> None:
         self.model = model
+        self.instruction_template = instruction_template
         self.tokenizer = ensure_special_tokens(tokenizer)
         self.spec = spec
         self.context = context_length(model)
@@ -50,13 +58,21 @@ class Generator:
         self.total_seconds = 0.0
 
     def encode(self, case: PromptCase) -> list[int]:
-        """Prompt token ids: the plain prompt, or the chat rendered with the chat template."""
+        """Prompt token ids: the chat rendered with the chat template, or the plain prompt in
+        the instruction format the model was tuned with (as is for models without one)."""
         if case.messages:
             text = self.tokenizer.apply_chat_template(
                 [m.model_dump() for m in case.messages], add_generation_prompt=True, tokenize=False
             )
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return list(self.tokenizer(case.prompt or "", add_special_tokens=True)["input_ids"])
+        prompt = case.prompt or ""
+        if self.instruction_template:
+            prompt = render_instruction(prompt, "", self.instruction_template)
+        ids = list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
+        if bos is not None and bos != eos and (not ids or ids[0] != bos):
+            ids.insert(0, bos)  # as in training: sequences start with BOS
+        return ids
 
     def fits(self, prompt_ids: list[int]) -> bool:
         """Whether the prompt plus ``maxNewTokens`` fits in the context window."""

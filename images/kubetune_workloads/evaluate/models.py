@@ -60,7 +60,9 @@ def run_model(
     loaded = load_model(uri, device=_device())
     run = ModelRun(uri=uri)
     try:
-        generator = Generator(loaded.model, loaded.tokenizer, spec.generation)
+        generator = Generator(
+            loaded.model, loaded.tokenizer, spec.generation, loaded.info.instruction_template
+        )
         todo: list[tuple[PromptCase, list[int]]] = []
         for case in cases:
             ids = generator.encode(case)
