@@ -1,0 +1,324 @@
+"""The training loop: accumulation, mixed precision, clipping, logging, eval, early stopping,
+NaN guard and checkpoints. A plain torch loop (no Trainer), so the per-step overhead is small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from kubetune.api.steps import FinetuneStepSpec
+
+from kubetune_workloads.errors import WorkloadError
+from kubetune_workloads.finetune import checkpoints
+from kubetune_workloads.finetune import distributed as dist
+from kubetune_workloads.finetune.batching import BatchPlan, collate
+from kubetune_workloads.finetune.data import Example
+from kubetune_workloads.finetune.runtime import Runtime
+from kubetune_workloads.finetune.tracking import MetricsLog, Throughput, perplexity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopState:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0
+    micro_step: int = 0
+    tokens_seen: int = 0
+    best_eval_loss: float | None = None
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+
+
+@dataclass
+class Trainee:
+    """The objects one training run moves forward."""
+
+    model: Any  # wrapped for DDP when distributed
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    rt: Runtime
+    env: dist.DistEnv
+    pad_id: int
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class Outcome:
+    """What the loop reports to the outputs."""
+
+    state: LoopState
+    total_steps: int
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    tokens_per_second: float = 0.0
+    train_seconds: float = 0.0
+    resumed_from: int | None = None
+    history: dict[str, float] = field(default_factory=dict)
+
+
+def total_steps(step: FinetuneStepSpec, plan: BatchPlan) -> int:
+    """Optimizer steps: ``maxSteps``, else epochs x micro-batches / accumulation."""
+    hp = step.spec.hyperparameters
+    if hp.max_steps is not None:
+        return hp.max_steps
+    epochs = hp.epochs or 1.0
+    return max(1, math.ceil(epochs * plan.micro_batches_per_epoch / hp.gradient_accumulation_steps))
+
+
+def evaluate(t: Trainee, rows: list[Example], batch_size: int) -> float | None:
+    """Token-weighted validation loss (every rank evaluates the whole split)."""
+    if not rows:
+        return None
+    model = dist.unwrap(t.model)
+    _eval_mode(model, t.rt)
+    loss_sum, scored = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            batch = collate(rows[i : i + batch_size], t.pad_id, t.rt.device)
+            with t.rt.autocast():
+                out = model(**batch["inputs"], use_cache=False)
+            loss_sum += float(out.loss.float()) * batch["scored"]
+            scored += batch["scored"]
+    model.train()
+    return loss_sum / max(scored, 1)
+
+
+def _eval_mode(model: Any, rt: Runtime) -> None:
+    """``model.eval()``; on CPU, bitsandbytes 4-bit layers stay in training mode, which only
+    selects their kernel (they have no dropout): their eval-mode CPU repacking fails on
+    layers narrower than one quantization block."""
+    model.eval()
+    if rt.device.type != "cpu":
+        return
+    for module in model.modules():
+        if type(module).__name__ == "Linear4bit":
+            module.train()
+
+
+def resume(t: Trainee, step: FinetuneStepSpec, root: Path, metrics: MetricsLog) -> LoopState:
+    """Restore the latest complete checkpoint, if any and if resuming is on."""
+    if step.spec.checkpointing.resume != "auto":
+        return LoopState()
+    found = checkpoints.load_latest(root, checkpoints.resume_key(step))
+    if found is None:
+        return LoopState()
+    dist.load_trainable_state(t.model, t.env, found.weights)
+    dist.load_optimizer_state(t.model, t.optimizer, t.env, found.trainer["optimizer"])
+    t.scheduler.load_state_dict(found.trainer["scheduler"])
+    if t.scaler is not None and found.trainer.get("scaler"):
+        t.scaler.load_state_dict(found.trainer["scaler"])
+    _set_rng(found.trainer["rng"])
+    metrics.restore(found.metrics_lines, found.step)
+    log.info("resumed from checkpoint %s (step %d)", found.path, found.step)
+    return LoopState(**found.state)
+
+
+def train(
+    t: Trainee,
+    step: FinetuneStepSpec,
+    train_rows: list[Example],
+    val_rows: list[Example],
+    plan: BatchPlan,
+    metrics: MetricsLog,
+    ckpt_root: Path,
+) -> Outcome:
+    spec = step.spec
+    hp = spec.hyperparameters
+    accum = hp.gradient_accumulation_steps
+    steps = total_steps(step, plan)
+    state = resume(t, step, ckpt_root, metrics)
+    outcome = Outcome(state=state, total_steps=steps, resumed_from=state.step or None)
+    if state.step:
+        outcome.train_loss = metrics.last.get("loss")
+    params = [p for p in t.model.parameters() if p.requires_grad]
+    speed = Throughput()
+    window_loss, window_steps, last_eval_step = 0.0, 0, -1
+    t.model.train()
+    while state.step < steps and not state.stopped_early:
+        loss_value, tokens = _optimizer_step(t, train_rows, plan, state.micro_step, accum, params)
+        state.micro_step += accum
+        state.step += 1
+        state.tokens_seen += tokens
+        speed.add(tokens)
+        if not math.isfinite(loss_value):
+            raise WorkloadError(
+                "NaNLoss",
+                f"the training loss became {loss_value} at step {state.step}; lower the learning "
+                "rate, use bf16 instead of fp16, or check the data and the model weights",
+            )
+        window_loss += loss_value
+        window_steps += 1
+        epoch = state.micro_step / plan.micro_batches_per_epoch
+        if state.step == 1 or state.step % hp.logging_steps == 0 or state.step == steps:
+            outcome.train_loss = window_loss / window_steps
+            rate = speed.window_rate()
+            lr = t.scheduler.get_last_lr()[0]
+            metrics.write(
+                {
+                    "step": state.step,
+                    "epoch": round(epoch, 4),
+                    "loss": outcome.train_loss,
+                    "learning_rate": lr,
+                    "tokens_per_second": rate,
+                    "tokens_seen": state.tokens_seen,
+                }
+            )
+            metrics.progress(
+                step=state.step,
+                total_steps=steps,
+                epoch=epoch,
+                loss=outcome.train_loss,
+                learning_rate=lr,
+                tokens_per_second=rate,
+                phase="Training",
+            )
+            window_loss, window_steps = 0.0, 0
+        every = spec.evaluation.every_steps
+        if every and val_rows and state.step % every == 0:
+            outcome.eval_loss = _eval_and_track(
+                t, val_rows, hp.batch_size, state, spec, metrics, epoch
+            )
+            last_eval_step = state.step
+        every_ckpt = spec.checkpointing.every_steps
+        if every_ckpt and state.step % every_ckpt == 0 and state.step < steps:
+            _checkpoint(t, step, state, ckpt_root, metrics)
+    outcome.train_seconds = speed.elapsed
+    outcome.tokens_per_second = speed.overall_rate()
+    if val_rows and last_eval_step != state.step:
+        outcome.eval_loss = evaluate(t, val_rows, hp.batch_size)
+        metrics.write(
+            {
+                "step": state.step,
+                "eval_loss": outcome.eval_loss,
+                "eval_perplexity": perplexity(outcome.eval_loss),
+            }
+        )
+    elif val_rows:
+        outcome.eval_loss = metrics.last.get("eval_loss", outcome.eval_loss)
+    return outcome
+
+
+def _optimizer_step(
+    t: Trainee,
+    rows: list[Example],
+    plan: BatchPlan,
+    micro_step: int,
+    accum: int,
+    params: list[torch.nn.Parameter],
+) -> tuple[float, int]:
+    """Forward/backward over ``accum`` micro-batches, then one clipped optimizer step.
+
+    Returns the (all-rank mean) loss and the number of real tokens all ranks processed.
+    """
+    batches = [
+        collate([rows[i] for i in plan.indices(micro_step + k)], t.pad_id, t.rt.device)
+        for k in range(accum)
+    ]
+    scored_total = sum(b["scored"] for b in batches)
+    step_loss = torch.zeros((), device=t.rt.device)
+    tokens = 0
+    for k, batch in enumerate(batches):
+        no_sync = t.env.enabled and not t.env.fsdp and k < accum - 1
+        sync_ctx = t.model.no_sync() if no_sync else contextlib.nullcontext()
+        with sync_ctx:
+            with t.rt.autocast():
+                out = t.model(**batch["inputs"], use_cache=False)
+            loss = out.loss.float() * (batch["scored"] / scored_total)
+            (t.scaler.scale(loss) if t.scaler is not None else loss).backward()
+        step_loss += loss.detach()
+        tokens += batch["tokens"]
+    loss_value, tokens_all = dist.all_reduce_sum(
+        t.env, [float(step_loss), float(tokens)], t.rt.device
+    )
+    loss_value /= t.env.world_size
+    if math.isfinite(loss_value):
+        if t.scaler is not None:
+            t.scaler.unscale_(t.optimizer)
+        torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+        if t.scaler is not None:
+            t.scaler.step(t.optimizer)
+            t.scaler.update()
+        else:
+            t.optimizer.step()
+        t.scheduler.step()
+    t.optimizer.zero_grad(set_to_none=True)
+    return loss_value, int(tokens_all)
+
+
+def _eval_and_track(
+    t: Trainee,
+    val_rows: list[Example],
+    batch_size: int,
+    state: LoopState,
+    spec: Any,
+    metrics: MetricsLog,
+    epoch: float,
+) -> float | None:
+    loss = evaluate(t, val_rows, batch_size)
+    metrics.write(
+        {
+            "step": state.step,
+            "epoch": round(epoch, 4),
+            "eval_loss": loss,
+            "eval_perplexity": perplexity(loss),
+        }
+    )
+    if loss is None:
+        return None
+    if state.best_eval_loss is None or loss < state.best_eval_loss:
+        state.best_eval_loss, state.evals_without_improvement = loss, 0
+    else:
+        state.evals_without_improvement += 1
+        patience = spec.evaluation.early_stopping_patience
+        if patience and state.evals_without_improvement >= patience:
+            log.info("early stopping at step %d: no improvement in %d evals", state.step, patience)
+            state.stopped_early = True
+    return loss
+
+
+def _checkpoint(
+    t: Trainee, step: FinetuneStepSpec, state: LoopState, root: Path, metrics: MetricsLog
+) -> None:
+    weights = dist.trainable_state(t.model, t.env)
+    optim = dist.optimizer_state(t.model, t.optimizer, t.env)
+    if t.env.is_main:
+        checkpoints.save(
+            root,
+            state.step,
+            weights=weights,
+            trainer={
+                "optimizer": optim,
+                "scheduler": t.scheduler.state_dict(),
+                "scaler": t.scaler.state_dict() if t.scaler is not None else None,
+                "rng": _get_rng(),
+            },
+            state=asdict(state),
+            metrics_file=metrics.path,
+            step=step,
+            keep_last=step.spec.checkpointing.keep_last,
+        )
+    dist.barrier(t.env)
+
+
+def _get_rng() -> dict[str, Any]:
+    rng: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _set_rng(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available() and "cuda" in rng:
+        torch.cuda.set_rng_state_all(rng["cuda"])
