@@ -16,7 +16,9 @@ CONFIG = OperatorConfig()
 OUT = "pvc://kubetune-artifacts/ml/finetunejob/ft/g1"
 
 
-def dataset(phase: str = "Ready", generation: int = 1, observed: int = 1) -> Dataset:
+def dataset(
+    phase: str = "Ready", generation: int = 1, observed: int = 1, artifact_hash: str | None = None
+) -> Dataset:
     done = {"Ready": "True", "Failed": "False"}.get(phase, "False")
     reason = {"Ready": "Completed", "Failed": "OOMKilled"}.get(phase, "Running")
     return Dataset.model_validate(
@@ -27,6 +29,7 @@ def dataset(phase: str = "Ready", generation: int = 1, observed: int = 1) -> Dat
                 "phase": phase,
                 "observedGeneration": observed,
                 "outputUri": "pvc://data/ml/data/g1" if phase == "Ready" else None,
+                "artifactHash": artifact_hash,
                 "conditions": [
                     {
                         "type": "Ready",
@@ -330,12 +333,33 @@ def test_a_retry_in_progress_says_why_the_last_attempt_failed() -> None:
 # --- runs, history, suspend ----------------------------------------------------------------
 
 
+def test_a_new_artifact_upstream_reruns_the_same_generation() -> None:
+    resource = finetune()
+    ok = StepResult(step="finetune", ok=True, reason="Completed", output_uri=OUT)
+    first = plan(resource, world(), CONFIG)
+    digest = first.children[-1]["metadata"]["annotations"]["kubetune.dev/spec-hash"]
+    done_job = replace(succeeded_job(ok), spec_hash=digest)
+    done = plan(then(resource, first), world(done_job), CONFIG)
+    assert done.status["phase"] == "Succeeded" and done.status["runId"] == "g1"
+    # Re-planning with the same inputs changes nothing.
+    again = plan(then(resource, done), world(done_job), CONFIG)
+    assert again.children == [] and again.status["runId"] == "g1"
+    # The Dataset was prepared again and produced a new artifact: the job re-runs on it.
+    fresh = dataset("Ready", artifact_hash="sha256:new-data")
+    rerun = plan(then(resource, done), world(done_job, data=fresh), CONFIG)
+    assert rerun.status["runId"].startswith("g1-") and rerun.status["phase"] == "Pending"
+    assert [c["kind"] for c in rerun.children] == ["ConfigMap", "Job"]
+    assert [h["runId"] for h in rerun.status["history"]] == ["g1"]
+
+
 def test_a_spec_change_starts_a_new_run_and_keeps_the_old_one_in_history() -> None:
     resource = finetune()
     ok = StepResult(
         step="finetune", ok=True, reason="Completed", output_uri=OUT, metrics={"loss": 1.0}
     )
-    old_job = replace(succeeded_job(ok), spec_hash="old")
+    first = plan(resource, world(), CONFIG)
+    digest = first.children[-1]["metadata"]["annotations"]["kubetune.dev/spec-hash"]
+    old_job = replace(succeeded_job(ok), spec_hash=digest)
     done = plan(resource, world(old_job), CONFIG)
     changed = then(resource, done, hyperparameters={"epochs": 2})
     changed.metadata.generation = 2
@@ -357,7 +381,9 @@ def test_a_spec_change_starts_a_new_run_and_keeps_the_old_one_in_history() -> No
 
 def test_a_spec_change_during_a_run_deletes_the_superseded_job() -> None:
     resource = finetune()
-    running = job(active=1, pods=(ObservedPod("p", "Running"),), spec_hash="old")
+    created = plan(resource, world(), CONFIG)
+    digest = created.children[-1]["metadata"]["annotations"]["kubetune.dev/spec-hash"]
+    running = job(active=1, pods=(ObservedPod("p", "Running"),), spec_hash=digest)
     first = plan(resource, world(running), CONFIG)
     changed = then(resource, first, hyperparameters={"epochs": 3})
     changed.metadata.generation = 2

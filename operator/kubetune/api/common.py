@@ -330,6 +330,11 @@ class CommonStatus(KubeModel):
     artifact_hash: str | None = Field(
         None, description="Content hash from the artifact's manifest."
     )
+    run_hash: str | None = Field(
+        None,
+        description="Hash of what defines the current run: the spec (but suspend) and the "
+        "artifacts of the resources it depends on. A change starts a new run.",
+    )
     results: dict[str, float] | None = Field(None, description="Key metrics of the current run.")
     message: str | None = Field(None, description="Summary of the current state.")
     log_path: str | None = Field(None, description="Where the current run's logs are (local runs).")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.local.store import Execution, now
+from kubetune.plan.naming import ANNOTATION_SPEC_HASH
 from kubetune.plan.world import ObservedJob, ObservedPod
 
 SPEC_MOUNT = "/etc/kubetune/spec.json"
@@ -263,13 +264,21 @@ def observe(job: dict[str, Any], execution: Execution | None) -> ObservedJob:
     """The Job as kube-apiserver would report it, from the local execution."""
     name = job["metadata"]["name"]
     run_id = job["metadata"].get("labels", {}).get("kubetune.dev/run-id", "")
+    spec_hash = job["metadata"].get("annotations", {}).get(ANNOTATION_SPEC_HASH)
     suspended = bool(job["spec"].get("suspend"))
     if execution is None or execution.state in ("Pending", "Interrupted"):
-        return ObservedJob(name=name, run_id=run_id, suspended=suspended)
+        return ObservedJob(name=name, run_id=run_id, suspended=suspended, spec_hash=spec_hash)
     started = _ts(execution.started)
     if execution.state == "Running":
         pod = ObservedPod(name=f"{name}-local", phase="Running", start_time=started)
-        return ObservedJob(name=name, run_id=run_id, active=1, start_time=started, pods=(pod,))
+        return ObservedJob(
+            name=name,
+            run_id=run_id,
+            active=1,
+            start_time=started,
+            pods=(pod,),
+            spec_hash=spec_hash,
+        )
     finished = _ts(execution.finished)
     ok = execution.state == "Succeeded"
     pod = ObservedPod(
@@ -303,6 +312,7 @@ def observe(job: dict[str, Any], execution: Execution | None) -> ObservedJob:
         start_time=started,
         completion_time=finished if ok else None,
         pods=(pod,),
+        spec_hash=spec_hash,
     )
 
 

@@ -40,9 +40,14 @@ def run_id_for(generation: int) -> str:
     return f"g{generation}"
 
 
+def rerun_id_for(generation: int, run_hash: str) -> str:
+    """The run id of a generation re-run because its inputs changed: ``g3-1a2b3c``."""
+    return f"g{generation}-{run_hash[:6]}"
+
+
 def generation_of_run(run_id: str) -> int | None:
-    """The generation a run id was made for (``g3`` -> 3); None for foreign ids."""
-    match = re.fullmatch(r"g(\d+)", run_id)
+    """The generation a run id was made for (``g3``, ``g3-1a2b3c`` -> 3); None for others."""
+    match = re.fullmatch(r"g(\d+)(-[0-9a-f]{6})?", run_id)
     return int(match.group(1)) if match else None
 
 

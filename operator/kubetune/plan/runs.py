@@ -1,8 +1,12 @@
 """Runs of a resource: which run is current, where it writes, and the history of earlier runs.
 
-One run per generation (``run_id = g<generation>``). A generation that changes only
-``spec.suspend`` keeps the current run: the run's Job carries a hash of the spec without
-``suspend`` (annotation ``kubetune.dev/spec-hash``) and a Job with the same hash is the same run.
+A run is defined by its **run hash**: the spec without ``suspend`` plus the artifacts of the
+resources it depends on. The run's Job carries it (annotation ``kubetune.dev/spec-hash``) and
+status records it (``status.runHash``). A Job or status with the same hash is the same run, so a
+generation that changes only ``suspend`` keeps its run. A new generation starts run
+``g<generation>``; when a dependency produces a new artifact (its FinetuneJob was retrained, its
+Dataset re-prepared), the same generation runs again as ``g<generation>-<hash>``, so a
+pipeline never reports results computed from stale inputs.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ import hashlib
 import json
 from datetime import datetime
 
-from kubetune.api.common import CommonStatus, RunRecord
-from kubetune.api.resources import AnyResource
-from kubetune.plan.naming import generation_of_run, run_id_for
-from kubetune.plan.world import ObservedJob, OperatorConfig
+from kubetune.api.common import CommonStatus, RunRecord, condition
+from kubetune.api.resources import KIND_INFO, AnyResource
+from kubetune.plan.naming import generation_of_run, rerun_id_for, run_id_for
+from kubetune.plan.refs import referenced_resources
+from kubetune.plan.world import ObservedJob, ObservedWorld, OperatorConfig
 
 TERMINAL_PHASES = ("Succeeded", "Failed", "Ready")
 
@@ -27,16 +32,56 @@ def spec_hash(resource: AnyResource) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def dependency_state(resource: AnyResource, world: ObservedWorld) -> list[str]:
+    """What this resource's inputs are right now: each dependency's artifact, or its absence."""
+    states = []
+    for kind, name in sorted(referenced_resources(resource)):
+        other = world.resources.get((kind, name))
+        status = other.status if other is not None else None
+        done = condition(status.conditions, KIND_INFO[kind].done_condition) if status else None
+        ready = (
+            other is not None
+            and status is not None
+            and done is not None
+            and done.status == "True"
+            and status.observed_generation == other.generation
+        )
+        artifact = (status.artifact_hash or status.output_uri) if ready and status else None
+        states.append(f"{kind}/{name}={artifact or 'not-ready'}")
+    return states
+
+
+def run_hash(resource: AnyResource, world: ObservedWorld) -> str:
+    """Hash of the spec (but suspend) and the current artifacts of the dependencies."""
+    canonical = json.dumps(
+        {"spec": spec_hash(resource), "inputs": dependency_state(resource, world)},
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 def _run_generation(job: ObservedJob) -> int:
     return generation_of_run(job.run_id) or 0
 
 
-def current_run_id(resource: AnyResource, jobs: tuple[ObservedJob, ...], digest: str) -> str:
-    """The latest Job's run when it was built from the same spec, else a new run."""
-    latest = max(jobs, key=_run_generation, default=None)
-    if latest is not None and latest.spec_hash == digest:
-        return latest.run_id
-    return run_id_for(resource.generation)
+def current_run_id(
+    resource: AnyResource, jobs: tuple[ObservedJob, ...], digest: str, previous: CommonStatus | None
+) -> str:
+    """The run with this hash (a Job's, or the status'), else a new run of the generation."""
+    same = [j for j in jobs if j.spec_hash == digest]
+    if same:
+        return max(same, key=_run_generation).run_id
+    if previous is not None and previous.run_hash == digest and previous.run_id:
+        return previous.run_id
+    fresh = run_id_for(resource.generation)
+    # Runs known to differ: Jobs whose hash we can compare (a Job without the annotation, from
+    # an older operator, counts as the generation's run), the previous run, earlier runs.
+    used = {j.run_id for j in jobs if j.spec_hash is not None}
+    used |= {r.run_id for r in (previous.history if previous else [])}
+    ran = previous is not None and previous.phase not in (None, "Waiting")
+    if previous is not None and previous.run_id and previous.run_hash is not None and ran:
+        used.add(previous.run_id)
+    return rerun_id_for(resource.generation, digest) if fresh in used else fresh
 
 
 def default_output_uri(resource: AnyResource, run_id: str, config: OperatorConfig) -> str:

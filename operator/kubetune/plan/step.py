@@ -144,8 +144,8 @@ def plan_step(
     settings = resource.spec
     assert isinstance(settings, RunSettings)
     previous = resource.status
-    digest = runs.spec_hash(resource)
-    run_id = runs.current_run_id(resource, world.jobs, digest)
+    digest = runs.run_hash(resource, world)
+    run_id = runs.current_run_id(resource, world.jobs, digest, previous)
     job = next((j for j in world.jobs if j.run_id == run_id), None)
     same_run = previous if previous is not None and previous.run_id == run_id else None
     plan = Plan(
@@ -197,6 +197,7 @@ def plan_step(
             "conditions": conditions(prior, specs, resource.generation, world.now),
             "observed_generation": resource.generation,
             "run_id": run_id,
+            "run_hash": digest,
             "start_time": state.start_time or (same_run.start_time if same_run else None),
             "completion_time": state.completion_time if state.terminal else None,
             "message": state.message,
