@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -152,16 +152,10 @@ def run(
     """Run manifests locally, with the operator's planners and no cluster."""
     from rich.live import Live
 
-    from kubetune.local.runner import InvalidManifests, LocalRunner, load_and_validate
+    from kubetune.local.runner import LocalRunner
     from kubetune.local.view import live_table, summary_lines
 
-    try:
-        docs = load_and_validate(files)
-    except InvalidManifests as exc:
-        for error in exc.errors:
-            err_console.print(f"[red]✗[/red] {escape(error)}")
-        err_console.print("nothing was run: fix the manifests first")
-        raise typer.Exit(1) from None
+    docs = _valid_manifests(files, "nothing was run: fix the manifests first")
     runner = LocalRunner(workdir, parallel=parallel)
     for key, outcome in runner.apply(docs).items():
         console.print(f"{key} {outcome}")
@@ -229,15 +223,9 @@ def plan_command(
     import yaml
 
     from kubetune.api.resources import KIND_INFO
-    from kubetune.local.runner import InvalidManifests, load_and_validate
     from kubetune.plan.render import plan_manifests
 
-    try:
-        docs = load_and_validate(files)
-    except InvalidManifests as exc:
-        for error in exc.errors:
-            err_console.print(f"[red]✗[/red] {escape(error)}")
-        raise typer.Exit(1) from None
+    docs = _valid_manifests(files, "nothing was planned: fix the manifests first")
     config = _operator_config(image_cpu, image_cuda, artifact_store)
     resources = [KIND_INFO[doc["kind"]].model.model_validate(doc) for _, doc in docs]
     rendered = plan_manifests(resources, config)  # type: ignore[arg-type]
@@ -299,6 +287,19 @@ def operator(
     except ValueError as exc:
         err_console.print(f"[red]✗[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+
+
+def _valid_manifests(files: list[Path], consequence: str) -> list[tuple[str, dict[str, Any]]]:
+    """Load and validate every manifest, or print every error and exit 1."""
+    from kubetune.local.runner import InvalidManifests, load_and_validate
+
+    try:
+        return load_and_validate(files)
+    except InvalidManifests as exc:
+        for error in exc.errors:
+            err_console.print(f"[red]✗[/red] {escape(error)}")
+        err_console.print(consequence)
+        raise typer.Exit(1) from None
 
 
 def _operator_config(
