@@ -181,6 +181,7 @@ def train(
                 learning_rate=lr,
                 tokens_per_second=rate,
                 phase="Training",
+                message="training",
             )
             window_loss, window_steps = 0.0, 0
         every = spec.evaluation.every_steps
