@@ -1,8 +1,8 @@
 """Perplexity on a dataset's validation split, over the same token batches before and after.
 
-The validation records are rendered to text by schema, tokenized once with the input model's
-tokenizer, joined with EOS and cut into fixed-length blocks; the same list of batches is fed to
-both models, so the two numbers differ only because the weights do.
+The validation records are rendered to text as the input model saw them in training, tokenized
+once with the input model's tokenizer, joined with EOS and cut into fixed-length blocks; the same
+list of batches is fed to both models, so the two numbers differ only because the weights do.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from kubetune_workloads.datasetio import PreparedDataset
 from kubetune_workloads.errors import invalid_input
+from kubetune_workloads.prompts import record_text
 
 DEFAULT_SEQ_LEN = 256
 BATCH_SIZE = 4
@@ -27,21 +28,12 @@ class EvalBatches:
     seq_len: int
 
 
-def record_text(record: dict[str, Any], schema: str, tokenizer: Any) -> str:
-    """The text of one prepared record, as the model would see it in training."""
-    if schema == "chat":
-        messages = record.get("messages") or []
-        if getattr(tokenizer, "chat_template", None):
-            return str(tokenizer.apply_chat_template(messages, tokenize=False))
-        return "\n".join(str(m.get("content", "")) for m in messages)
-    if schema == "instruction":
-        parts = (record.get("instruction"), record.get("input"), record.get("output"))
-        return "\n".join(str(p) for p in parts if p)
-    return str(record.get("text", ""))
-
-
 def build_batches(
-    dataset: PreparedDataset, tokenizer: Any, max_batches: int, max_positions: int | None
+    dataset: PreparedDataset,
+    tokenizer: Any,
+    max_batches: int,
+    max_positions: int | None,
+    template: str | None = None,
 ) -> EvalBatches:
     """Tokenize the validation split into at most ``max_batches`` batches of equal blocks."""
     import torch
@@ -51,7 +43,7 @@ def build_batches(
     ids: list[int] = []
     eos = tokenizer.eos_token_id
     for record in dataset.iter_records("validation"):
-        text = record_text(record, dataset.schema, tokenizer)
+        text = record_text(record, tokenizer, template)
         if not text:
             continue
         ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -134,7 +134,13 @@ def _eval_batches(spec: CompressStepSpec, loaded: modelio.LoadedModel) -> EvalBa
         return None
     dataset = open_dataset(storage.fetch(spec.dataset.uri))
     limit = getattr(loaded.model.config, "max_position_embeddings", None)
-    return build_batches(dataset, loaded.tokenizer, spec.spec.report.max_eval_batches, limit)
+    return build_batches(
+        dataset,
+        loaded.tokenizer,
+        spec.spec.report.max_eval_batches,
+        limit,
+        loaded.info.instruction_template,
+    )
 
 
 def _report(

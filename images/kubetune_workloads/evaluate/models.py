@@ -51,11 +51,14 @@ def run_model(
     scorer: Scorer,
     perplexity_path: Path | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    text_template: str | None = None,
 ) -> ModelRun:
     """Load the model at ``uri``, generate for every case that fits its context, score them.
 
     ``plan`` maps case id -> metrics; it must cover every case (probe variants included).
     A case whose prompt plus ``maxNewTokens`` exceeds the context is skipped with its reason.
+    Perplexity texts are rendered in ``text_template`` (the candidate's instruction format, for
+    the candidate and its baseline alike, so the two numbers measure the same text).
     """
     loaded = load_model(uri, device=_device())
     run = ModelRun(uri=uri)
@@ -79,7 +82,7 @@ def run_model(
             run.results[str(case.id)] = scorer.score(case, generation, plan[str(case.id)])
         run.tokens, run.seconds = generator.total_tokens, generator.total_seconds
         if perplexity_path is not None:
-            texts = load_texts(perplexity_path, generator.tokenizer)
+            texts = load_texts(perplexity_path, generator.tokenizer, text_template)
             run.perplexity = token_losses(
                 loaded.model, generator.tokenizer, texts, generator.context
             )

@@ -12,6 +12,7 @@ import numpy as np
 from kubetune_workloads.datasetio import open_dataset
 from kubetune_workloads.errors import invalid_input
 from kubetune_workloads.evaluate.stats import Aggregate, Comparison, bootstrap_interval
+from kubetune_workloads.prompts import record_text
 
 
 @dataclass
@@ -22,21 +23,11 @@ class TokenLosses:
     tokens: list[int]
 
 
-def record_text(record: dict[str, Any], tokenizer: Any) -> str:
-    """The text a prepared-dataset record stands for (chat records through the chat template)."""
-    if "messages" in record:
-        return str(tokenizer.apply_chat_template(record["messages"], tokenize=False))
-    if "instruction" in record:
-        parts = [record.get("instruction") or "", record.get("input") or "", record.get("output")]
-        return "\n\n".join(p for p in parts if p)
-    return str(record.get("text") or "")
-
-
-def load_texts(path: Path, tokenizer: Any) -> list[str]:
+def load_texts(path: Path, tokenizer: Any, template: str | None = None) -> list[str]:
     """Texts of the validation split (the train split when there is no validation split)."""
     dataset = open_dataset(path)
     records = dataset.records("validation") or dataset.records("train")
-    texts = [t for t in (record_text(r, tokenizer) for r in records) if t.strip()]
+    texts = [t for t in (record_text(r, tokenizer, template) for r in records) if t.strip()]
     if not texts:
         raise invalid_input(f"perplexity dataset at {path} has no text records")
     return texts

@@ -28,6 +28,7 @@ from kubetune_workloads.evaluate.outcome import (
 from kubetune_workloads.evaluate.scoring import Scorer, case_quality, plan_metrics
 from kubetune_workloads.evaluate.textmetrics import QUALITY_METRICS
 from kubetune_workloads.manifest import write_manifest
+from kubetune_workloads.modelio import read_info
 from kubetune_workloads.progress import ProgressReporter
 
 CASES_FILE = "cases.jsonl"
@@ -150,7 +151,10 @@ def _run(
     def progress(done: int, total: int) -> None:
         reporter.update(phase=f"Evaluating {label}", step=done, total_steps=total)
 
-    run = run_model(uri, cases, plan, step.spec, scorer, ppl_path, on_batch=progress)
+    template = read_info(storage.fetch(step.candidate.uri)).instruction_template
+    run = run_model(
+        uri, cases, plan, step.spec, scorer, ppl_path, on_batch=progress, text_template=template
+    )
     reporter.update(tokens_per_second=run.tokens_per_second)
     return run
 
