@@ -320,6 +320,14 @@ def test_image_pull_errors_and_unschedulable_pods_are_reported_while_pending() -
     assert result.status["message"] == message
 
 
+def test_a_finished_pod_before_the_job_is_marked_complete_is_still_running() -> None:
+    started = NOW - timedelta(minutes=2)
+    pod = ObservedPod("p", "Succeeded", terminated_reason="Completed", exit_code=0)
+    result = plan(finetune(), world(job(active=0, pods=(pod,), start_time=started)), CONFIG)
+    assert result.status["phase"] == "Running"
+    assert "finishing" in result.status["message"]
+
+
 def test_a_retry_in_progress_says_why_the_last_attempt_failed() -> None:
     pods = (
         ObservedPod("p1", "Failed", terminated_reason="OOMKilled", exit_code=137, start_time=NOW),

@@ -171,4 +171,7 @@ def job_state(job: ObservedJob, settings: RunSettings, progress: LiveProgress | 
         retry = f" (retry {job.failed} of {settings.retry.backoff_limit} after {reason}: {message})"
     if any(p.phase == "Running" for p in pods):
         return state("Running", "Running", clip(progress_message(progress) + retry))
+    if job.start_time is not None and any(p.phase == "Succeeded" for p in pods):
+        # The pod finished; the Job controller has not marked the Job complete yet.
+        return state("Running", "Running", clip(f"finishing Job {job.name}{retry}"))
     return state("Pending", "Starting", clip(f"starting Job {job.name}{retry}"))
