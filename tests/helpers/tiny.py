@@ -28,8 +28,17 @@ def tiny_tokenizer(texts: Sequence[str] = CORPUS, vocab_size: int = 300) -> Any:
 
 
 def tiny_llama(
-    tokenizer: Any, *, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0
+    tokenizer: Any,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int | None = None,
+    intermediate: int | None = None,
+    context: int = 128,
+    seed: int = 0,
 ) -> Any:
+    """A randomly initialised Llama sized for tests, matching ``tokenizer``'s vocabulary."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -37,11 +46,11 @@ def tiny_llama(
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
-        intermediate_size=hidden * 2,
+        intermediate_size=intermediate or hidden * 2,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=128,
+        num_key_value_heads=kv_heads or heads,
+        max_position_embeddings=context,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -63,9 +63,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     save_model(base, tok, root / "base", ModelInfo(format="full", family="llama"))
     small = train(tiny_llama(tok, hidden=64, layers=2, heads=4, seed=1), tok, seed=1)
     save_model(small, tok, root / "small", ModelInfo(format="full", family="llama"))
-    gqa = tiny_llama(tok, hidden=64, layers=2, heads=4)
-    gqa.config.num_key_value_heads = 2  # grouped-query attention, as in the quickstart model
-    gqa = train(type(gqa)(gqa.config), tok, steps=5)
+    # grouped-query attention, as in the quickstart model
+    gqa = train(tiny_llama(tok, hidden=64, layers=2, heads=4, kv_heads=2), tok, steps=5)
     save_model(gqa, tok, root / "gqa", ModelInfo(format="full", family="llama"))
 
     lora = LoraConfig(

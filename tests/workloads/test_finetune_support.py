@@ -19,7 +19,7 @@ from kubetune_workloads.modelio import ModelInfo, save_model
 from kubetune_workloads.prompts import ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT
 from kubetune_workloads.tokenizer_train import train_tokenizer
 
-from tests.helpers.tiny import write_dataset
+from tests.helpers.tiny import tiny_llama, write_dataset
 
 COLORS = ["red", "blue", "green", "yellow", "black", "white"]
 THINGS = ["sky", "grass", "sun", "snow", "coal", "rose", "sea", "leaf"]
@@ -78,24 +78,9 @@ def tokenizer_texts() -> list[str]:
 
 def save_base(path: Path, hidden: int = 32, context: int = 256, seed: int = 0) -> str:
     """A tiny random Llama with a tokenizer that knows the test vocabulary; returns its URI."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = train_tokenizer(tokenizer_texts(), "bpe", vocab_size=400, min_frequency=1)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=context,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    save_model(LlamaForCausalLM(config), tok, path, ModelInfo(format="full", family="llama"))
+    model = tiny_llama(tok, hidden=hidden, kv_heads=2, context=context, seed=seed)
+    save_model(model, tok, path, ModelInfo(format="full", family="llama"))
     return "file://" + str(path)
 
 
