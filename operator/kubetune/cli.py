@@ -291,7 +291,7 @@ def operator(
 
 def _valid_manifests(files: list[Path], consequence: str) -> list[tuple[str, dict[str, Any]]]:
     """Load and validate every manifest, or print every error and exit 1."""
-    from kubetune.local.runner import InvalidManifests, load_and_validate
+    from kubetune.validation import InvalidManifests, load_and_validate
 
     try:
         return load_and_validate(files)

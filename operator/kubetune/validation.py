@@ -294,3 +294,35 @@ def format_errors(doc: dict[str, Any], errors: Sequence[FieldError]) -> str:
     name = meta.get("name", "") if isinstance(meta, dict) else ""
     joined = str(errors[0]) if len(errors) == 1 else "[" + ", ".join(map(str, errors)) + "]"
     return f'{kind}.{GROUP} "{name}" is invalid: {joined}'
+
+
+class InvalidManifests(Exception):
+    """Some manifests are invalid; every error is listed (nothing should run)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def load_and_validate(paths: Iterable[Path]) -> list[tuple[str, dict[str, Any]]]:
+    """Load and validate every manifest; raise InvalidManifests listing all errors."""
+    try:
+        docs = [(d.source, d.doc) for d in load_manifests(list(paths))]
+    except ManifestError as exc:
+        raise InvalidManifests([str(exc)]) from None
+    errors: list[str] = []
+    for source, doc in docs:
+        problems = validate_manifest(doc)
+        if problems:
+            errors.append(f"{source}: {format_errors(doc, problems)}")
+    if not docs:
+        errors.append("no kubetune resources found in the given files")
+    names: dict[tuple[str, str], str] = {}
+    for source, doc in docs:
+        key = (str(doc.get("kind")), str(doc.get("metadata", {}).get("name")))
+        if key in names:
+            errors.append(f"{source}: {key[0]} {key[1]!r} is also defined in {names[key]}")
+        names[key] = source
+    if errors:
+        raise InvalidManifests(errors)
+    return docs

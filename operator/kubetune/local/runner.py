@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,6 @@ from kubetune.plan.world import ObservedWorld, OperatorConfig
 
 KIND_ORDER = ("Dataset", "FinetuneJob", "Compression", "Evaluation", "FeedbackLoop")
 TERMINAL_OK = {"Ready", "Succeeded"}
-
-
-class InvalidManifests(Exception):
-    """The manifests are invalid; nothing was run."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
 
 
 @dataclass
@@ -75,37 +67,6 @@ def rewrite_local_uris(value: Any, base: Path, workdir: Path, in_output: bool = 
         if in_output and value.startswith("s3://") and not os.environ.get("AWS_ACCESS_KEY_ID"):
             return "file://" + str((workdir / "s3" / value[len("s3://") :]).resolve())
     return value
-
-
-def load_and_validate(paths: Iterable[Path]) -> list[tuple[str, dict[str, Any]]]:
-    """Load manifests and validate them all; raise ManifestError before anything runs."""
-    from kubetune.validation import (
-        ManifestError,
-        format_errors,
-        load_manifests,
-        validate_manifest,
-    )
-
-    try:
-        docs = [(d.source, d.doc) for d in load_manifests(list(paths))]
-    except ManifestError as exc:
-        raise InvalidManifests([str(exc)]) from None
-    errors: list[str] = []
-    for source, doc in docs:
-        problems = validate_manifest(doc)
-        if problems:
-            errors.append(f"{source}: {format_errors(doc, problems)}")
-    if not docs:
-        errors.append("no kubetune resources found in the given files")
-    names: dict[tuple[str, str], str] = {}
-    for source, doc in docs:
-        key = (str(doc.get("kind")), str(doc.get("metadata", {}).get("name")))
-        if key in names:
-            errors.append(f"{source}: {key[0]} {key[1]!r} is also defined in {names[key]}")
-        names[key] = source
-    if errors:
-        raise InvalidManifests(errors)
-    return docs
 
 
 def _parse(stored: StoredResource) -> AnyResource:
