@@ -14,7 +14,7 @@ from kubetune.api.common import ArtifactRef, DatasetRef, Resources
 from kubetune.api.compression import CompressionStep, CompressionTemplate
 from kubetune.api.dataset import Balance, Cleaning, TokenizerSpec
 from kubetune.api.evaluation import EvaluationSpec, Gate, PromptCase, PromptSources
-from kubetune.api.feedback import Promotion, Triggers
+from kubetune.api.feedback import FeedbackLoopSpec, Promotion, Triggers
 from kubetune.api.finetune import (
     Architecture,
     FinetuneJobSpec,
@@ -48,6 +48,13 @@ EV = {
 STEPS = {"steps": [{"quantize": {"bits": 8}}]}
 JUDGE = {"url": "https://judge.example.com/v1", "model": "grader"}
 TARGET = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "fieldPath": "spec.x"}
+LOOP = {
+    "feedback": {"uri": "s3://bucket/feedback/"},
+    "champion": {"uri": "s3://bucket/models/v1"},
+    "finetune": {"method": "full"},
+    "evaluation": {**{k: v for k, v in EV.items() if k != "candidate"}},
+    "triggers": {"minNewRecords": 10},
+}
 LLAMA = {"family": "llama", "hiddenSize": 64, "heads": 4}
 
 CEL_CASES: tuple[CelCase, ...] = (
@@ -252,6 +259,12 @@ CEL_CASES: tuple[CelCase, ...] = (
         "mode patch needs a target",
         {"mode": "patch", "target": TARGET},
         {"mode": "patch"},
+    ),
+    CelCase(
+        FeedbackLoopSpec,
+        "baseDataset must name a Dataset",
+        {**LOOP, "baseDataset": {"name": "tickets"}},
+        {**LOOP, "baseDataset": {"uri": "s3://bucket/datasets/tickets/v3"}},
     ),
 )
 

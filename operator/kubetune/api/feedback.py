@@ -40,6 +40,12 @@ class FeedbackSource(KubeModel):
     min_rating: float | None = Field(
         None, description="Records rated below this are used only through their correction."
     )
+    weight: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Sampling weight of the feedback against the base dataset's sources.",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -66,6 +72,13 @@ class Triggers(KubeModel):
         pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$",
     )
     drift: DriftTrigger | None = Field(None, description="Champion-score trigger.")
+    check_interval_seconds: int = Field(
+        600,
+        ge=30,
+        le=7 * 24 * 3600,
+        description="How often new records are counted (minNewRecords) and the champion is "
+        "re-scored (drift).",
+    )
 
     __cel_rules__ = (
         {
@@ -133,14 +146,41 @@ class FeedbackLoopSpec(KubeModel):
     max_concurrent_runs: int = Field(1, ge=1, le=16, description="Cycles running at once.")
     promotion: Promotion = Field(default_factory=Promotion, description="On a passed evaluation.")
     history_limit: int = Field(10, ge=1, le=100, description="Cycles kept in status.history.")
-    suspend: bool = Field(False, description="Stop starting new cycles.")
+    suspend: bool = Field(
+        False, description="Start no new cycles (a running cycle finishes; nothing is deleted)."
+    )
+
+    __cel_rules__ = (
+        {
+            "rule": "has(self.baseDataset.name)",
+            "message": "baseDataset must name a Dataset: its schema, cleaning and safety "
+            "settings are applied to the feedback before it is mixed in",
+            "fieldPath": ".baseDataset",
+        },
+    )
 
 
 class FeedbackLoopStatus(CommonStatus):
     """Observed state of a FeedbackLoop."""
 
-    champion: str | None = Field(None, description="URI of the current champion.")
+    champion: str | None = Field(None, description="URI of the current champion (served).")
+    champion_cycle: int | None = Field(
+        None, description="Cycle whose challenger is the champion; unset: spec.champion."
+    )
+    champion_training_uri: str | None = Field(
+        None, description="Model the next cycle trains from (the champion before compression)."
+    )
     generation: int = Field(0, description="Cycles completed (promoted or not).")
-    pending_records: int | None = Field(None, description="Feedback records not yet used.")
+    cycles: int = Field(0, description="Cycles started.")
+    pending_records: int | None = Field(
+        None, description="Feedback records that arrived since the latest cycle started."
+    )
     last_cycle_time: datetime | None = Field(None, description="Start of the latest cycle.")
-    active_runs: list[str] | None = Field(None, description="Cycles running now.")
+    last_schedule_time: datetime | None = Field(
+        None, description="Latest schedule time that started (or skipped) a cycle."
+    )
+    last_scan_time: datetime | None = Field(None, description="When records were last counted.")
+    drift_score: float | None = Field(
+        None, description="The champion's latest score on the drift metric."
+    )
+    active_runs: list[str] | None = Field(None, description="Cycles running now (c1, c2...).")

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from kubetune.api.compression import CompressionSpec
-from kubetune.api.dataset import DatasetSpec
+from kubetune.api.dataset import DatasetSpec, RecordSchema
 from kubetune.api.evaluation import EvaluationSpec, PromptCase
+from kubetune.api.feedback import FeedbackSource
 from kubetune.api.finetune import FinetuneJobSpec, Progress
 
 StepName = Literal["dataprep", "finetune", "compress", "evaluate", "feedback"]
@@ -116,8 +117,30 @@ class EvaluateStepSpec(_StepBase):
     )
 
 
+class FeedbackStepSpec(_StepBase):
+    """Count or collect the feedback records that lie beyond a cursor.
+
+    ``count`` writes nothing and reports ``pendingRecords``. ``collect`` writes
+    ``feedback.jsonl`` (usable records in the base dataset's schema) and ``cursor.json``
+    (every record seen up to now, per file) under ``output_uri``, manifest last.
+    """
+
+    step: Literal["feedback"] = "feedback"
+    mode: Literal["count", "collect"]
+    source: FeedbackSource
+    since_cursor_uri: str | None = Field(
+        None, description="cursor.json of records already used; None: every record is new."
+    )
+    record_schema: RecordSchema = Field(
+        "instruction", description="Schema of the records written (the base dataset's)."
+    )
+
+
+FEEDBACK_FILE = "feedback.jsonl"
+CURSOR_FILE = "cursor.json"
+
 StepSpec = Annotated[
-    DataprepStepSpec | FinetuneStepSpec | CompressStepSpec | EvaluateStepSpec,
+    DataprepStepSpec | FinetuneStepSpec | CompressStepSpec | EvaluateStepSpec | FeedbackStepSpec,
     Field(discriminator="step"),
 ]
 _STEP_ADAPTER: TypeAdapter[StepSpec] = TypeAdapter(StepSpec)
@@ -179,7 +202,7 @@ class LiveProgress(Progress):
 class ArtifactManifest(_Contract):
     """Written last into every artifact directory: what it is and where it came from."""
 
-    artifact: Literal["dataset", "model", "compressed-model", "evaluation"]
+    artifact: Literal["dataset", "model", "compressed-model", "evaluation", "feedback"]
     content_hash: str = Field(description="sha256 over the artifact's files (sorted paths).")
     files: dict[str, str] = Field(description="Relative path -> sha256 of each file.")
     producer: Producer
