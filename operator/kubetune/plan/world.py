@@ -62,6 +62,9 @@ class ObservedWorld:
     progress: LiveProgress | None = None
     # ConfigMap data the resource references (name -> data), read by the shell.
     config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
+    # kubetune resources this resource controls (controller ownerReference with its uid), by
+    # (kind, name): a FeedbackLoop's cycle Datasets, FinetuneJobs, Compressions, Evaluations.
+    owned: dict[tuple[str, str], AnyResource] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,12 @@ class OperatorConfig:
 class Plan:
     """The planner's answer for one resource."""
 
-    # Manifests to create when absent (ConfigMap with the step spec, Job, Service).
+    # Manifests to create when absent (ConfigMap with the step spec, Job, Service; for a
+    # FeedbackLoop also kubetune resources it owns).
     children: list[dict[str, Any]] = field(default_factory=list)
-    # Merge patches of existing objects (e.g. spec.suspend of a Job): apiVersion, kind,
-    # metadata.name/namespace and only the fields to change.
+    # Merge patches of existing objects (e.g. spec.suspend of a Job, or a FeedbackLoop's
+    # promotion target of any kind): apiVersion, kind, metadata.name/namespace and only the
+    # fields to change.
     patches: list[dict[str, Any]] = field(default_factory=list)
     # The whole desired status (wire format, camelCase). Unset top-level fields are null, so a
     # merge patch clears what an earlier run left (completionTime, results...).
@@ -112,5 +117,6 @@ class Plan:
     # Come back after this many seconds even without a change (e.g. schedules).
     requeue_after: float | None = None
     # Objects to delete (apiVersion, kind, metadata.name/namespace): still-active Jobs of runs
-    # superseded by a spec change. Delete with propagationPolicy Background.
+    # superseded by a spec change, a FeedbackLoop's resources of cycles beyond its history
+    # limit. Delete with propagationPolicy Background.
     deletions: list[dict[str, Any]] = field(default_factory=list)
