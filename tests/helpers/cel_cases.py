@@ -52,7 +52,10 @@ LOOP = {
     "feedback": {"uri": "s3://bucket/feedback/"},
     "champion": {"uri": "s3://bucket/models/v1"},
     "finetune": {"method": "full"},
-    "evaluation": {**{k: v for k, v in EV.items() if k != "candidate"}},
+    "evaluation": {
+        **{k: v for k, v in EV.items() if k != "candidate"},
+        "gates": [{"metric": "exactMatch", "min": 0.5}],
+    },
     "triggers": {"minNewRecords": 10},
 }
 LLAMA = {"family": "llama", "hiddenSize": 64, "heads": 4}
@@ -265,6 +268,16 @@ CEL_CASES: tuple[CelCase, ...] = (
         "baseDataset must name a Dataset",
         {**LOOP, "baseDataset": {"name": "tickets"}},
         {**LOOP, "baseDataset": {"uri": "s3://bucket/datasets/tickets/v3"}},
+    ),
+    CelCase(
+        FeedbackLoopSpec,
+        "the evaluation needs gates",
+        {**LOOP, "baseDataset": {"name": "tickets"}},
+        {
+            **LOOP,
+            "baseDataset": {"name": "tickets"},
+            "evaluation": {**LOOP["evaluation"], "gates": []},
+        },
     ),
 )
 

@@ -1,4 +1,4 @@
-"""Per-kind planning: Dataset, Compression and Evaluation references and results; FeedbackLoop."""
+"""Per-kind planning: Dataset, Compression and Evaluation references and results."""
 
 from __future__ import annotations
 
@@ -316,24 +316,12 @@ def feedback_loop() -> FeedbackLoop:
                 "evaluation": {
                     "prompts": {"inline": [{"prompt": "x"}]},
                     "metrics": [{"name": "length"}],
+                    "gates": [{"metric": "length", "max": 100}],
                 },
                 "triggers": {"minNewRecords": 100},
             },
         }
     )
-
-
-def test_feedback_loop_is_reported_as_not_supported() -> None:
-    resource = feedback_loop()
-    result = plan(resource, world(), CONFIG)
-    assert result.children == []
-    ready = cond(result, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "NotSupported")
-    assert "not supported" in ready["message"]
-    assert [e.type for e in result.events] == ["Warning"]
-    body = resource.body() | {"status": result.status}
-    again = plan(FeedbackLoop.model_validate(body), world(), CONFIG)
-    assert again.events == []
 
 
 def test_referenced_resources_lists_every_dependency() -> None:

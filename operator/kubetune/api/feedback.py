@@ -13,6 +13,7 @@ from kubetune.api.common import (
     ArtifactRef,
     ArtifactURI,
     CommonStatus,
+    Credentials,
     DatasetRef,
     check_uri,
 )
@@ -45,6 +46,9 @@ class FeedbackSource(KubeModel):
         gt=0,
         le=100,
         description="Sampling weight of the feedback against the base dataset's sources.",
+    )
+    credentials: Credentials | None = Field(
+        None, description="Secrets to read the feedback (default: spec.finetune.credentials)."
     )
 
     @field_validator("uri")
@@ -156,6 +160,11 @@ class FeedbackLoopSpec(KubeModel):
             "message": "baseDataset must name a Dataset: its schema, cleaning and safety "
             "settings are applied to the feedback before it is mixed in",
             "fieldPath": ".baseDataset",
+        },
+        {
+            "rule": "has(self.evaluation.gates) && size(self.evaluation.gates) > 0",
+            "message": "the evaluation needs gates: they decide whether a challenger is promoted",
+            "fieldPath": ".evaluation.gates",
         },
     )
 

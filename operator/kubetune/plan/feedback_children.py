@@ -1,0 +1,292 @@
+"""What a FeedbackLoop creates: its ``feedback`` Jobs and the kubetune resources of a cycle.
+
+A cycle ``N`` of loop ``L`` writes its collected feedback to ``{store}/{ns}/feedbackloop/L/cN``
+(``feedback.jsonl`` and ``cursor.json``), then owns four resources named ``L-cN``:
+
+* a **Dataset**: the base Dataset's spec with the feedback file as one more source, so the
+  feedback is cleaned, de-duplicated, PII-redacted and filtered exactly like the base data;
+* a **FinetuneJob**: the loop's training template, ``from`` the champion's training model;
+* an optional **Compression** of that FinetuneJob (the loop's template);
+* an **Evaluation** of the challenger (the Compression, else the FinetuneJob) against the
+  champion as its baseline; its gates decide the promotion.
+
+Every object is named deterministically, labelled with the loop and the cycle, and controlled
+by the loop (owner reference), so deleting the loop deletes its cycles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubetune.api.common import API_VERSION, Credentials, Resources, RetryPolicy, RunSettings
+from kubetune.api.feedback import FeedbackLoopSpec
+from kubetune.api.resources import Dataset, FeedbackLoop
+from kubetune.api.steps import CURSOR_FILE, FEEDBACK_FILE, FeedbackStepSpec, Producer
+from kubetune.plan import naming, runs
+from kubetune.plan.jobs import JobRequest, build_children
+from kubetune.plan.world import OperatorConfig
+
+LOOP_LABEL = "kubetune.dev/feedback-loop"
+CYCLE_LABEL = "kubetune.dev/cycle"
+DRIFT_LABEL = "kubetune.dev/drift-check"  # value: the check's time slot
+BASELINE_ANNOTATION = "kubetune.dev/baseline-champion"
+FEEDBACK_RESOURCES = Resources(cpu="1", memory="2Gi")
+FEEDBACK_DEADLINE_SECONDS = 3600
+
+
+def cycle_id(number: int) -> str:
+    """``c<N>``: the run id of cycle N (its collect Job) and the suffix of its resources."""
+    return f"c{number}"
+
+
+def cycle_of(run_id: str | None) -> int | None:
+    """N of ``c<N>``, else None."""
+    if run_id and run_id.startswith("c") and run_id[1:].isdigit():
+        return int(run_id[1:])
+    return None
+
+
+def count_id(since_cycle: int, slot: int) -> str:
+    """``s<cycle>-<slot>``: a count of the records since cycle ``since_cycle`` (0: none)."""
+    return f"s{since_cycle}-{slot}"
+
+
+def parse_count_id(run_id: str) -> tuple[int, int] | None:
+    """(since cycle, slot) of a count run id, else None."""
+    if not run_id.startswith("s") or "-" not in run_id:
+        return None
+    cycle, _, slot = run_id[1:].partition("-")
+    return (int(cycle), int(slot)) if cycle.isdigit() and slot.isdigit() else None
+
+
+def cycle_name(loop: FeedbackLoop, number: int) -> str:
+    """``{loop}-c{N}``: the name of each of the cycle's resources (one per kind)."""
+    return naming.dns_label(loop.name, keep_suffix=f"-{cycle_id(number)}")
+
+
+def drift_name(loop: FeedbackLoop, slot: int) -> str:
+    """``{loop}-drift-{slot}``: the Evaluation that re-scores the champion."""
+    return naming.dns_label(loop.name, keep_suffix=f"-drift-{slot}")
+
+
+def cycle_dir(loop: FeedbackLoop, number: int, config: OperatorConfig) -> str:
+    """Where cycle N's collect step writes the feedback and the cursor."""
+    store = config.artifact_store.rstrip("/")
+    return f"{store}/{loop.namespace}/feedbackloop/{loop.name}/{cycle_id(number)}"
+
+
+def cursor_uri(loop: FeedbackLoop, number: int, config: OperatorConfig) -> str:
+    """The cursor written by cycle N's collect step: every record seen then."""
+    return f"{cycle_dir(loop, number, config)}/{CURSOR_FILE}"
+
+
+# --- the loop's own Jobs ---------------------------------------------------------------------
+
+
+def feedback_settings(spec: FeedbackLoopSpec) -> RunSettings:
+    """Placement of the feedback Jobs: CPU only, the feedback's credentials, one retry."""
+    credentials: Credentials | None = spec.feedback.credentials or spec.finetune.credentials
+    resources = FEEDBACK_RESOURCES.model_copy(
+        update={
+            "node_selector": spec.finetune.resources.node_selector,
+            "tolerations": spec.finetune.resources.tolerations,
+            "priority_class_name": spec.finetune.resources.priority_class_name,
+        }
+    )
+    return RunSettings(
+        resources=resources,
+        credentials=credentials,
+        active_deadline_seconds=FEEDBACK_DEADLINE_SECONDS,
+        retry=RetryPolicy(backoff_limit=2),
+        image=None,
+    )
+
+
+def feedback_job(
+    loop: FeedbackLoop,
+    run_id: str,
+    mode: str,
+    since_cursor: str | None,
+    record_schema: str,
+    output_uri: str,
+    config: OperatorConfig,
+) -> list[dict[str, Any]]:
+    """The ConfigMap and Job of a ``feedback`` step (count or collect)."""
+    meta = loop.metadata
+    step = FeedbackStepSpec.model_validate(
+        {
+            "producer": Producer(
+                kind=loop.kind,
+                name=meta.name,
+                namespace=meta.namespace,
+                uid=meta.uid,
+                generation=loop.generation,
+                run_id=run_id,
+            ),
+            "output_uri": output_uri,
+            "mode": mode,
+            "source": loop.spec.feedback,
+            "since_cursor_uri": since_cursor,
+            "record_schema": record_schema,
+        }
+    )
+    request = JobRequest(
+        loop, feedback_settings(loop.spec), "feedback", run_id, runs.spec_hash(loop), step
+    )
+    return build_children(request, config)
+
+
+def feedback_job_name(loop: FeedbackLoop, run_id: str) -> str:
+    """The name of a feedback Job (as :func:`feedback_job` names it)."""
+    return naming.job_name(loop.name, "feedback", run_id)
+
+
+# --- the cycle's resources -------------------------------------------------------------------
+
+
+def _metadata(loop: FeedbackLoop, name: str, extra: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": loop.namespace,
+        "labels": {
+            "app.kubernetes.io/name": naming.PART_OF,
+            "app.kubernetes.io/component": "feedback-cycle",
+            "app.kubernetes.io/managed-by": naming.MANAGED_BY,
+            "app.kubernetes.io/instance": naming.label_value(loop.name),
+            LOOP_LABEL: naming.label_value(loop.name),
+            **extra,
+        },
+        "annotations": {naming.ANNOTATION_RESOURCE: f"{loop.kind}/{loop.name}"},
+    }
+    owners = naming.owner_references(loop)
+    if owners:
+        meta["ownerReferences"] = owners
+    return meta
+
+
+def _body(kind: str, meta: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": meta, "spec": spec}
+
+
+def _template(template: Any, number: int) -> dict[str, Any]:
+    """A template as spec fields; a fixed output URI gets a per-cycle sub-directory."""
+    spec: dict[str, Any] = template.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec["suspend"] = False
+    uri = (spec.get("output") or {}).get("uri")
+    if uri:
+        spec["output"] = {"uri": f"{uri.rstrip('/')}/{cycle_id(number)}"}
+    return spec
+
+
+def cycle_dataset(
+    loop: FeedbackLoop, base: Dataset, number: int, config: OperatorConfig
+) -> dict[str, Any]:
+    """The base Dataset's preparation applied to the base sources plus the new feedback."""
+    spec: dict[str, Any] = base.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec["sources"] = [
+        *spec["sources"],
+        {
+            "uri": f"{cycle_dir(loop, number, config)}/{FEEDBACK_FILE}",
+            "format": "jsonl",
+            "weight": loop.spec.feedback.weight,
+        },
+    ]
+    spec["suspend"] = False
+    spec.pop("output", None)  # the base's own output location is not the cycle's
+    tokenizer = base.spec.tokenizer
+    if tokenizer is not None and tokenizer.model is None:
+        # A tokenizer trained on the data would differ from the champion's: keep none.
+        spec.pop("tokenizer", None)
+    name = cycle_name(loop, number)
+    return _body("Dataset", _metadata(loop, name, {CYCLE_LABEL: str(number)}), spec)
+
+
+def cycle_finetune(loop: FeedbackLoop, number: int, champion_training: str) -> dict[str, Any]:
+    """The challenger's training: the template, from the champion, on the cycle's Dataset."""
+    name = cycle_name(loop, number)
+    spec = _template(loop.spec.finetune, number)
+    spec["model"] = {"from": {"uri": champion_training}}
+    spec["dataset"] = {"name": name}
+    return _body("FinetuneJob", _metadata(loop, name, {CYCLE_LABEL: str(number)}), spec)
+
+
+def cycle_compression(loop: FeedbackLoop, number: int) -> dict[str, Any] | None:
+    """The challenger's compression, when the loop has a compression template."""
+    if loop.spec.compression is None:
+        return None
+    name = cycle_name(loop, number)
+    spec = _template(loop.spec.compression, number)
+    spec["model"] = {"kind": "FinetuneJob", "name": name}
+    return _body("Compression", _metadata(loop, name, {CYCLE_LABEL: str(number)}), spec)
+
+
+def challenger_kind(loop: FeedbackLoop) -> str:
+    """The kind whose output is the challenger: the Compression if any, else the FinetuneJob."""
+    return "Compression" if loop.spec.compression is not None else "FinetuneJob"
+
+
+def cycle_evaluation(loop: FeedbackLoop, number: int, champion: str) -> dict[str, Any]:
+    """Challenger (candidate) against champion (baseline)."""
+    name = cycle_name(loop, number)
+    spec = _template(loop.spec.evaluation, number)
+    spec["candidate"] = {"kind": challenger_kind(loop), "name": name}
+    spec["baseline"] = {"uri": champion}
+    meta = _metadata(loop, name, {CYCLE_LABEL: str(number)})
+    meta["annotations"][BASELINE_ANNOTATION] = champion
+    return _body("Evaluation", meta, spec)
+
+
+def cycle_resources(
+    loop: FeedbackLoop,
+    base: Dataset,
+    number: int,
+    champion: str,
+    champion_training: str,
+    config: OperatorConfig,
+) -> list[dict[str, Any]]:
+    """All resources of cycle N, in dependency order."""
+    found = [
+        cycle_dataset(loop, base, number, config),
+        cycle_finetune(loop, number, champion_training),
+        cycle_compression(loop, number),
+        cycle_evaluation(loop, number, champion),
+    ]
+    return [body for body in found if body is not None]
+
+
+def drift_evaluation(loop: FeedbackLoop, slot: int, champion: str) -> dict[str, Any]:
+    """The champion alone on the loop's evaluation prompts, scoring the drift metric."""
+    drift = loop.spec.triggers.drift
+    assert drift is not None
+    spec = _template(loop.spec.evaluation, 0)
+    spec.pop("output", None)
+    spec.pop("gates", None)  # gates compare to a baseline; drift only reads the score
+    if not any(m.get("name") == drift.metric for m in spec["metrics"]):
+        spec["metrics"] = [*spec["metrics"], {"name": drift.metric}]
+    spec["candidate"] = {"uri": champion}
+    name = drift_name(loop, slot)
+    return _body("Evaluation", _metadata(loop, name, {DRIFT_LABEL: str(slot)}), spec)
+
+
+def object_ref(api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    """apiVersion, kind and metadata name/namespace: a deletion or the head of a patch."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+    }
+
+
+def promotion_patch(loop: FeedbackLoop, champion: str) -> dict[str, Any] | None:
+    """The merge patch that points the promotion target at the new champion."""
+    promotion = loop.spec.promotion
+    target = promotion.target
+    if promotion.mode != "patch" or target is None:
+        return None
+    patch = object_ref(target.api_version, target.kind, target.name, loop.namespace)
+    *parents, leaf = target.field_path.split(".")
+    node = patch
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = champion
+    return patch

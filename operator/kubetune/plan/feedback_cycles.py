@@ -1,0 +1,283 @@
+"""Where each cycle of a FeedbackLoop stands, read from its collect Job and its resources.
+
+A cycle moves through stages: ``Collecting`` (its ``feedback`` collect Job), then
+``PreparingData``, ``Training``, ``Compressing`` and ``Evaluating`` (its Dataset, FinetuneJob,
+Compression and Evaluation). It ends:
+
+* ``Promoted``: every gate passed against the champion it was compared with;
+* ``Rejected``: a gate failed (the champion stays);
+* ``Stale``: the gates passed, but another cycle was promoted meanwhile, so the comparison was
+  against a champion that is no longer in production;
+* ``NoNewFeedback``: nothing usable was collected, so nothing was trained;
+* ``Failed``: its collect Job or one of its resources failed (the reason names which and why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from kubetune.api.common import RunRecord, RunSettings
+from kubetune.api.resources import AnyResource, Evaluation, FeedbackLoop
+from kubetune.plan.feedback_children import (
+    CYCLE_LABEL,
+    challenger_kind,
+    cycle_id,
+    feedback_settings,
+)
+from kubetune.plan.state import clip, job_state
+from kubetune.plan.world import ObservedJob, ObservedWorld
+
+CHILD_ORDER = ("Dataset", "FinetuneJob", "Compression", "Evaluation")
+STAGE_OF_KIND = {
+    "Dataset": "PreparingData",
+    "FinetuneJob": "Training",
+    "Compression": "Compressing",
+    "Evaluation": "Evaluating",
+}
+DONE_PHASES = {"Dataset": "Ready"}
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What exists of one cycle."""
+
+    number: int
+    collect: ObservedJob | None
+    resources: dict[str, AnyResource]  # kind -> the cycle's resource of that kind
+
+    @property
+    def run_id(self) -> str:
+        return cycle_id(self.number)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """An unfinished cycle: which step it is at, and what that step says."""
+
+    reason: str  # Collecting, PreparingData, Training, Compressing, Evaluating
+    message: str
+    needs_collect_job: bool = False  # no collect Job yet: create it
+    needs_resources: bool = False  # the collect Job succeeded: create the missing resources
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A cycle that ended."""
+
+    reason: str  # Promoted, Rejected, Stale, NoNewFeedback, Failed
+    message: str
+    failed: bool = False
+    challenger: str | None = None  # URI of the evaluated model
+    challenger_training: str | None = None  # URI of the FinetuneJob's model
+    baseline: str | None = None  # the champion it was compared with
+    results: dict[str, float] | None = None
+    passed: bool = False
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+
+
+def cycle_numbers(loop: FeedbackLoop, world: ObservedWorld) -> set[int]:
+    """Every cycle with a collect Job or a resource in the world."""
+    found: set[int] = set()
+    for job in world.jobs:
+        number = _cycle_of(job.run_id)
+        if number is not None:
+            found.add(number)
+    for resource in world.owned.values():
+        label = resource.metadata.labels.get(CYCLE_LABEL, "")
+        if label.isdigit():
+            found.add(int(label))
+    return found
+
+
+def _cycle_of(run_id: str) -> int | None:
+    if run_id.startswith("c") and run_id[1:].isdigit():
+        return int(run_id[1:])
+    return None
+
+
+def observe_cycle(number: int, world: ObservedWorld) -> Cycle:
+    """The collect Job and resources of cycle ``number``."""
+    collect = next((j for j in world.jobs if j.run_id == cycle_id(number)), None)
+    resources = {
+        kind: resource
+        for (kind, _name), resource in sorted(world.owned.items())
+        if resource.metadata.labels.get(CYCLE_LABEL) == str(number)
+    }
+    return Cycle(number, collect, resources)
+
+
+def collect_settings(loop: FeedbackLoop) -> RunSettings:
+    """The settings the feedback Jobs are built with (for reading their state)."""
+    return feedback_settings(loop.spec)
+
+
+def collected_records(cycle: Cycle, loop: FeedbackLoop) -> int | None:
+    """Usable records the cycle's collect Job reported, if it succeeded and said so."""
+    if cycle.collect is None:
+        return None
+    state = job_state(cycle.collect, collect_settings(loop), None)
+    if state.phase != "Succeeded" or state.result is None:
+        return None
+    used = state.result.metrics.get("usedRecords")
+    return int(used) if used is not None else None
+
+
+def _is_current(resource: AnyResource) -> bool:
+    status = resource.status
+    return status is not None and status.observed_generation == resource.generation
+
+
+def _done(resource: AnyResource) -> bool:
+    status = resource.status
+    wanted = DONE_PHASES.get(resource.kind, "Succeeded")
+    return _is_current(resource) and status is not None and status.phase == wanted
+
+
+def _failed(resource: AnyResource) -> bool:
+    status = resource.status
+    return _is_current(resource) and status is not None and status.phase == "Failed"
+
+
+def _reason_of(resource: AnyResource) -> str:
+    status = resource.status
+    if status is None:
+        return "Failed"
+    done = next((c for c in status.conditions if c.type in ("Ready", "Succeeded")), None)
+    return done.reason if done is not None and done.status == "False" else "Failed"
+
+
+def assess(cycle: Cycle, loop: FeedbackLoop, champion: str | None) -> Stage | Finished:
+    """The stage of an unfinished cycle, or how it ended.
+
+    ``champion`` is the champion right now: a challenger whose gates passed against another
+    one is ``Stale``.
+    """
+    if not cycle.resources:
+        return _assess_collect(cycle, loop)
+    start = cycle.collect.start_time if cycle.collect is not None else None
+    for kind in CHILD_ORDER:
+        resource = cycle.resources.get(kind)
+        if resource is not None and _failed(resource):
+            status = resource.status
+            detail = status.message if status is not None and status.message else "failed"
+            records = collected_records(cycle, loop)
+            return Finished(
+                f"{kind}Failed",
+                clip(f"{kind} {resource.name} failed: {_reason_of(resource)}: {detail}"),
+                failed=True,
+                # The records were collected: the trigger counts from this cycle on, so a
+                # failing cycle is not retried on the same records in a loop.
+                results={"records": float(records)} if records is not None else None,
+                start_time=start,
+                completion_time=status.completion_time if status is not None else None,
+            )
+    evaluation = cycle.resources.get("Evaluation")
+    if isinstance(evaluation, Evaluation) and _done(evaluation):
+        return _judge(cycle, loop, evaluation, champion, start)
+    missing = [k for k in CHILD_ORDER if _expected(k, loop) and k not in cycle.resources]
+    for kind in CHILD_ORDER:
+        resource = cycle.resources.get(kind)
+        if resource is None or _done(resource):
+            continue
+        status = resource.status
+        detail = status.message if status is not None and status.message else "starting"
+        return Stage(
+            STAGE_OF_KIND[kind],
+            clip(f"{kind} {resource.name}: {detail}"),
+            needs_resources=bool(missing),
+        )
+    kind = missing[0] if missing else "Evaluation"
+    return Stage(STAGE_OF_KIND[kind], f"creating the cycle's {kind}", needs_resources=True)
+
+
+def _expected(kind: str, loop: FeedbackLoop) -> bool:
+    return kind != "Compression" or loop.spec.compression is not None
+
+
+def _assess_collect(cycle: Cycle, loop: FeedbackLoop) -> Stage | Finished:
+    job = cycle.collect
+    if job is None:
+        return Stage("Collecting", "creating the collect Job", needs_collect_job=True)
+    state = job_state(job, collect_settings(loop), None)
+    if state.phase == "Failed":
+        return Finished(
+            "CollectFailed",
+            clip(f"collecting feedback failed: {state.reason}: {state.message}"),
+            failed=True,
+            start_time=state.start_time,
+            completion_time=state.completion_time,
+        )
+    if state.phase != "Succeeded":
+        return Stage("Collecting", clip(f"Job {job.name}: {state.message}"))
+    used = collected_records(cycle, loop)
+    if used == 0:
+        return Finished(
+            "NoNewFeedback",
+            "no usable feedback records since the champion was trained; nothing to retrain",
+            start_time=state.start_time,
+            completion_time=state.completion_time,
+            results={"records": 0.0},
+        )
+    return Stage("PreparingData", f"collected {used} feedback records", needs_resources=True)
+
+
+def _judge(
+    cycle: Cycle,
+    loop: FeedbackLoop,
+    evaluation: Evaluation,
+    champion: str | None,
+    start: datetime | None,
+) -> Finished:
+    status = evaluation.status
+    assert status is not None
+    baseline = evaluation.spec.baseline.uri if evaluation.spec.baseline is not None else None
+    results = dict(status.results or {})
+    records = collected_records(cycle, loop)
+    if records is not None:
+        results["records"] = float(records)
+    base = Finished(
+        "Rejected",
+        "",
+        challenger=_output_of(cycle.resources.get(challenger_kind(loop))),
+        challenger_training=_output_of(cycle.resources.get("FinetuneJob")),
+        baseline=baseline,
+        results=results or None,
+        start_time=start,
+        completion_time=status.completion_time,
+    )
+    if status.passed is not True:
+        gates = ", ".join(status.failed_gates or []) or "no gate passed"
+        return replace(base, message=f"challenger not promoted: failed gates: {gates}")
+    if baseline != champion:
+        message = "the gates passed against a champion that has since been replaced"
+        return replace(base, reason="Stale", message=f"{message}; not promoted")
+    if base.challenger is None or base.challenger_training is None:
+        return replace(
+            base, reason="Failed", message="the challenger has no output URI", failed=True
+        )
+    return replace(
+        base, reason="Promoted", message=f"challenger {base.challenger} promoted", passed=True
+    )
+
+
+def _output_of(resource: AnyResource | None) -> str | None:
+    if resource is None or resource.status is None:
+        return None
+    return resource.status.output_uri
+
+
+def record_of(cycle: Cycle, loop: FeedbackLoop, outcome: Finished, now: datetime) -> RunRecord:
+    """The status.history entry of a finished cycle."""
+    return RunRecord(
+        run_id=cycle.run_id,
+        generation=loop.generation,
+        phase="Failed" if outcome.failed else "Succeeded",
+        reason=outcome.reason,
+        message=outcome.message,
+        start_time=outcome.start_time,
+        completion_time=outcome.completion_time or now,
+        output_uri=outcome.challenger,
+        results=outcome.results,
+    )
