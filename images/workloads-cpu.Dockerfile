@@ -1,4 +1,4 @@
-# CPU workload image: dataprep (and small CPU fine-tuning/evaluation). Runs
+# CPU workload image: dataprep, feedback (and small CPU fine-tuning/evaluation). Runs
 # `python -m kubetune_workloads <step> --spec FILE` as uid 1000 with a read-only root FS;
 # /tmp and the cache are emptyDirs mounted by the operator.
 FROM python:3.11-slim-bookworm AS build

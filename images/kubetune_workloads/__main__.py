@@ -23,6 +23,7 @@ STEP_MODULES = {
     "finetune": "kubetune_workloads.finetune",
     "compress": "kubetune_workloads.compress",
     "evaluate": "kubetune_workloads.evaluate",
+    "feedback": "kubetune_workloads.feedback",
 }
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 EXIT_INVALID = 2
@@ -40,6 +41,7 @@ PERMANENT_REASONS = frozenset(
         "PruneQuantized",
         "QualityGateFailed",
         "NaNLoss",
+        "InvalidCursor",
     }
 )
 log = logging.getLogger("kubetune_workloads")

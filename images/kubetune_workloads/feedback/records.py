@@ -1,0 +1,147 @@
+"""One feedback line -> a usable training record, a low-rated drop, or a malformed line.
+
+Field names come from :class:`kubetune.api.feedback.FeedbackFields` (a field set to None is
+absent). The rules, in order: no (or empty) prompt -> malformed; a non-empty ``chosen`` is the
+response (a preference pair; ``rejected`` is only counted); else a non-empty ``correction``;
+else a numeric rating below ``minRating`` drops the record; else the ``response`` (missing or
+empty -> malformed). Usable records are written in the base dataset's schema with the canonical
+field names dataprep reads, plus ``feedback_source`` ("<relative path>:<line>").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kubetune.api.dataset import RecordSchema
+from kubetune.api.feedback import FeedbackSource
+
+ResponseOrigin = Literal["response", "correction", "chosen"]
+PROVENANCE_FIELD = "feedback_source"
+
+
+@dataclass(frozen=True)
+class Usable:
+    """A prompt and the response to train on, and where the response came from."""
+
+    prompt: str
+    response: str
+    origin: ResponseOrigin
+    has_rejected: bool = False
+
+
+@dataclass(frozen=True)
+class LowRating:
+    """Rated below ``minRating`` with neither a correction nor a chosen response."""
+
+    rating: float
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A line that is not a usable record, and why (no record content in ``why``)."""
+
+    why: str
+
+
+Outcome = Usable | LowRating | Malformed
+
+
+def parse_line(data: bytes | None) -> dict[str, Any] | Malformed:
+    """The JSON object on one line, or why it is not one."""
+    if data is None:
+        return Malformed("line too long")
+    try:
+        value = json.loads(data)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        return Malformed(f"invalid JSON ({type(exc).__name__}: {_short(str(exc))})")
+    if not isinstance(value, dict):
+        return Malformed(f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _text(row: dict[str, Any], field: str | None) -> str | Malformed | None:
+    """The text of ``field``: None when unnamed, missing, null or blank."""
+    if field is None:
+        return None
+    value = row.get(field)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return Malformed(f"field {field!r} is a {type(value).__name__}, not text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+        return Malformed(f"field {field!r} holds text that is not valid Unicode")
+    return value if value.strip() else None
+
+
+def _rating(row: dict[str, Any], field: str | None) -> float | None:
+    """The rating as a finite number; None when absent or not numeric."""
+    if field is None:
+        return None
+    value = row.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def classify(row: dict[str, Any], source: FeedbackSource) -> Outcome:
+    """Apply the feedback rules to one parsed record."""
+    fields = source.fields
+    prompt = _text(row, fields.prompt)
+    if isinstance(prompt, Malformed):
+        return prompt
+    if prompt is None:
+        return Malformed(f"missing or empty prompt field {fields.prompt!r}")
+    chosen = _text(row, fields.chosen)
+    if isinstance(chosen, Malformed):
+        return chosen
+    if chosen is not None:
+        rejected = _text(row, fields.rejected)
+        return Usable(prompt, chosen, "chosen", has_rejected=isinstance(rejected, str))
+    correction = _text(row, fields.correction)
+    if isinstance(correction, Malformed):
+        return correction
+    if correction is not None:
+        return Usable(prompt, correction, "correction")
+    if source.min_rating is not None:
+        rating = _rating(row, fields.rating)
+        if rating is not None and rating < source.min_rating:
+            return LowRating(rating)
+    response = _text(row, fields.response)
+    if isinstance(response, Malformed):
+        return response
+    if response is None:
+        return Malformed(f"missing or empty response field {fields.response!r}")
+    return Usable(prompt, response, "response")
+
+
+def training_record(usable: Usable, schema: RecordSchema, provenance: str) -> dict[str, Any]:
+    """The record dataprep reads for ``schema``, with its ``feedback_source``."""
+    record: dict[str, Any]
+    if schema == "instruction":
+        record = {"instruction": usable.prompt, "input": "", "output": usable.response}
+    elif schema == "chat":
+        record = {
+            "messages": [
+                {"role": "user", "content": usable.prompt},
+                {"role": "assistant", "content": usable.response},
+            ]
+        }
+    else:
+        record = {"text": usable.prompt + "\n\n" + usable.response}
+    record[PROVENANCE_FIELD] = provenance
+    return record

@@ -1,0 +1,195 @@
+"""The feedback step end to end: read the since-cursor, scan the files, count or collect.
+
+``count`` writes nothing and reports the usable records beyond the cursor. ``collect`` writes
+``feedback.jsonl`` (those records in the base dataset's schema), ``cursor.json`` (advanced over
+everything read), ``results.json`` and the manifest, last, into a temporary directory that
+becomes ``output_uri`` only when complete; re-running it overwrites the same artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from kubetune.api.steps import (
+    CURSOR_FILE,
+    FEEDBACK_FILE,
+    RESULTS_FILE,
+    FeedbackStepSpec,
+    InputArtifact,
+    StepResult,
+)
+
+from kubetune_workloads import storage
+from kubetune_workloads.errors import invalid_input
+from kubetune_workloads.feedback.cursor import read_cursor
+from kubetune_workloads.feedback.files import list_feedback_files
+from kubetune_workloads.feedback.records import training_record
+from kubetune_workloads.feedback.scan import FeedbackScan, Tally
+from kubetune_workloads.manifest import write_manifest
+from kubetune_workloads.progress import ProgressReporter
+
+MALFORMED_LIMIT = 0.5
+MIN_RECORDS_FOR_LIMIT = 10
+log = logging.getLogger(__name__)
+
+
+def run(spec: FeedbackStepSpec) -> StepResult:
+    """Count or collect the feedback records beyond ``spec.since_cursor_uri``."""
+    reporter = ProgressReporter("feedback", spec.progress_port)
+    try:
+        return _run(spec, reporter)
+    finally:
+        reporter.close()
+
+
+def _run(spec: FeedbackStepSpec, reporter: ProgressReporter) -> StepResult:
+    reporter.update(phase="Listing", message=spec.source.uri)
+    since = read_cursor(spec.since_cursor_uri)
+    files = list_feedback_files(spec.source.uri)
+    log.info("%d feedback files under %s", len(files), spec.source.uri)
+
+    def on_file(done: int, total: int) -> None:
+        reporter.update(phase="Reading", step=done, total_steps=total)
+
+    scan = FeedbackScan(spec.source, files, since, on_file)
+    if spec.mode == "count":
+        for _ in scan.records():
+            pass
+        check_malformed(scan.tally)
+        result = _result(spec, scan.tally, len(files))
+    else:
+        result = _collect(spec, scan, len(files))
+    reporter.update(phase="Done", message=result.message)
+    log.info("%s", result.message)
+    return result
+
+
+def _collect(spec: FeedbackStepSpec, scan: FeedbackScan, files: int) -> StepResult:
+    with storage.output_dir(spec.output_uri) as out:
+        with (out / FEEDBACK_FILE).open("w", encoding="utf-8") as handle:
+            for found in scan.records():
+                record = training_record(found.usable, spec.record_schema, found.provenance)
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        check_malformed(scan.tally)
+        (out / CURSOR_FILE).write_text(scan.cursor.to_json())
+        result = _result(spec, scan.tally, files)
+        results = _results_json(spec, scan.tally, result)
+        (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        inputs = [InputArtifact(uri=spec.source.uri)]
+        if spec.since_cursor_uri:
+            inputs.append(InputArtifact(uri=spec.since_cursor_uri))
+        manifest = write_manifest(
+            out,
+            artifact="feedback",  # type: ignore[arg-type]  # ArtifactManifest allows it
+            producer=spec.producer,
+            spec=spec.model_dump(
+                mode="json", by_alias=True, exclude={"output_uri", "producer", "progress_port"}
+            ),
+            inputs=inputs,
+            extra={"usedRecords": scan.tally.usable, "recordSchema": spec.record_schema},
+        )
+    return result.model_copy(update={"content_hash": manifest.content_hash})
+
+
+def check_malformed(tally: Tally) -> None:
+    """Fail with InvalidInput when most records beyond the cursor are malformed."""
+    if tally.records < MIN_RECORDS_FOR_LIMIT or tally.malformed <= MALFORMED_LIMIT * tally.records:
+        return
+    by_file = tally.malformed_by_file().most_common()
+    named = ", ".join(f"{path} ({count})" for path, count in by_file[:5])
+    if len(by_file) > 5:
+        named += f" and {len(by_file) - 5} more files"
+    example = tally.malformed_examples[0] if tally.malformed_examples else "none kept"
+    raise invalid_input(
+        f"{tally.malformed} of {tally.records} feedback records beyond the cursor are malformed "
+        f"(more than {MALFORMED_LIMIT:.0%}) in {named}; e.g. {example}; check "
+        "source.fields against the records' field names"
+    )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _message(spec: FeedbackStepSpec, tally: Tally) -> str:
+    files = _plural(tally.files_with_new_lines(), "file")
+    text = (
+        f"{_plural(tally.usable, 'usable feedback record')} "
+        f"({_plural(tally.new_lines, 'new line')}) "
+        f"{'in' if spec.mode == 'count' else 'collected from'} {files}"
+    )
+    notes = []
+    if tally.malformed:
+        notes.append(f"{tally.malformed} malformed")
+    if tally.low_rating:
+        notes.append(f"{tally.low_rating} rated below {spec.source.min_rating:g}")
+    if tally.rotated:
+        notes.append(f"{_plural(tally.rotated, 'rotated file')} read from the start")
+    if tally.unreadable:
+        notes.append(f"{_plural(tally.unreadable, 'corrupt file')} read up to the damage")
+    return text + ("; " + ", ".join(notes) if notes else "")
+
+
+def _details(tally: Tally, files: int) -> dict[str, Any]:
+    return {
+        "files": files,
+        "filesWithNewLines": tally.files_with_new_lines(),
+        "records": tally.records,
+        "corrections": tally.corrections,
+        "rejectedResponses": tally.with_rejected,
+        "rotatedFiles": tally.rotated,
+        "vanishedFiles": tally.vanished,
+        "corruptFiles": tally.unreadable,
+        "malformedExamples": tally.malformed_examples[:3],
+    }
+
+
+def _result(spec: FeedbackStepSpec, tally: Tally, files: int) -> StepResult:
+    common = {"newLines": tally.new_lines, "malformed": tally.malformed}
+    if spec.mode == "count":
+        reason, uri = "Counted", None
+        metrics = {"pendingRecords": tally.usable, **common, "lowRating": tally.low_rating}
+    else:
+        reason, uri = "Collected", spec.output_uri
+        metrics = {
+            "usedRecords": tally.usable,
+            **common,
+            "lowRating": tally.low_rating,
+            "preferencePairs": tally.preference_pairs,
+        }
+    return StepResult(
+        step="feedback",
+        ok=True,
+        reason=reason,
+        message=_message(spec, tally),
+        output_uri=uri,
+        metrics={k: float(v) for k, v in metrics.items()},
+        details=_details(tally, files),
+    )
+
+
+def _results_json(spec: FeedbackStepSpec, tally: Tally, result: StepResult) -> dict[str, Any]:
+    """The full results next to the artifact (no timestamps: re-runs hash the same)."""
+    return {
+        "step": "feedback",
+        "mode": spec.mode,
+        "source": spec.source.uri,
+        "sinceCursor": spec.since_cursor_uri,
+        "recordSchema": spec.record_schema,
+        "message": result.message,
+        "metrics": result.metrics,
+        "details": {**(result.details or {}), "malformedExamples": tally.malformed_examples},
+        "files": {
+            path: {
+                "newLines": t.new_lines,
+                "usable": t.usable,
+                "malformed": t.malformed,
+                "lowRating": t.low_rating,
+                "rotated": t.rotated,
+                "corrupt": t.unreadable,
+            }
+            for path, t in sorted(tally.files.items())
+        },
+    }
