@@ -47,7 +47,7 @@ def spec_hash(spec: Any) -> str:
 def write_manifest(
     root: Path,
     *,
-    artifact: Literal["dataset", "model", "compressed-model", "evaluation"],
+    artifact: Literal["dataset", "model", "compressed-model", "evaluation", "feedback"],
     producer: Producer,
     spec: Any,
     inputs: list[InputArtifact] | None = None,

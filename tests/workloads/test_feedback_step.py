@@ -55,10 +55,10 @@ def feedback_spec(
     )
 
 
-def run_spec(tmp_path: Path, spec: FeedbackStepSpec, keep_nulls: bool = False) -> StepResult:
+def run_spec(tmp_path: Path, spec: FeedbackStepSpec) -> StepResult:
     """Through the pod entry point, which turns errors into a result."""
     spec_file = tmp_path / f"spec-{spec.mode}.json"
-    text = spec.model_dump_json(by_alias=True) if keep_nulls else spec.to_json()
+    text = spec.to_json()
     spec_file.write_text(text)
     return run_step("feedback", spec_file)
 
@@ -370,9 +370,9 @@ def test_custom_field_names_and_absent_fields(tmp_path: Path) -> None:
         "prompt": "question",
         "response": "answer",
         "rating": "stars",
-        "correction": None,  # absent: a "correction" key is ignored
-        "chosen": None,
-        "rejected": None,
+        "correction": "",  # not used: a "correction" key is ignored
+        "chosen": "",
+        "rejected": "",
     }
     rows: list[Row] = [
         {"question": "Q1", "answer": "A1", "stars": 5},
@@ -383,8 +383,8 @@ def test_custom_field_names_and_absent_fields(tmp_path: Path) -> None:
     ]
     src = append(tmp_path / "src" / "f.jsonl", rows).parent
     spec = feedback_spec(src, tmp_path / "out", minRating=3, fields=fields)
-    # null field names must reach the pod as null (StepSpec.to_json drops them)
-    result = run_spec(tmp_path, spec, keep_nulls=True)
+    # Empty names survive the step spec's JSON (which drops nulls) and the API server.
+    result = run_spec(tmp_path, spec)
     assert result.metrics["lowRating"] == 2 and result.metrics["malformed"] == 1
     records = read_jsonl(tmp_path / "out" / FEEDBACK_FILE)
     assert [(r["instruction"], r["output"]) for r in records] == [("Q1", "A1"), ("Q4", "A4")]

@@ -67,8 +67,8 @@ def _short(text: str, limit: int = 120) -> str:
 
 
 def _text(row: dict[str, Any], field: str | None) -> str | Malformed | None:
-    """The text of ``field``: None when unnamed, missing, null or blank."""
-    if field is None:
+    """The text of ``field``: None when unnamed (None or ""), missing, null or blank."""
+    if not field:
         return None
     value = row.get(field)
     if value is None:
@@ -85,8 +85,8 @@ def _text(row: dict[str, Any], field: str | None) -> str | Malformed | None:
 
 
 def _rating(row: dict[str, Any], field: str | None) -> float | None:
-    """The rating as a finite number; None when absent or not numeric."""
-    if field is None:
+    """The rating as a finite number; None when unnamed, absent or not numeric."""
+    if not field:
         return None
     value = row.get(field)
     if isinstance(value, bool) or not isinstance(value, int | float | str):

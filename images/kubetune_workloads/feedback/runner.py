@@ -82,7 +82,7 @@ def _collect(spec: FeedbackStepSpec, scan: FeedbackScan, files: int) -> StepResu
             inputs.append(InputArtifact(uri=spec.since_cursor_uri))
         manifest = write_manifest(
             out,
-            artifact="feedback",  # type: ignore[arg-type]  # ArtifactManifest allows it
+            artifact="feedback",
             producer=spec.producer,
             spec=spec.model_dump(
                 mode="json", by_alias=True, exclude={"output_uri", "producer", "progress_port"}

@@ -23,14 +23,20 @@ from kubetune.api.finetune import TrainingSettings
 
 
 class FeedbackFields(KubeModel):
-    """Names of the fields in a feedback record."""
+    """Names of the fields in a feedback record (an empty name: the field is not used).
+
+    A record without a named field simply lacks it; an empty name is for a column that exists
+    but must be ignored (``null`` would be pruned by the API server and fall back to the default).
+    """
 
     prompt: str = Field("prompt", description="The user's prompt.")
     response: str = Field("response", description="The model's response.")
-    rating: str | None = Field("rating", description="A numeric rating.")
-    correction: str | None = Field("correction", description="A corrected response.")
-    chosen: str | None = Field("chosen", description="Preferred response (preference pairs).")
-    rejected: str | None = Field("rejected", description="Rejected response.")
+    rating: str = Field("rating", description="A numeric rating. Empty: not used.")
+    correction: str = Field("correction", description="A corrected response. Empty: not used.")
+    chosen: str = Field(
+        "chosen", description="Preferred response (preference pairs). Empty: not used."
+    )
+    rejected: str = Field("rejected", description="Rejected response. Empty: not used.")
 
 
 class FeedbackSource(KubeModel):
