@@ -153,7 +153,7 @@ def run(
     from rich.live import Live
 
     from kubetune.local.runner import LocalRunner
-    from kubetune.local.view import live_table, summary_lines
+    from kubetune.local.view import live_table, patched_lines, summary_lines
 
     docs = _valid_manifests(files, "nothing was run: fix the manifests first")
     runner = LocalRunner(workdir, parallel=parallel)
@@ -183,7 +183,7 @@ def run(
     for note in dict.fromkeys(runner.notes):
         console.print(f"[dim]note: {escape(note)}[/dim]")
     console.rule("summary")
-    for line in summary_lines(summary.resources):
+    for line in summary_lines(summary.resources) + patched_lines(summary.patched):
         console.print(line, markup=False)
     if summary.interrupted:
         err_console.print(f"interrupted: rerun the same command to resume ({runner.workdir})")
@@ -199,15 +199,18 @@ def status(
 ) -> None:
     """Print local resources as `kubectl get` would, from a run's workdir."""
     from kubetune.local.store import STATE_FILE, LocalStore
-    from kubetune.local.view import status_tables
+    from kubetune.local.view import patched_lines, status_tables
 
     if not (workdir / STATE_FILE).is_file():
         err_console.print(f"no local run in {workdir}")
         raise typer.Exit(1)
-    bodies = [r.body for r in LocalStore(workdir).state.resources.values()]
+    state = LocalStore(workdir).state
+    bodies = [r.body for r in state.resources.values()]
     for table in status_tables(bodies, wide=wide):
         console.print(table)
         console.print()
+    for line in patched_lines(state.patched):
+        console.print(line, markup=False)
 
 
 @app.command("plan")

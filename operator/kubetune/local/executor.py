@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -217,24 +216,42 @@ class LocalExecutor:
     def running(self) -> int:
         return len(self._procs)
 
-    def stop_all(self, wait: Callable[[subprocess.Popen[bytes]], None] | None = None) -> None:
+    def stop_all(self) -> None:
         """Stop every running step (SIGINT, then SIGTERM/SIGKILL) so it can resume later."""
         for proc in self._procs.values():
-            for sig, timeout in (
-                (signal.SIGINT, 20.0),
-                (signal.SIGTERM, 10.0),
-                (signal.SIGKILL, 5.0),
-            ):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=timeout)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            _stop_group(proc, INTERRUPT_SIGNALS)
         self._procs.clear()
+
+    def stop(self, job: str) -> bool:
+        """Stop one Job's process as deleting its pod would (SIGTERM, then SIGKILL).
+
+        False when this run has no process for the Job.
+        """
+        proc = self._procs.pop(job, None)
+        if proc is None:
+            return False
+        _stop_group(proc, DELETE_SIGNALS)
+        return True
+
+
+# (signal, seconds to wait for the process group to exit) tried in turn.
+INTERRUPT_SIGNALS = ((signal.SIGINT, 20.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0))
+DELETE_SIGNALS = ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0))
+
+
+def _stop_group(
+    proc: subprocess.Popen[bytes], signals: tuple[tuple[signal.Signals, float], ...]
+) -> None:
+    for sig, timeout in signals:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=timeout)
+            break
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _read(path: str | None) -> str | None:

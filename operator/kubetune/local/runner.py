@@ -1,11 +1,15 @@
 """`kubetune run`: the operator's planners over an in-process store, Jobs as local processes.
 
 One loop, level-based like the operator: for every resource, observe the world (other
-resources, its Jobs as local executions, live progress), call :func:`kubetune.plan.plan`, create
-the children it asks for, write the status it computes, record its events; then start Jobs that
-have no process yet and poll the running ones. The loop ends when a whole pass changes nothing
-and nothing runs. State is saved after every change, so a rerun resumes: finished steps are not
-redone, and an interrupted step runs again (training resumes from its latest checkpoint).
+resources, the resources it owns, its Jobs as local executions, live progress), call
+:func:`kubetune.plan.plan`, apply the plan (:mod:`kubetune.local.applier`: children, owned
+resources, deletions, patches), write the status it computes, record its events; then start
+Jobs that have no process yet and poll the running ones. Every resource is planned on every
+pass, so ``Plan.requeue_after`` needs no timer: the loop ends when a whole pass changes nothing
+and nothing runs, without waiting for a FeedbackLoop's next check or schedule
+(:mod:`kubetune.local.loops`). State is saved after every change, so a rerun resumes: finished
+steps are not redone, and an interrupted step runs again (training resumes from its latest
+checkpoint).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 
 from kubetune.api.resources import KIND_INFO, AnyResource
 from kubetune.api.steps import LiveProgress
-from kubetune.local.executor import LocalExecutor, LocalPaths, notes_for, observe, read_progress
+from kubetune.local.applier import PlanApplier
+from kubetune.local.executor import LocalExecutor, LocalPaths, observe, read_progress
+from kubetune.local.loops import LOOP_KIND, PeriodicChecks, forget_finished_counts
 from kubetune.local.store import LocalStore, StoredResource, now, resource_key
 from kubetune.plan import plan
 from kubetune.plan.world import ObservedWorld, OperatorConfig
@@ -35,12 +41,21 @@ class RunSummary:
     workdir: Path
     resources: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    # Objects outside the store that planners patched (recorded only): "Kind/name" -> merge.
+    patched: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(
-            (r.get("status") or {}).get("phase") in TERMINAL_OK for r in self.resources
-        )
+        return not self.interrupted and all(is_done(r) for r in self.resources)
+
+
+def is_done(body: dict[str, Any]) -> bool:
+    """Ready or Succeeded; a FeedbackLoop also when suspended with no cycle running."""
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if body["kind"] == LOOP_KIND and phase == "Suspended":
+        return not status.get("activeRuns")
+    return phase in TERMINAL_OK
 
 
 def local_config(workdir: Path) -> OperatorConfig:
@@ -74,6 +89,39 @@ def _parse(stored: StoredResource) -> AnyResource:
     return model.model_validate(stored.body)  # type: ignore[return-value]
 
 
+class ParsedResources:
+    """Typed models of the stored resources, parsed again only when a body changed.
+
+    Every pass plans each resource with a world holding all the others; parsing each body once
+    per change instead of once per look keeps a pass cheap when a FeedbackLoop has made many
+    resources. A body counts as changed when its spec, status or metadata object was replaced
+    or its generation moved (the store replaces those objects; it never edits spec or status
+    in place). The cache keeps the objects it compared, so their identities stay meaningful.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[tuple[Any, ...], AnyResource]] = {}
+
+    def get(self, stored: StoredResource) -> AnyResource:
+        body = stored.body
+        meta = body["metadata"]
+        seen = (body, body.get("spec"), body.get("status"), meta, meta.get("generation"))
+        cached = self._cache.get(stored.key)
+        if (
+            cached is not None
+            and all(a is b for a, b in zip(cached[0][:4], seen[:4], strict=True))
+            and cached[0][4] == seen[4]
+        ):
+            return cached[1]
+        parsed = _parse(stored)
+        self._cache[stored.key] = (seen, parsed)
+        return parsed
+
+    def forget_missing(self, present: set[tuple[str, str]]) -> None:
+        for key in set(self._cache) - present:
+            del self._cache[key]
+
+
 class LocalRunner:
     """Drives one workdir's resources to completion."""
 
@@ -94,6 +142,9 @@ class LocalRunner:
         self.on_change = on_change
         self.poll_seconds = poll_seconds
         self.notes: list[str] = []
+        self.applier = PlanApplier(self.store, self.executor.stop)
+        self.parsed = ParsedResources()
+        self.periodic = PeriodicChecks()
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -108,6 +159,7 @@ class LocalRunner:
                 doc, source
             )
         self._forget_interrupted()
+        forget_finished_counts(self.store.state)
         self.store.save()
         return outcome
 
@@ -127,7 +179,7 @@ class LocalRunner:
 
     def world_for(self, stored: StoredResource) -> ObservedWorld:
         others: dict[tuple[str, str], AnyResource] = {
-            other.key: _parse(other) for other in self.store.state.resources.values()
+            other.key: self.parsed.get(other) for other in self.store.state.resources.values()
         }
         jobs = []
         progress = None
@@ -143,30 +195,33 @@ class LocalRunner:
             if child["kind"] == "ConfigMap"
             and "kubetune.dev/kind" not in child["metadata"].get("labels", {})
         }
+        owned = {
+            child.key: others[child.key]
+            for child in self.store.owned_by(stored.uid)
+            if child.key in others
+        }
         return ObservedWorld(
             now=now(),
             resources=others,
             jobs=tuple(jobs),
             progress=progress,
             config_maps=config_maps,
+            owned=owned,
         )
 
     def reconcile_once(self) -> bool:
         """One planning pass over every resource; True when anything changed."""
         changed = False
         for stored in self.ordered():
-            result = plan(_parse(stored), self.world_for(stored), self.config)
-            for child in result.children:
-                if self.store.create_child(child):
-                    changed = True
-                    if child["kind"] == "Job":
-                        for note in notes_for(child):
-                            self.notes.append(f"{stored.kind}/{stored.name}: {note}")
-            for patch in result.patches:
-                key = resource_key(patch["kind"], patch["metadata"]["name"])
-                if self.store.state.children.get(key) != patch:
-                    self.store.state.children[key] = patch
-                    changed = True
+            if resource_key(*stored.key) not in self.store.state.resources:
+                continue  # deleted earlier in this pass with its owner
+            result = plan(self.parsed.get(stored), self.world_for(stored), self.config)
+            result.children = [c for c in result.children if self.periodic.allow(stored, c)]
+            applied = self.applier.apply(stored, result)
+            changed = applied.changed or changed
+            self.notes.extend(n for n in applied.notes if n not in self.notes)
+            if resource_key(*stored.key) not in self.store.state.resources:
+                continue  # its own plan deleted it
             if result.status:
                 self._add_log_path(stored, result.status)
             if result.status and result.status != stored.body.get("status"):
@@ -176,6 +231,7 @@ class LocalRunner:
                 self.store.add_event(
                     stored.kind, stored.name, event.type, event.reason, event.message
                 )
+        self.parsed.forget_missing({r.key for r in self.store.state.resources.values()})
         return changed
 
     def _add_log_path(self, stored: StoredResource, status: dict[str, Any]) -> None:
@@ -232,4 +288,5 @@ class LocalRunner:
                     execution.state = "Interrupted"
             self.store.save()
         summary.resources = [r.body for r in self.ordered()]
+        summary.patched = dict(self.store.state.patched)
         return summary

@@ -1,8 +1,10 @@
 """The in-process object store behind `kubetune run`, persisted in the workdir.
 
 It plays the API server's part for the local runtime: kubetune resources with their status and
-generation, the children the planners asked for (ConfigMaps, Jobs, Services), events, and the
-local executions standing in for Jobs' pods. Everything is saved atomically to
+generation (also those a planner creates, e.g. a FeedbackLoop's cycle resources, with their
+owner references), the children the planners asked for (ConfigMaps, Jobs, Services), the patches
+of objects that only exist in a cluster, events, and the local executions standing in for Jobs'
+pods. Everything is saved atomically to
 ``<workdir>/state.json`` after each change, so an interrupted run resumes where it stopped.
 """
 
@@ -60,6 +62,10 @@ class StoredResource:
     def key(self) -> tuple[str, str]:
         return (self.kind, self.name)
 
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"].get("uid") or "")
+
 
 @dataclass
 class LocalState:
@@ -70,10 +76,27 @@ class LocalState:
     children: dict[str, dict[str, Any]] = field(default_factory=dict)  # "Kind/name" -> manifest
     executions: dict[str, Execution] = field(default_factory=dict)  # job name -> execution
     events: list[dict[str, str]] = field(default_factory=list)
+    # Objects outside the store a planner patched (a FeedbackLoop's promotion target), as the
+    # merge of every patch: "Kind/name" -> apiVersion, kind, metadata and the patched fields.
+    patched: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def resource_key(kind: str, name: str) -> str:
     return f"{kind}/{name}"
+
+
+def owner_references(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """metadata.ownerReferences of a stored object (empty when it has none)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return [ref for ref in refs if isinstance(ref, dict)]
+
+
+def controller_uid(obj: dict[str, Any]) -> str | None:
+    """The uid of the object's controller (the owner reference with controller: true)."""
+    for ref in owner_references(obj):
+        if ref.get("controller"):
+            return str(ref.get("uid") or "") or None
+    return None
 
 
 class LocalStore:
@@ -98,6 +121,7 @@ class LocalStore:
             children=data.get("children", {}),
             executions={k: Execution(**v) for k, v in data.get("executions", {}).items()},
             events=data.get("events", []),
+            patched=data.get("patched", {}),
         )
 
     def save(self) -> None:
@@ -109,6 +133,7 @@ class LocalStore:
             "children": self.state.children,
             "executions": {k: asdict(v) for k, v in self.state.executions.items()},
             "events": self.state.events[-500:],
+            "patched": self.state.patched,
         }
         tmp = self.path.with_name(f".{STATE_FILE}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(data, indent=1, default=str))
@@ -124,19 +149,7 @@ class LocalStore:
         key = resource_key(doc["kind"], doc["metadata"]["name"])
         existing = self.state.resources.get(key)
         if existing is None:
-            body = {
-                "apiVersion": doc["apiVersion"],
-                "kind": doc["kind"],
-                "metadata": {
-                    **doc["metadata"],
-                    "namespace": self.state.namespace,
-                    "uid": f"local-{doc['kind'].lower()}-{doc['metadata']['name']}",
-                    "generation": 1,
-                    "creationTimestamp": now().isoformat(),
-                },
-                "spec": doc.get("spec", {}),
-            }
-            self.state.resources[key] = StoredResource(body=body, source=source)
+            self.create_resource(doc, source)
             return "created"
         existing.source = source
         if existing.body.get("spec") == doc.get("spec", {}):
@@ -144,6 +157,44 @@ class LocalStore:
         existing.body["spec"] = doc.get("spec", {})
         existing.body["metadata"]["generation"] = int(existing.body["metadata"]["generation"]) + 1
         return "configured"
+
+    def create_resource(self, doc: dict[str, Any], source: str) -> bool:
+        """Create a resource when absent, as a POST would (False: it exists, nothing changes).
+
+        It gets the store's namespace, a uid (``local-<kind>-<name>``), generation 1 and a
+        creation time; labels and owner references in ``doc`` are kept.
+        """
+        key = resource_key(doc["kind"], doc["metadata"]["name"])
+        if key in self.state.resources:
+            return False
+        body = {
+            "apiVersion": doc["apiVersion"],
+            "kind": doc["kind"],
+            "metadata": {
+                **doc["metadata"],
+                "namespace": self.state.namespace,
+                "uid": f"local-{doc['kind'].lower()}-{doc['metadata']['name']}",
+                "generation": 1,
+                "creationTimestamp": now().isoformat(),
+            },
+            "spec": doc.get("spec", {}),
+        }
+        self.state.resources[key] = StoredResource(body=body, source=source)
+        return True
+
+    def owned_by(self, uid: str) -> list[StoredResource]:
+        """The resources whose controller owner reference names ``uid``."""
+        return [
+            stored for stored in self.state.resources.values() if controller_uid(stored.body) == uid
+        ]
+
+    def children_owned_by(self, uid: str) -> list[dict[str, Any]]:
+        """The children (Jobs, ConfigMaps, Services) with an owner reference to ``uid``."""
+        return [
+            child
+            for child in self.state.children.values()
+            if any(ref.get("uid") == uid for ref in owner_references(child))
+        ]
 
     def set_status(self, kind: str, name: str, status: dict[str, Any]) -> None:
         self.state.resources[resource_key(kind, name)].body["status"] = status
@@ -182,3 +233,16 @@ class LocalStore:
         """Forget a Job and its execution (used to re-run an interrupted one)."""
         self.state.children.pop(resource_key("Job", job_name), None)
         self.state.executions.pop(job_name, None)
+
+    def delete_child(self, kind: str, name: str) -> bool:
+        """Remove a child (a Job with its execution); False when there was none."""
+        existed = resource_key(kind, name) in self.state.children
+        if kind == "Job":
+            self.delete_job(name)
+        else:
+            self.state.children.pop(resource_key(kind, name), None)
+        return existed
+
+    def delete_resource(self, kind: str, name: str) -> bool:
+        """Remove one resource (not what it owns); False when there was none."""
+        return self.state.resources.pop(resource_key(kind, name), None) is not None

@@ -1,7 +1,13 @@
-"""What `kubetune run` and `kubetune status` show: live table, `kubectl get` columns, summary."""
+"""What `kubetune run` and `kubetune status` show: live table, `kubectl get` columns, summary.
+
+Resources a FeedbackLoop created (its cycles' Datasets, FinetuneJobs, Compressions and
+Evaluations) are shown under their owner: indented below it in the live table and the summary,
+with an OWNER column in the `kubectl get` tables.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group
@@ -10,6 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from kubetune.api.resources import KIND_INFO
+from kubetune.local.applier import patched_fields
+from kubetune.plan.feedback_children import CYCLE_LABEL, DRIFT_LABEL
 
 PHASE_STYLE = {
     "Ready": "green",
@@ -42,6 +50,63 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _owner_uid(body: dict[str, Any]) -> str | None:
+    for ref in body["metadata"].get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return str(ref.get("uid") or "") or None
+    return None
+
+
+def owner_of(body: dict[str, Any]) -> str:
+    """``Kind/name`` of the resource's controller, or ``""``."""
+    for ref in body["metadata"].get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return f"{ref.get('kind')}/{ref.get('name')}"
+    return ""
+
+
+def _owned_order(body: dict[str, Any]) -> tuple[int, int, str]:
+    """Cycle (or drift-check slot) first, then the kinds in pipeline order."""
+    labels = body["metadata"].get("labels") or {}
+    number = labels.get(CYCLE_LABEL) or labels.get(DRIFT_LABEL) or ""
+    kinds = list(KIND_INFO)
+    kind = kinds.index(body["kind"]) if body["kind"] in kinds else len(kinds)
+    return (int(number) if number.isdigit() else 0, kind, body["metadata"]["name"])
+
+
+def by_owner(resources: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """(depth, body): each resource followed by those it controls, recursively.
+
+    Resources keep their order; the owned ones of each follow it ordered by cycle and kind.
+    A resource whose owner is not in ``resources`` is shown at the top level.
+    """
+    uids = {str(b["metadata"].get("uid")) for b in resources if b["metadata"].get("uid")}
+    owned: dict[str, list[dict[str, Any]]] = {}
+    roots = []
+    for body in resources:
+        owner = _owner_uid(body)
+        if owner is not None and owner in uids:
+            owned.setdefault(owner, []).append(body)
+        else:
+            roots.append(body)
+    out: list[tuple[int, dict[str, Any]]] = []
+
+    def visit(body: dict[str, Any], depth: int) -> None:
+        out.append((depth, body))
+        uid = str(body["metadata"].get("uid"))
+        for child in sorted(owned.pop(uid, []), key=_owned_order):
+            visit(child, depth + 1)
+
+    for body in roots:
+        visit(body, 0)
+    return out
+
+
+def _label(body: dict[str, Any], depth: int) -> str:
+    name = f"{body['kind']}/{body['metadata']['name']}"
+    return f"{'  ' * (depth - 1)}└ {name}" if depth else name
+
+
 def _eta(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -61,7 +126,7 @@ def live_table(resources: list[dict[str, Any]], notes: list[str] | None = None) 
         ("MESSAGE", {"overflow": "fold", "ratio": 1}),
     ):
         table.add_column(column, **kwargs)
-    for body in resources:
+    for depth, body in by_owner(resources):
         status = body.get("status") or {}
         phase = status.get("phase") or "Pending"
         progress = status.get("progress") or {}
@@ -75,7 +140,7 @@ def live_table(resources: list[dict[str, Any]], notes: list[str] | None = None) 
         elif phase in ("Ready", "Succeeded"):
             bar = ProgressBar(total=1, completed=1, width=20)
         table.add_row(
-            f"{body['kind']}/{body['metadata']['name']}",
+            _label(body, depth),
             Text(phase, style=PHASE_STYLE.get(phase, "")),
             bar,
             _fmt(progress.get("loss")) if phase == "Running" else "",
@@ -94,24 +159,29 @@ def status_tables(resources: list[dict[str, Any]], wide: bool = False) -> list[T
         rows = [b for b in resources if b["kind"] == kind]
         if not rows:
             continue
+        # The user's resources first, then those a loop made, by owner and cycle.
+        rows.sort(key=lambda b: (bool(owner_of(b)), owner_of(b), _owned_order(b)))
+        with_owner = any(owner_of(b) for b in rows)
         columns = [c for c in info.columns if wide or c.priority == 0]
         table = Table(title=f"{info.plural}.kubetune.dev", title_justify="left", box=None)
         table.add_column("NAME", no_wrap=True)
         for column in columns:
             table.add_column(column.name.upper(), no_wrap=column.type != "string")
+        if with_owner:
+            table.add_column("OWNER", no_wrap=True)
         for body in rows:
             cells = []
             for column in columns:
                 value = json_path(body, column.json_path)
                 cells.append(_age(value) if column.type == "date" else _fmt(value))
+            if with_owner:
+                cells.append(owner_of(body))
             table.add_row(body["metadata"]["name"], *cells)
         tables.append(table)
     return tables
 
 
 def _age(value: Any) -> str:
-    from datetime import UTC, datetime
-
     if not value:
         return ""
     seconds = int((datetime.now(UTC) - datetime.fromisoformat(str(value))).total_seconds())
@@ -121,24 +191,78 @@ def _age(value: Any) -> str:
     return f"{seconds}s"
 
 
-def summary_lines(resources: list[dict[str, Any]]) -> list[str]:
+def summary_lines(resources: list[dict[str, Any]], now: datetime | None = None) -> list[str]:
     """Artifacts, key metrics, failures with their log, and the evaluation report."""
     lines = []
-    for body in resources:
+    for depth, body in by_owner(resources):
         status = body.get("status") or {}
-        name = f"{body['kind']}/{body['metadata']['name']}"
         phase = status.get("phase") or "Pending"
+        indent = "  " * depth
         lines.append(
-            f"{name}: {phase}" + (f" - {status['message']}" if status.get("message") else "")
+            f"{indent}{body['kind']}/{body['metadata']['name']}: {phase}"
+            + (f" - {status['message']}" if status.get("message") else "")
         )
-        if status.get("outputUri"):
-            lines.append(f"    artifact: {status['outputUri']}")
+        details = loop_lines(body, now) if body["kind"] == "FeedbackLoop" else []
+        if status.get("outputUri") and body["kind"] != "FeedbackLoop":
+            details.append(f"artifact: {status['outputUri']}")
         results = status.get("results") or {}
         if results:
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in list(results.items())[:8])
-            lines.append(f"    metrics: {shown}")
+            details.append(f"metrics: {shown}")
         if status.get("reportUri"):
-            lines.append(f"    report: {status['reportUri']}")
+            details.append(f"report: {status['reportUri']}")
         if phase == "Failed" and status.get("logPath"):
-            lines.append(f"    log: {status['logPath']}")
+            details.append(f"log: {status['logPath']}")
+        lines.extend(f"{indent}    {detail}" for detail in details)
+    return lines
+
+
+def loop_lines(body: dict[str, Any], now: datetime | None = None) -> list[str]:
+    """A FeedbackLoop's champion, latest cycle and what would start the next one locally."""
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    lines = []
+    if status.get("champion"):
+        cycle = status.get("championCycle")
+        origin = f"cycle c{cycle}" if cycle is not None else "spec.champion"
+        lines.append(f"champion: {status['champion']} ({origin})")
+    history = status.get("history") or []
+    if history:
+        latest = history[0]
+        lines.append(
+            f"latest cycle {latest.get('runId')}: {latest.get('reason') or latest.get('phase')}"
+            + (f" - {latest['message']}" if latest.get("message") else "")
+        )
+    if status.get("activeRuns") or status.get("phase") != "Ready":
+        return lines
+    triggers = spec.get("triggers") or {}
+    if triggers.get("minNewRecords") is not None:
+        pending = status.get("pendingRecords")
+        lines.append(
+            f"new feedback records: {'?' if pending is None else pending}"
+            f"/{triggers['minNewRecords']}; each `kubetune run` counts them again"
+        )
+    if triggers.get("schedule"):
+        upcoming = next_schedule(str(triggers["schedule"]), now or datetime.now(UTC))
+        lines.append(
+            f"next scheduled cycle: {upcoming.isoformat(timespec='minutes')} "
+            f"({triggers['schedule']}); `kubetune run` does not wait for it: run it again then"
+        )
+    return lines
+
+
+def next_schedule(expression: str, after: datetime) -> datetime:
+    """The first time of a cron schedule after ``after``."""
+    from croniter import croniter
+
+    upcoming: datetime = croniter(expression, after).get_next(datetime)
+    return upcoming
+
+
+def patched_lines(patched: dict[str, dict[str, Any]]) -> list[str]:
+    """Objects outside the store a planner patched, as recorded (nothing was sent anywhere)."""
+    lines = []
+    for key, record in sorted(patched.items()):
+        shown = ", ".join(patched_fields(record)) or "no fields"
+        lines.append(f"{key} (no cluster, recorded only): {shown}")
     return lines
