@@ -8,7 +8,10 @@ One registry, :data:`REGISTRY`, holds every series the operator exports:
 * ``kubetune_job_duration_seconds{kind,outcome}``: wall time of finished runs;
 * ``kubetune_gpu_seconds_total{namespace}``: GPU-seconds consumed by finished runs;
 * ``kubetune_training_loss{namespace,name}`` and
-  ``kubetune_evaluation_score{namespace,name,metric}``: the latest values per resource.
+  ``kubetune_evaluation_score{namespace,name,metric}``: the latest values per resource;
+* ``kubetune_feedback_pending_records{namespace,name}``, ``kubetune_feedback_cycles{namespace,
+  name}`` (cycles started) and ``kubetune_feedback_promotions_total{namespace,name}``: per
+  FeedbackLoop.
 
 The controllers call the ``record_*`` functions; :func:`start_exporter` serves ``/metrics``.
 """
@@ -71,6 +74,26 @@ EVALUATION_SCORE = Gauge(
     ["namespace", "name", "metric"],
     registry=REGISTRY,
 )
+
+FEEDBACK_PENDING = Gauge(
+    "kubetune_feedback_pending_records",
+    "Feedback records of a FeedbackLoop that arrived since its latest cycle started.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+FEEDBACK_CYCLES = Gauge(
+    "kubetune_feedback_cycles",
+    "Cycles a FeedbackLoop has started.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+FEEDBACK_PROMOTIONS = Counter(
+    "kubetune_feedback_promotions",
+    "Challengers a FeedbackLoop promoted to champion (seen by this operator process).",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+PER_LOOP = (FEEDBACK_PENDING, FEEDBACK_CYCLES, FEEDBACK_PROMOTIONS)
 
 
 class PhaseCollector(Collector):
@@ -139,11 +162,26 @@ def record_scores(namespace: str, name: str, scores: Mapping[str, float]) -> Non
         EVALUATION_SCORE.labels(namespace, name, metric).set(value)
 
 
+def record_feedback(
+    namespace: str, name: str, pending_records: int | None, cycles: int, promoted: bool
+) -> None:
+    """A FeedbackLoop's latest counts, and whether its status just recorded a promotion."""
+    if pending_records is not None:
+        FEEDBACK_PENDING.labels(namespace, name).set(pending_records)
+    FEEDBACK_CYCLES.labels(namespace, name).set(cycles)
+    promotions = FEEDBACK_PROMOTIONS.labels(namespace, name)  # a 0 series from the start
+    if promoted:
+        promotions.inc()
+
+
 def forget_resource(kind: str, namespace: str, name: str) -> None:
     """Drop the per-resource series of a deleted resource."""
     PHASES.forget(kind, namespace, name)
     if kind == "FinetuneJob":
         _remove(TRAINING_LOSS, namespace, name)
+    if kind == "FeedbackLoop":
+        for metric in PER_LOOP:
+            _remove(metric, namespace, name)
     if kind == "Evaluation":
         for labels in _series_labels(EVALUATION_SCORE):
             if labels[:2] == (namespace, name):
@@ -158,7 +196,7 @@ def _series_labels(metric: Gauge) -> list[tuple[str, ...]]:
     ]
 
 
-def _remove(metric: Gauge, *labels: str) -> None:
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
 

@@ -22,7 +22,7 @@ simplistic object semantics with the ones that a kopf operator relies on:
   and background garbage collection through ``ownerReferences``;
 * an admission hook answering 422 ``Invalid`` with kube-apiserver's wording;
 * fault injection (:class:`Faults`): canned error responses, dropped watches,
-  expired resource versions (410 Gone).
+  expired resource versions (410 Gone), watch streams that lag behind the store.
 
 All state lives in one event loop; the ``ApiServer.*_object`` methods are
 synchronous and must run in that loop (use :meth:`ApiServer.call` from other
@@ -288,6 +288,8 @@ class Faults:
         emu.faults.server_error('list', 'jobs.batch')          # 500
         emu.faults.drop_watches('widgets')                     # end the active watch streams
         emu.faults.expire_resource_versions()                  # watches from older RVs: 410 Gone
+        emu.faults.hold_watches('pods')                        # watch events lag until...
+        emu.faults.release_watches()                           # ...they are delivered
     """
 
     def __init__(self, server: ApiServer) -> None:
@@ -360,6 +362,17 @@ class Faults:
         """
         store_key = self._server.registry.resolve(resource).store_key if resource else None
         return self._server.call(lambda: self._server.drop_watches(store_key, abrupt=abrupt))
+
+    def hold_watches(self, resource: str) -> None:
+        """Stop delivering a resource's events to its watch streams (a lagging watch); writes
+        and reads still see every change. :meth:`release_watches` delivers what was held."""
+        store_key = self._server.registry.resolve(resource).store_key
+        self._server.call(lambda: self._server.held.setdefault(store_key, []))
+
+    def release_watches(self, resource: str | None = None) -> None:
+        """Deliver the held events (of a resource, or of all) and stop holding them."""
+        store_key = self._server.registry.resolve(resource).store_key if resource else None
+        self._server.call(lambda: self._server.release_held(store_key))
 
     def expire_resource_versions(self) -> None:
         """Make all current resourceVersions too old: new watches from them get 410 Gone."""
@@ -459,6 +472,7 @@ class ApiServer(kmock.KubernetesEmulator):
     watches: set[Watch] = attrs.field(init=False, factory=set)
     resource_version: int = attrs.field(init=False, default=1000)
     expired_before: int = attrs.field(init=False, default=0)
+    held: dict[tuple[str, str], list[StoredEvent]] = attrs.field(init=False, factory=dict)
     rng: random.Random = attrs.field(init=False, factory=random.Random)
     loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
     loop_thread: int | None = attrs.field(init=False, default=None)
@@ -508,7 +522,7 @@ class ApiServer(kmock.KubernetesEmulator):
         return asyncio.run_coroutine_threadsafe(_run(), loop).result(timeout=timeout)
 
     # ---------------------------------------------------------------------------------------------
-    # Discovery (deterministic preferred versions; the rest is kmock's)
+    # Discovery (deterministic preferred versions, 404 for unserved versions; the rest is kmock's)
 
     async def _serve_apis(self, request: rendering.Request) -> rendering.Payload:
         groups: dict[str, list[ResourceSpec]] = {}
@@ -529,6 +543,10 @@ class ApiServer(kmock.KubernetesEmulator):
         return self._api_group(request.resource.group or "", specs)
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        assert request.resource is not None
+        group, version = request.resource.group or "", request.resource.version
+        if not any((s.group, s.version) == (group, version) for s in self.registry):
+            raise kmock.KubernetesResourceNotFoundError()  # e.g. /api/v2: not served
         result = await super()._serve_version(request)
         assert isinstance(result, dict)
         result["groupVersion"] = result["groupVersion"].lstrip("/")  # "/v1" -> "v1" for core
@@ -788,6 +806,18 @@ class ApiServer(kmock.KubernetesEmulator):
             int(new["metadata"]["resourceVersion"]), spec.store_key, type_, old, new
         )
         self.history.append(event)
+        if spec.store_key in self.held:
+            self.held[spec.store_key].append(event)
+            return
+        self._deliver(event)
+
+    def release_held(self, store_key: tuple[str, str] | None = None) -> None:
+        """Deliver held events to the watch streams (must run in the server's loop)."""
+        for key in [k for k in self.held if store_key is None or k == store_key]:
+            for event in self.held.pop(key):
+                self._deliver(event)
+
+    def _deliver(self, event: StoredEvent) -> None:
         for watch in list(self.watches):
             translated = watch.translate(event)
             if translated is not None:

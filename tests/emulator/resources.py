@@ -77,6 +77,9 @@ BUILTIN_RESOURCES: tuple[ResourceSpec, ...] = (
     _core("persistentvolumeclaims", "PersistentVolumeClaim", status=True, short=("pvc",)),
     _core("events", "Event", short=("ev",)),
     ResourceSpec("batch", "v1", "jobs", "Job", True, "job", (), ("all",), True),
+    ResourceSpec(
+        "apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",), ("all",), True
+    ),
     ResourceSpec("coordination.k8s.io", "v1", "leases", "Lease", True, "lease"),
     ResourceSpec("events.k8s.io", "v1", "events", "Event", True, "event", ("ev",)),
     ResourceSpec(

@@ -8,10 +8,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-StatusObserver = Callable[[str, str, Mapping[str, Any]], None]
+# (namespace, name, status just written, the status it replaced) -> None
+StatusObserver = Callable[[str, str, Mapping[str, Any], Mapping[str, Any]], None]
 
 
-def _ignore(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+def _ignore(
+    namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]
+) -> None:
     return None
 
 
@@ -22,5 +25,5 @@ class KindController:
     kind: str
     # Read the running pod's progress endpoint while a run is Running.
     polls_progress: bool = False
-    # Feed per-resource gauges from a freshly written status (namespace, name, status).
+    # Feed per-resource metrics from a freshly written status and the one it replaced.
     observe_status: StatusObserver = field(default=_ignore)

@@ -5,6 +5,8 @@ handler runs, so a restarted operator plans with the whole world in view. The co
 
 * ``resources``: each kubetune resource by (namespace, kind, name) -> its body;
 * ``referrers``: each dependency (namespace, kind, name) -> the resources that reference it;
+* ``owned``: each controlling kubetune resource (namespace, kind, name) -> (its uid, body) of the
+  kubetune resources it controls (a FeedbackLoop's cycle Datasets, FinetuneJobs...);
 * ``jobs``: each owner (namespace, kind, name) -> (owner uid, Job body) of its runs;
 * ``pods``: each Job (namespace, job name) -> its Pods.
 
@@ -31,6 +33,7 @@ from kubetune.plan.refs import referenced_resources
 VERSION = API_VERSION.split("/", 1)[1]
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 LEGACY_JOB_NAME_LABEL = "job-name"
+FINISHED_JOB_CONDITIONS = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
 
 Key = tuple[str, str, str]  # (namespace, kind, name)
 
@@ -56,6 +59,10 @@ def resources_index(kind: str) -> str:
 
 def referrers_index(kind: str) -> str:
     return f"kubetune_{KIND_INFO[kind].plural}_referrers"
+
+
+def owned_index(kind: str) -> str:
+    return f"kubetune_{KIND_INFO[kind].plural}_by_owner"
 
 
 JOBS_INDEX = "kubetune_jobs"
@@ -89,6 +96,30 @@ def controller_owner(body: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def kubetune_owner(body: Mapping[str, Any]) -> tuple[Key, str] | None:
+    """(namespace, kind, name) and uid of the kubetune resource controlling an object, if any."""
+    owner = controller_owner(body)
+    if owner is None or owner.get("apiVersion") != API_VERSION:
+        return None
+    if owner.get("kind") not in KIND_INFO:
+        return None
+    namespace = str((body.get("metadata") or {}).get("namespace") or "default")
+    return (namespace, str(owner["kind"]), str(owner["name"])), str(owner.get("uid") or "")
+
+
+def job_finished(job: Mapping[str, Any]) -> bool:
+    """Whether a Job's controller has marked it complete or failed."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(
+        c.get("type") in FINISHED_JOB_CONDITIONS and c.get("status") == "True" for c in conditions
+    )
+
+
+def pod_finished(pod: Mapping[str, Any]) -> bool:
+    """Whether a Pod has terminated (its termination message is final)."""
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def job_name_of_pod(pod: Mapping[str, Any]) -> str | None:
     """The Job a Pod belongs to (label, else ownerReference)."""
     labels = (pod.get("metadata") or {}).get("labels") or {}
@@ -117,6 +148,13 @@ def register_indexes(registry: kopf.OperatorRegistry, kind: str) -> None:
             (resource.namespace, ref_kind, ref_name): (resource.kind, resource.name)
             for ref_kind, ref_name in referenced_resources(resource)
         }
+
+    @kopf.index(GROUP, VERSION, plural, id=owned_index(kind), registry=registry)
+    def index_by_owner(body: kopf.Body, **_: Any) -> dict[Key, tuple[str, dict[str, Any]]]:
+        owner = kubetune_owner(body)
+        if owner is None:
+            return {}
+        return {owner[0]: (owner[1], plain(body))}
 
 
 def register_child_indexes(registry: kopf.OperatorRegistry) -> None:
@@ -207,6 +245,17 @@ class Indexes:
             for info_kind in KIND_INFO
             for kind, name in self._values(referrers_index(info_kind), key)
         }
+
+    def owned(self, key: Key, uid: str | None) -> list[dict[str, Any]]:
+        """The kubetune resources controlled by the resource with this uid (any kind)."""
+        if not uid:
+            return []
+        return [
+            body
+            for kind in KIND_INFO
+            for owner_uid, body in self._values(owned_index(kind), key)
+            if owner_uid == uid
+        ]
 
     def jobs(self, key: Key, uid: str | None) -> list[dict[str, Any]]:
         """The Jobs owned by the resource with this uid."""

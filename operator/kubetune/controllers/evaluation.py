@@ -10,7 +10,9 @@ from kubetune import metrics
 from kubetune.controllers.base import KindController
 
 
-def observe_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+def observe_status(
+    namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]
+) -> None:
     results = status.get("results") or {}
     scores = {k: float(v) for k, v in results.items() if isinstance(v, int | float)}
     if scores:

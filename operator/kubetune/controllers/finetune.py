@@ -24,7 +24,9 @@ def latest_loss(status: Mapping[str, Any]) -> float | None:
     return None
 
 
-def observe_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+def observe_status(
+    namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]
+) -> None:
     loss = latest_loss(status)
     if loss is not None:
         metrics.record_loss(namespace, name, loss)

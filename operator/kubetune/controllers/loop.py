@@ -7,8 +7,11 @@ reconciles, then sleeps until it is woken or its requeue time comes:
 * the resource's own watch events wake it (spec, annotation or status changes);
 * its Jobs' and Pods' events wake it (through the owner indexes);
 * a dependency's readiness change wakes every resource that references it (referrers index);
+* a controlled kubetune resource's readiness change or deletion wakes its controller (a
+  FeedbackLoop's cycle Evaluation finishing wakes the loop at once);
 * ``requeue_after`` from the planner (running: refresh live progress; waiting: a slow fallback
-  re-check) and the backoff after a failure wake it by time.
+  re-check; a FeedbackLoop: its next count or schedule) and the backoff after a failure (a
+  refused write such as a missing promotion target is logged as a warning) wake it by time.
 
 One loop per resource serializes its reconciliations; the level-based planner makes a wake-up
 that finds nothing to do cost no API writes.
@@ -34,11 +37,12 @@ from kubetune.controllers.cache import (
     Key,
     job_name_of_pod,
     key_of,
+    kubetune_owner,
     owner_key,
     plain,
 )
 from kubetune.controllers.kube import Client
-from kubetune.controllers.reconcile import InvalidSpec, Reconciler, Runtime
+from kubetune.controllers.reconcile import ApplyFailed, InvalidSpec, Reconciler, Runtime
 from kubetune.plan import naming
 
 MEMO_KEY = "kubetune"
@@ -58,6 +62,12 @@ class Wakers:
 
     def wake(self, key: Key) -> None:
         self.of(key).set()
+
+    def wake_if_looping(self, key: Key) -> None:
+        """Wake a resource whose loop has started (a deleted owner is not brought back)."""
+        event = self.events.get(key)
+        if event is not None:
+            event.set()
 
     def forget(self, key: Key) -> None:
         self.events.pop(key, None)
@@ -143,7 +153,7 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
         runtime, wakers = runtime_of(memo)
         key = key_of(body)
         waker = wakers.of(key)
-        client = Client(runtime.settings, logger)  # type: ignore[arg-type]
+        client = Client(runtime.settings, logger, runtime.discovery)  # type: ignore[arg-type]
         backoff = Backoff()
         poll = False
         while not stopped:
@@ -161,6 +171,9 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
             except InvalidSpec as exc:
                 logger.warning("%s", exc)
                 delay = None
+            except ApplyFailed as exc:
+                delay = backoff.next()
+                logger.warning("%s; retrying in %.1fs", exc, delay)
             except kopf.TemporaryError as exc:
                 delay = backoff.next(exc.delay)
                 logger.info("reconcile will be retried in %.1fs: %s", delay, exc)
@@ -181,6 +194,7 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
             wakers.forget(key)
             runtime.fresh.forget(key)
             runtime.progress.pop(key, None)
+            runtime.refusals.pop(key, None)
             metrics.forget_resource(controller.kind, key[0], key[2])
         else:
             wakers.wake(key)
@@ -189,6 +203,9 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
             wakers.fingerprints[key] = current
         for referrer in sorted(Indexes(kwargs).referrers(key)):
             wakers.wake(referrer)
+        owner = kubetune_owner(body)
+        if owner is not None:
+            wakers.wake_if_looping(owner[0])
 
 
 def register_children(registry: kopf.OperatorRegistry) -> None:

@@ -4,11 +4,14 @@
    model; a spec that does not parse gets a ``Failed`` status with reason ``InvalidSpec`` and the
    field paths, and waits for the next change (:class:`InvalidSpec`).
 2. Build the :class:`~kubetune.plan.world.ObservedWorld` from the indexes: referenced resources,
-   the resource's Jobs and Pods, referenced ConfigMaps, live progress.
-3. Call the pure planner, then apply its answer idempotently: delete superseded Jobs, create the
-   children that are missing (``409 AlreadyExists`` means "already there"), patch, write the
-   status only when it changed, and post the planner's events only after that write succeeded
-   (so each transition is announced once).
+   the kubetune resources it controls, its Jobs and Pods, referenced ConfigMaps, live progress.
+3. Call the pure planner, then apply its answer idempotently: delete what it supersedes (Jobs,
+   an old cycle's resources), create the children that are missing (``409 AlreadyExists`` means
+   "already there"), patch (its own Jobs, or a promotion target of any kind, found by API
+   discovery), write the status only when it changed, and post the planner's events only after
+   that write succeeded (so each transition is announced once). A write the API server refuses
+   (403, 404, 422, a kind it does not serve) stops the pass before the status: a Warning event
+   names the object and the loop retries with backoff (:class:`ApplyFailed`).
 4. Record metrics. Return when to come back without an event (``requeue_after``).
 
 Failures that a retry may fix raise :class:`kopf.TemporaryError`; the caller backs off.
@@ -18,10 +21,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import kopf
@@ -32,8 +35,28 @@ from kubetune.api.resources import AnyResource
 from kubetune.api.steps import LiveProgress
 from kubetune.controllers import status as status_writes
 from kubetune.controllers.base import KindController
-from kubetune.controllers.cache import Fresh, Indexes, Key, newest, parse, parse_lenient, plain
-from kubetune.controllers.kube import Client, Conflict, Unprocessable, object_url, url_of
+from kubetune.controllers.cache import (
+    JOB_NAME_LABEL,
+    Fresh,
+    Indexes,
+    Key,
+    job_finished,
+    key_of,
+    newest,
+    parse,
+    parse_lenient,
+    plain,
+    pod_finished,
+)
+from kubetune.controllers.discovery import OWN_RESOURCES, Discovery, UnknownKind
+from kubetune.controllers.kube import (
+    APIError,
+    Client,
+    Conflict,
+    Unprocessable,
+    describe,
+    object_url,
+)
 from kubetune.controllers.progress import fetch_progress, running_pod_ip
 from kubetune.plan import (
     ObservedWorld,
@@ -46,12 +69,32 @@ from kubetune.plan import (
 )
 from kubetune.plan.world import Event
 
+T = TypeVar("T")
 TERMINAL = ("Succeeded", "Failed", "Ready")
 STATUS_ATTEMPTS = 3
 
 
 class InvalidSpec(kopf.PermanentError):
     """The resource's spec does not validate; retrying cannot help until it changes."""
+
+
+# API answers to a write that a retry alone will not fix (RBAC, a missing object or kind, a
+# manifest the API server rejects): the loop logs them as warnings and retries with backoff.
+REFUSALS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 422: "Invalid"}
+
+
+class ApplyFailed(kopf.TemporaryError):
+    """The API server refused a write of the plan (or does not serve its kind); the status is
+    not written, a Warning event names the object, and the loop retries with backoff."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message, delay=0)
+        self.reason = f"Apply{reason}"
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC (what ``ObservedWorld.now`` is read from)."""
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -64,6 +107,11 @@ class Runtime:
     fresh: Fresh = field(default_factory=Fresh)
     progress: dict[Key, tuple[str, LiveProgress]] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
+    discovery: Discovery = field(default_factory=Discovery)
+    # The latest refused write of each resource, so its Warning event is posted once.
+    refusals: dict[Key, str] = field(default_factory=dict)
+    # What the planners see as "now" (tests give a clock they move by hand).
+    clock: Callable[[], datetime] = utc_now
 
 
 @dataclass(frozen=True)
@@ -72,10 +120,6 @@ class Outcome:
 
     phase: str | None
     requeue_after: float | None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Reconciler:
@@ -113,7 +157,7 @@ class Reconciler:
         resource = await self._parse_or_report(body)
         world = await self._observe(key, resource, poll_progress)
         result = plan(resource, world, self.runtime.config)
-        await self._apply_children(result)
+        await self._apply(key, body, result)
         written = await self._write_status(body, result.status)
         if written is not None:
             self._post_events(written, result.events)
@@ -133,7 +177,7 @@ class Reconciler:
             self.logger.warning("ignoring an unreadable status: %s", spec_error.error_count())
             return resource.model_copy(update={"status": None})
         message = status_writes.validation_message(spec_error)
-        desired = status_writes.invalid_spec_status(body, message, _now())
+        desired = status_writes.invalid_spec_status(body, message, self.runtime.clock())
         written = await self._write_status(body, desired)
         if written is not None:
             event = Event("Warning", status_writes.INVALID_SPEC, f"invalid spec: {message}")
@@ -146,9 +190,7 @@ class Reconciler:
     async def _observe(self, key: Key, resource: AnyResource, poll: bool) -> ObservedWorld:
         namespace = resource.namespace
         jobs = self.indexes.jobs(key, resource.metadata.uid)
-        observed = tuple(
-            observe_job(job, self.indexes.pods(namespace, job["metadata"]["name"])) for job in jobs
-        )
+        observed = tuple([observe_job(job, await self._pods_of(job)) for job in jobs])
         others: dict[tuple[str, str], AnyResource] = {}
         for ref_kind, ref_name in referenced_resources(resource):
             found = newest(
@@ -165,12 +207,38 @@ class Reconciler:
                 config_maps[name] = dict(found.get("data") or {})
         progress = await self._progress(key, resource, jobs, poll)
         return ObservedWorld(
-            now=_now(),
+            now=self.runtime.clock(),
             resources=others,
             jobs=observed,
             progress=progress,
             config_maps=config_maps,
+            owned=self._owned(key, resource),
         )
+
+    async def _pods_of(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A Job's Pods from the index; from the API when the Job has finished but no Pod in
+        the index has (Pods and Jobs come by separate watch streams, so a Job's completion can
+        arrive before its Pod's termination message, which holds the run's results)."""
+        meta = job["metadata"]
+        namespace, name = str(meta.get("namespace") or "default"), str(meta["name"])
+        indexed = self.indexes.pods(namespace, name)
+        if not job_finished(job) or any(pod_finished(p) for p in indexed):
+            return indexed
+        url = object_url("v1", "Pod", namespace)
+        listed = await self.client.list_objects(url, f"{JOB_NAME_LABEL}={name}")
+        self.logger.debug("read %d Pods of the finished Job %s from the API", len(listed), name)
+        return listed if any(pod_finished(p) for p in listed) else indexed
+
+    def _owned(self, key: Key, resource: AnyResource) -> dict[tuple[str, str], AnyResource]:
+        """The kubetune resources this one controls (ownerReference uid = its uid), parsed."""
+        owned: dict[tuple[str, str], AnyResource] = {}
+        for indexed in self.indexes.owned(key, resource.metadata.uid):
+            child_key = key_of(indexed)
+            found = newest(indexed, self.runtime.fresh.get(child_key))
+            parsed = parse_lenient(found) if found is not None else None
+            if parsed is not None:
+                owned[(parsed.kind, parsed.name)] = parsed
+        return owned
 
     async def _progress(
         self, key: Key, resource: AnyResource, jobs: list[dict[str, Any]], poll: bool
@@ -202,16 +270,58 @@ class Reconciler:
 
     # --- applying ---------------------------------------------------------------------------
 
+    async def _apply(self, key: Key, body: Mapping[str, Any], result: Plan) -> None:
+        """Apply the plan's deletions, children and patches; warn once about what is refused."""
+        try:
+            await self._apply_children(result)
+        except ApplyFailed as exc:
+            if self.runtime.refusals.get(key) != str(exc):
+                self.runtime.refusals[key] = str(exc)
+                self._post_events(body, [Event("Warning", exc.reason, str(exc))])
+            raise
+        self.runtime.refusals.pop(key, None)
+
     async def _apply_children(self, result: Plan) -> None:
         for ref in result.deletions:
-            if await self.client.delete(ref):
-                self.logger.info("deleted superseded %s %s", ref["kind"], ref["metadata"]["name"])
+            if await self._refusing("delete", ref, self.client.delete(ref)):
+                self.logger.info("deleted %s", describe(ref))
         for child in result.children:
-            _, created = await self.client.create(child)
+            _, created = await self._refusing("create", child, self.client.create(child))
             if created:
-                self.logger.info("created %s %s", child["kind"], child["metadata"]["name"])
+                self.logger.info("created %s", describe(child))
         for patch in result.patches:
-            await self.client.merge_patch(url_of(patch), patch)
+            await self._patch(patch)
+
+    async def _patch(self, patch: Mapping[str, Any]) -> None:
+        """Merge-patch any object; a missing target that the operator does not create is an
+        error (a promotion target), a missing Job of its own is not (it was deleted)."""
+
+        async def apply() -> dict[str, Any] | None:
+            return await self.client.merge_patch(await self.client.url(patch), patch)
+
+        patched = await self._refusing("patch", patch, apply())
+        if patched is not None:
+            self.logger.info("patched %s", describe(patch))
+        elif (patch["apiVersion"], patch["kind"]) in OWN_RESOURCES:
+            self.logger.debug("not patching %s: it no longer exists", describe(patch))
+        else:
+            raise ApplyFailed(f"cannot patch {describe(patch)}: it does not exist", "NotFound")
+
+    async def _refusing(self, verb: str, obj: Mapping[str, Any], call: Awaitable[T]) -> T:
+        """Await an API call; a refusal that only a change can fix becomes :class:`ApplyFailed`.
+
+        Server errors and throttling are left to kopf's retries and the loop's backoff.
+        """
+        try:
+            return await call
+        except UnknownKind as exc:
+            raise ApplyFailed(f"cannot {verb} {describe(obj)}: {exc}", "UnknownKind") from exc
+        except APIError as exc:
+            if exc.status not in REFUSALS:
+                raise
+            reason = REFUSALS[exc.status]
+            message = f"cannot {verb} {describe(obj)}: {exc.status} {reason}: {exc}"
+            raise ApplyFailed(message, reason) from exc
 
     async def _write_status(
         self, body: dict[str, Any], desired: Mapping[str, Any]
@@ -262,7 +372,7 @@ class Reconciler:
         metrics.record_phase(resource.kind, namespace, name, phase)
         controller = self.runtime.controllers.get(resource.kind)
         if controller is not None:
-            controller.observe_status(namespace, name, new)
+            controller.observe_status(namespace, name, new, old)
         just_finished = phase in TERMINAL and (
             old.get("phase") not in TERMINAL or old.get("runId") != new.get("runId")
         )

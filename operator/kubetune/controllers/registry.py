@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,7 @@ from kubetune.controllers import compression, dataset, evaluation, feedback, fin
 from kubetune.controllers.base import KindController
 from kubetune.controllers.cache import register_child_indexes, register_indexes
 from kubetune.controllers.loop import MEMO_KEY, Wakers, register_children, register_kind
-from kubetune.controllers.reconcile import Runtime
+from kubetune.controllers.reconcile import Runtime, utc_now
 from kubetune.plan.world import OperatorConfig
 
 PREFIX = "kubetune.dev"
@@ -52,8 +53,9 @@ def build_registry(
     metrics_port: int | None = None,
     controllers: Sequence[KindController] = CONTROLLERS,
     posting_level: int = logging.WARNING,
+    clock: Callable[[], datetime] = utc_now,
 ) -> kopf.OperatorRegistry:
-    """All handlers of the operator, configured by ``config``."""
+    """All handlers of the operator, configured by ``config``; ``clock`` is the planners' now."""
     registry = kopf.OperatorRegistry()
     by_kind = {c.kind: c for c in controllers}
 
@@ -67,6 +69,7 @@ def build_registry(
             controllers=by_kind,
             settings=settings,
             session=aiohttp.ClientSession(),
+            clock=clock,
         )
         memo[MEMO_KEY] = (runtime, Wakers())
         if metrics_port:

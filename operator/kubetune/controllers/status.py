@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from kubetune.api.resources import KIND_INFO
 
 # Condition types the planners write; any other type belongs to someone else.
-MANAGED_CONDITIONS = frozenset({"Ready", "Succeeded", "Waiting", "Running", "Passed"})
+MANAGED_CONDITIONS = frozenset({"Ready", "Succeeded", "Waiting", "Running", "Passed", "Cycling"})
 INVALID_SPEC = "InvalidSpec"
 
 
