@@ -168,7 +168,7 @@ def test_compression_and_evaluation_follow_their_model(
     assert metrics.EVALUATION_SCORE.labels(NS, "assistant-eval", "rougeL")._value.get() == 0.1
 
 
-def test_feedback_loop_reports_that_it_is_not_supported(
+def test_feedback_loop_without_its_champion_waits_and_creates_nothing(
     emu: Emulator, operator: OperatorFactory
 ) -> None:
     loop = yaml.safe_load((ROOT / "examples" / "feedback-loop.yaml").read_text())
@@ -176,9 +176,10 @@ def test_feedback_loop_reports_that_it_is_not_supported(
     name = loop["metadata"]["name"]
     with operator():
         emu.create(FEEDBACKLOOPS, loop, admit=True)
-        status = wait_phase(emu, FEEDBACKLOOPS, name, "Pending", "NotSupported")["status"]
+        status = wait_phase(emu, FEEDBACKLOOPS, name, "Waiting", "ModelNotFound")["status"]
         assert condition(status, "Ready")["status"] == "False"
-        assert wait_event(emu, name, "NotSupported")[0] == "Warning"
+        assert "support-assistant" in condition(status, "Ready")["message"]
+        assert wait_event(emu, name, "ModelNotFound")[0] == "Normal"
     assert emu.objects(JOBS, NS) == []
 
 

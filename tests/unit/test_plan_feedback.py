@@ -605,3 +605,22 @@ def test_a_cycle_whose_status_write_was_lost_is_adopted() -> None:
     assert shell.status()["activeRuns"] == ["c1"]
     assert shell.status()["cycles"] == 1
     assert len([j for j in shell.jobs if j.startswith("loop-feedback-c")]) == 1
+
+
+def test_an_evaluation_without_its_verdict_yet_is_not_judged() -> None:
+    shell = Shell(loop_body())
+    shell.step()
+    shell.count_to(9)
+    shell.finish(shell.job("loop-feedback-c1"), result("feedback", usedRecords=7))
+    shell.step()
+    for kind in ("Dataset", "FinetuneJob", "Compression"):
+        shell.set_status(kind, "loop-c1", done_status(kind, f"s3://x/{kind}/c1"))
+    verdictless = done_status("Evaluation", "s3://ev/c1", completionTime=T0.isoformat())
+    shell.set_status("Evaluation", "loop-c1", verdictless)
+    shell.step()
+    assert shell.status()["activeRuns"] == ["c1"]
+    assert "waiting for its gate verdict" in shell.condition("Cycling")["message"]
+    shell.now += timedelta(hours=1)
+    shell.step()
+    record = shell.status()["history"][0]
+    assert (record["phase"], record["reason"]) == ("Failed", "EvaluationFailed")

@@ -111,7 +111,7 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
     completed = 0
     for number in active:
         cycle = observe_cycle(number, world)
-        outcome = assess(cycle, loop, champion.uri)
+        outcome = assess(cycle, loop, champion.uri, now)
         if isinstance(outcome, Stage):
             _advance(loop, cycle, outcome, champion, base, config, plan)
             still_active.append((cycle, outcome))

@@ -36,6 +36,7 @@ STAGE_OF_KIND = {
     "Evaluation": "Evaluating",
 }
 DONE_PHASES = {"Dataset": "Ready"}
+RESULT_GRACE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,9 @@ def _reason_of(resource: AnyResource) -> str:
     return done.reason if done is not None and done.status == "False" else "Failed"
 
 
-def assess(cycle: Cycle, loop: FeedbackLoop, champion: str | None) -> Stage | Finished:
+def assess(
+    cycle: Cycle, loop: FeedbackLoop, champion: str | None, now: datetime
+) -> Stage | Finished:
     """The stage of an unfinished cycle, or how it ended.
 
     ``champion`` is the champion right now: a challenger whose gates passed against another
@@ -175,6 +178,9 @@ def assess(cycle: Cycle, loop: FeedbackLoop, champion: str | None) -> Stage | Fi
             )
     evaluation = cycle.resources.get("Evaluation")
     if isinstance(evaluation, Evaluation) and _done(evaluation):
+        unjudged = _unjudged(evaluation, now)
+        if unjudged is not None:
+            return unjudged
         return _judge(cycle, loop, evaluation, champion, start)
     missing = [k for k in CHILD_ORDER if _expected(k, loop) and k not in cycle.resources]
     for kind in CHILD_ORDER:
@@ -221,6 +227,26 @@ def _assess_collect(cycle: Cycle, loop: FeedbackLoop) -> Stage | Finished:
             results={"records": 0.0},
         )
     return Stage("PreparingData", f"collected {used} feedback records", needs_resources=True)
+
+
+def _unjudged(evaluation: Evaluation, now: datetime) -> Stage | Finished | None:
+    """An Evaluation that succeeded without a gate verdict (its pod's result not read yet).
+
+    The loop's evaluation always has gates, so ``passed`` is missing only while the result is
+    on its way (a Job seen complete before its Pod); waiting a while is right, judging is not.
+    """
+    status = evaluation.status
+    if status is None or status.passed is not None:
+        return None
+    finished = status.completion_time
+    if finished is not None and (now - finished).total_seconds() > RESULT_GRACE_SECONDS:
+        return Finished(
+            "EvaluationFailed",
+            f"Evaluation {evaluation.name} succeeded without a gate verdict",
+            failed=True,
+            completion_time=finished,
+        )
+    return Stage("Evaluating", f"Evaluation {evaluation.name}: waiting for its gate verdict")
 
 
 def _judge(
