@@ -23,6 +23,7 @@ from kubetune.plan.feedback_children import (
     CYCLE_LABEL,
     challenger_kind,
     cycle_id,
+    cycle_name,
     feedback_settings,
 )
 from kubetune.plan.state import clip, job_state
@@ -195,7 +196,12 @@ def assess(
             needs_resources=bool(missing),
         )
     kind = missing[0] if missing else "Evaluation"
-    return Stage(STAGE_OF_KIND[kind], f"creating the cycle's {kind}", needs_resources=True)
+    name = cycle_name(loop, cycle.number)
+    message = (
+        f"creating {kind} {name} (if this lasts, a {kind} of that name that this loop does "
+        "not own is in the way: delete or rename it)"
+    )
+    return Stage(STAGE_OF_KIND[kind], message, needs_resources=True)
 
 
 def _expected(kind: str, loop: FeedbackLoop) -> bool:
