@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import socket
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -18,6 +16,8 @@ import pytest
 from kubetune.api.steps import DataprepStepSpec, StepResult
 from kubetune_workloads.__main__ import run_step
 from kubetune_workloads.datasetio import open_dataset
+
+from tests.helpers.moto_s3 import moto_s3
 
 GOOD = [
     {"text": f"Customer {i} asked how to restore deleted files from the trash in Nimbus Drive."}
@@ -171,29 +171,8 @@ def test_http_source(tmp_path: Path, http_dir: tuple[str, Path]) -> None:
     assert "hunter2" not in missing.message
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_s3_source_against_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        for key, value in {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            monkeypatch.setenv(key, value)
-        s3 = boto3.client("s3", endpoint_url=endpoint)
+    with moto_s3(monkeypatch) as s3:
         s3.create_bucket(Bucket="corpus")
         s3.put_object(Bucket="corpus", Key="tickets/part-0.jsonl", Body=jsonl(GOOD[:12]))
         s3.put_object(Bucket="corpus", Key="tickets/part-1.jsonl", Body=jsonl(GOOD[12:]))
@@ -204,6 +183,3 @@ def test_s3_source_against_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert len(dataset.records("train")) + len(dataset.records("validation")) == 20
         missing = run_spec(tmp_path, [{"uri": "s3://corpus/absent/"}])
         assert not missing.ok and missing.reason == "InvalidInput"
-    finally:
-        server.stop()
-        os.environ.pop("AWS_ENDPOINT_URL", None)

@@ -7,7 +7,6 @@ import gzip
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,8 @@ from kubetune.api.steps import (
 from kubetune_workloads.__main__ import main, run_step
 from kubetune_workloads.datasetio import open_dataset
 from kubetune_workloads.manifest import hash_tree, read_manifest
+
+from tests.helpers.moto_s3 import moto_s3
 
 PRODUCER = {"kind": "FeedbackLoop", "name": "support", "namespace": "default", "runId": "c1"}
 Row = dict[str, Any] | str
@@ -569,31 +570,10 @@ def test_dataprep_reads_the_collected_feedback(tmp_path: Path) -> None:
     assert {r["output"] for r in train} == {r["response"] for r in rows}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_s3_source_cursor_and_output_against_moto(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        for key, value in {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            monkeypatch.setenv(key, value)
-        s3 = boto3.client("s3", endpoint_url=endpoint)
+    with moto_s3(monkeypatch) as s3:
         s3.create_bucket(Bucket="feedback-bucket")
         first_rows = "".join(line(r) for r in pairs(3))
         s3.put_object(Bucket="feedback-bucket", Key="in/app/day1.jsonl", Body=first_rows)
@@ -635,6 +615,3 @@ def test_s3_source_cursor_and_output_against_moto(
         assert not missing.ok and missing.reason == "CursorUnreadable"
         empty = run_spec(tmp_path, feedback_spec("s3://feedback-bucket/nothing/", mode="count"))
         assert empty.ok and empty.metrics["pendingRecords"] == 0
-    finally:
-        server.stop()
-        os.environ.pop("AWS_ENDPOINT_URL", None)
