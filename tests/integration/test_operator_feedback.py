@@ -364,3 +364,41 @@ def test_deleting_the_loop_deletes_its_cycles(
         assert emu.get(DATASETS, NS, "tickets") is not None
         assert emu.get(FINETUNEJOBS, NS, "assistant") is not None
         assert served_model(emu) == CHAMPION_URI
+
+
+LOOP_FAULTS: dict[str, Callable[[Emulator], Any]] = {
+    "child-create-500": lambda e: e.faults.server_error("create", FINETUNEJOBS, count=3),
+    "child-create-409": lambda e: e.faults.conflict("create", EVALUATIONS, count=1),
+    "collect-create-429": lambda e: e.faults.throttle("create", JOBS, retry_after=1, count=1),
+    "loop-status-409": lambda e: e.faults.conflict(
+        "patch", FEEDBACKLOOPS, subresource="status", count=3
+    ),
+    "promotion-patch-500": lambda e: e.faults.server_error("patch", DEPLOYMENTS, count=2),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(LOOP_FAULTS))
+def test_api_faults_during_a_cycle_converge_to_one_promotion(
+    fault: str, emu: Emulator, kubelet: Kubelet, loop_operator: LoopOperator
+) -> None:
+    with loop_operator():
+        start_world(emu, kubelet)
+        rule = LOOP_FAULTS[fault](emu)
+        start_cycle(emu, kubelet)
+        emu.faults.drop_watches(FEEDBACKLOOPS, abrupt=True)
+        emu.faults.drop_watches(EVALUATIONS)
+        run_children(emu, kubelet, step_result("evaluate", metrics={"rougeL": 0.6}, passed=True))
+        status = wait_loop(emu, lambda s: s.get("championCycle") == 1)
+    assert rule.hits >= 1
+    assert status["champion"] == CHALLENGER_URI
+    assert [r["reason"] for r in status["history"]] == ["Promoted"]
+    assert served_model(emu) == CHALLENGER_URI
+    for resource in (DATASETS, FINETUNEJOBS, COMPRESSIONS, EVALUATIONS):
+        owned = [
+            o["metadata"]["name"]
+            for o in emu.objects(resource, NS)
+            if o["metadata"].get("labels", {}).get("kubetune.dev/feedback-loop") == LOOP
+        ]
+        assert owned == [CYCLE], (resource, owned)
+    collects = [j for j in jobs_of(emu, "FeedbackLoop", LOOP) if j["metadata"]["name"] == COLLECT]
+    assert len(collects) == 1
