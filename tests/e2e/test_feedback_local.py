@@ -166,3 +166,17 @@ def test_feedback_loop_cycles_promotes_and_waits_for_new_records(tmp_path: Path)
     assert status.returncode == 0
     assert "OWNER" in status.stdout and f"FeedbackLoop/{LOOP}" in status.stdout
     assert f"{TARGET} (no cluster, recorded only)" in status.stdout
+
+    # 4. Run a cycle by hand: a new trigger annotation, with no new feedback, starts c3, which
+    #    collects nothing and ends without training; the same value does not run it again.
+    pipeline = manifests / "pipeline.yaml"
+    docs = list(yaml.safe_load_all(pipeline.read_text()))
+    docs[-1]["metadata"]["annotations"] = {"kubetune.dev/trigger": "by-hand-1"}
+    pipeline.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    run(manifests, workdir)
+    loop = status_of(workdir, f"FeedbackLoop/{LOOP}")
+    assert (loop["cycles"], loop["lastManualTrigger"]) == (3, "by-hand-1"), loop
+    assert (loop["history"][0]["runId"], loop["history"][0]["reason"]) == ("c3", "NoNewFeedback")
+    assert loop["champion"] == c2_model
+    run(manifests, workdir)
+    assert status_of(workdir, f"FeedbackLoop/{LOOP}")["cycles"] == 3

@@ -49,6 +49,19 @@ def loop_of(store: LocalStore) -> StoredResource:
     return store.state.resources["FeedbackLoop/loop"]
 
 
+def test_reapplying_changed_annotations_updates_them_without_a_new_generation(
+    store: LocalStore,
+) -> None:
+    assert store.apply(copy.deepcopy(LOOP), "loop.yaml") == "unchanged"
+    annotated = copy.deepcopy(LOOP)
+    annotated["metadata"]["annotations"] = {"kubetune.dev/trigger": "2"}
+    assert store.apply(annotated, "loop.yaml") == "configured"
+    meta = loop_of(store).body["metadata"]
+    assert meta["annotations"] == {"kubetune.dev/trigger": "2"}
+    assert meta["generation"] == 1
+    assert store.apply(copy.deepcopy(annotated), "loop.yaml") == "unchanged"
+
+
 # --- merge patches ---------------------------------------------------------------------------
 
 

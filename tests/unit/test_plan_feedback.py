@@ -624,3 +624,32 @@ def test_an_evaluation_without_its_verdict_yet_is_not_judged() -> None:
     shell.step()
     record = shell.status()["history"][0]
     assert (record["phase"], record["reason"]) == ("Failed", "EvaluationFailed")
+
+
+def test_a_new_trigger_annotation_starts_one_cycle_when_one_may_start() -> None:
+    body = loop_body(triggers={"schedule": "0 3 * * 1"})
+    shell = Shell(body)
+    shell.step()
+    assert shell.jobs == {}
+    annotated = shell.loop.body()
+    annotated["metadata"]["annotations"] = {"kubetune.dev/trigger": "2026-03-02T12:30"}
+    shell.loop = FeedbackLoop.model_validate(annotated)
+    shell.step()
+    assert shell.status()["activeRuns"] == ["c1"]
+    assert shell.status()["lastManualTrigger"] == "2026-03-02T12:30"
+    assert any("kubetune.dev/trigger=2026-03-02T12:30" in m for _t, _r, m in shell.events)
+    shell.run_cycle(1)
+    shell.step()
+    assert shell.status()["cycles"] == 1  # the same value does not start another cycle
+
+    busy = Shell(loop_body(suspend=True))
+    suspended = busy.loop.body()
+    suspended["metadata"]["annotations"] = {"kubetune.dev/trigger": "now"}
+    busy.loop = FeedbackLoop.model_validate(suspended)
+    busy.step()
+    assert busy.jobs == {} and busy.status()["lastManualTrigger"] is None  # kept for later
+    resumed = busy.loop.body()
+    resumed["spec"]["suspend"] = False
+    busy.loop = FeedbackLoop.model_validate(resumed)
+    busy.step()
+    assert busy.status()["cycles"] == 1 and busy.status()["lastManualTrigger"] == "now"

@@ -195,6 +195,9 @@ class FeedbackLoopStatus(CommonStatus):
         None, description="Latest schedule time that started (or skipped) a cycle."
     )
     last_scan_time: datetime | None = Field(None, description="When records were last counted.")
+    last_manual_trigger: str | None = Field(
+        None, description="The value of the kubetune.dev/trigger annotation last acted on."
+    )
     drift_score: float | None = Field(
         None, description="The champion's latest score on the drift metric."
     )

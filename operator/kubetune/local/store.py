@@ -144,7 +144,9 @@ class LocalStore:
     def apply(self, doc: dict[str, Any], source: str) -> str:
         """Create or update a resource like `kubectl apply`; returns created|configured|unchanged.
 
-        The generation is bumped only when the spec changes; status is kept.
+        Labels and annotations follow the manifest (e.g. a FeedbackLoop's
+        ``kubetune.dev/trigger``); the generation is bumped only when the spec changes; status
+        is kept.
         """
         key = resource_key(doc["kind"], doc["metadata"]["name"])
         existing = self.state.resources.get(key)
@@ -152,8 +154,14 @@ class LocalStore:
             self.create_resource(doc, source)
             return "created"
         existing.source = source
+        relabelled = False
+        for meta_field in ("labels", "annotations"):
+            wanted = doc["metadata"].get(meta_field) or {}
+            if (existing.body["metadata"].get(meta_field) or {}) != wanted:
+                existing.body["metadata"][meta_field] = wanted
+                relabelled = True
         if existing.body.get("spec") == doc.get("spec", {}):
-            return "unchanged"
+            return "configured" if relabelled else "unchanged"
         existing.body["spec"] = doc.get("spec", {})
         existing.body["metadata"]["generation"] = int(existing.body["metadata"]["generation"]) + 1
         return "configured"

@@ -348,6 +348,7 @@ def _status(
         last_cycle_time=last_cycle_time,
         last_schedule_time=found.last_schedule_time,
         last_scan_time=found.last_scan_time or previous.last_scan_time,
+        last_manual_trigger=found.manual_trigger,
         drift_score=found.drift_score if found.drift_score is not None else previous.drift_score,
         active_runs=[c.run_id for c, _ in active] or None,
     )

@@ -10,6 +10,8 @@
 * ``drift``: every ``checkIntervalSeconds`` while no cycle runs, an Evaluation
   ``<loop>-drift-<slot>`` scores the champion alone on the loop's prompts; a score below the
   threshold starts a cycle.
+* by hand: a new value of the annotation ``kubetune.dev/trigger`` (e.g. a timestamp) starts one
+  cycle as soon as one may start; ``status.lastManualTrigger`` records the value acted on.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from kubetune.plan.state import clip, job_state
 from kubetune.plan.world import ObservedJob, ObservedWorld, OperatorConfig
 
 MAX_MISSED_SCHEDULES = 10_000
+TRIGGER_ANNOTATION = "kubetune.dev/trigger"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Triggers:
     last_schedule_time: datetime | None = None
     schedule_skipped: datetime | None = None  # a schedule time that came while busy
     drift_score: float | None = None
+    manual_trigger: str | None = None  # the annotation value acted on (now or before)
     problems: list[str] = field(default_factory=list)
     requeue_after: float | None = None
 
@@ -88,6 +92,7 @@ class Context:
 def check(ctx: Context) -> Triggers:
     """Evaluate every trigger; at most one cycle start is proposed."""
     found = Triggers()
+    _manual(ctx, found)
     _schedule(ctx, found)
     _drift(ctx, found)
     _count(ctx, found)
@@ -145,6 +150,15 @@ def _count(ctx: Context, found: Triggers) -> None:
     found.wake_in(until_next)
 
 
+def _manual(ctx: Context, found: Triggers) -> None:
+    found.manual_trigger = ctx.previous.last_manual_trigger
+    token = ctx.loop.metadata.annotations.get(TRIGGER_ANNOTATION)
+    if not token or token == ctx.previous.last_manual_trigger or not ctx.can_start:
+        return
+    found.manual_trigger = token
+    found.trigger = Trigger("Manual", f"requested by annotation {TRIGGER_ANNOTATION}={token}")
+
+
 def _schedule(ctx: Context, found: Triggers) -> None:
     expression = ctx.loop.spec.triggers.schedule
     if expression is None:
@@ -169,10 +183,10 @@ def _schedule(ctx: Context, found: Triggers) -> None:
     if due is None:
         return
     found.last_schedule_time = due
-    if ctx.can_start:
-        found.trigger = Trigger("Schedule", f"scheduled time {due.isoformat()} ({expression})")
-    else:
+    if not ctx.can_start:
         found.schedule_skipped = due
+    elif found.trigger is None:  # else the cycle starting now serves this time too
+        found.trigger = Trigger("Schedule", f"scheduled time {due.isoformat()} ({expression})")
 
 
 def _drift(ctx: Context, found: Triggers) -> None:
