@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test lint typecheck pytest venv clean
+.PHONY: quickstart test lint typecheck pytest tools venv clean
 
 venv: $(STAMP)
 
@@ -28,10 +28,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# helm for the chart tests (tests/unit/test_helm_chart.py), unpacked into .tools/bin.
+tools: $(STAMP)
+	$(BIN)/python scripts/fetch_tools.py helm || test -z "$$CI"
+
+pytest: $(STAMP) tools
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .kubetune .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .kubetune .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-crds_app = typer.Typer(help="Generate or check the CRDs in crds/.", no_args_is_help=True)
+crds_app = typer.Typer(
+    help="Generate or check the CRDs in crds/ and the Helm chart's copy.", no_args_is_help=True
+)
 docs_app = typer.Typer(help="Generate or check docs/api.md.", no_args_is_help=True)
 app.add_typer(crds_app, name="crds")
 app.add_typer(docs_app, name="docs", hidden=True)
@@ -44,27 +46,46 @@ def version() -> None:
     console.print(f"kubetune {__version__} (API {API_VERSION})")
 
 
+ChartCrdDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--chart-dir",
+        help="The Helm chart's copy of the CRDs "
+        "(default: charts/kubetune/crds beside --dir, when that chart exists).",
+    ),
+]
+
+
+def _crd_dirs(directory: Path, chart_dir: Path | None) -> list[Path]:
+    from kubetune.crd import chart_crd_dir
+
+    chart = chart_dir or chart_crd_dir(directory)
+    return [directory] if chart is None else [directory, chart]
+
+
 @crds_app.command("generate")
-def crds_generate(directory: CrdDir = Path("crds")) -> None:
-    """Write one CRD per kind, generated from the typed API."""
+def crds_generate(directory: CrdDir = Path("crds"), chart_dir: ChartCrdDir = None) -> None:
+    """Write one CRD per kind, generated from the typed API (and the chart's copy)."""
     from kubetune.crd import write_crds
 
-    for path in write_crds(directory):
-        console.print(f"[green]wrote[/green] {path}")
+    for target in _crd_dirs(directory, chart_dir):
+        for path in write_crds(target):
+            console.print(f"[green]wrote[/green] {path}")
 
 
 @crds_app.command("check")
-def crds_check(directory: CrdDir = Path("crds")) -> None:
-    """Fail when the CRDs on disk differ from what the typed API generates."""
+def crds_check(directory: CrdDir = Path("crds"), chart_dir: ChartCrdDir = None) -> None:
+    """Fail when the CRDs on disk (or the chart's copy) differ from what the typed API generates."""
     from kubetune.crd import check_crds
 
-    problems = check_crds(directory)
+    targets = _crd_dirs(directory, chart_dir)
+    problems = [problem for target in targets for problem in check_crds(target)]
     for problem in problems:
         err_console.print(f"[red]✗[/red] {escape(problem)}")
     if problems:
         err_console.print("run [bold]kubetune crds generate[/bold] to refresh them")
         raise typer.Exit(1)
-    console.print(f"[green]✓[/green] CRDs in {directory} are up to date")
+    console.print(f"[green]✓[/green] CRDs in {' and '.join(map(str, targets))} are up to date")
 
 
 @app.command()

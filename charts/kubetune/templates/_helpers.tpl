@@ -1,0 +1,107 @@
+{{/* Names, labels and shared pieces of the kubetune chart. */}}
+
+{{- define "kubetune.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kubetune.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kubetune.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kubetune.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubetune.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "kubetune.labels" -}}
+helm.sh/chart: {{ include "kubetune.chart" . }}
+{{ include "kubetune.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kubetune
+{{- end }}
+
+{{- define "kubetune.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kubetune.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The operator image: repository@digest when a digest is set, else repository:tag. */}}
+{{- define "kubetune.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* kopf's peering object name: fixed by the operator (kubetune.controllers.registry). */}}
+{{- define "kubetune.peeringName" -}}kubetune{{- end }}
+
+{{/*
+The namespaced rules of docs/operator.md's RBAC table (granted by a ClusterRole when
+cluster-wide, by a Role in each watched namespace otherwise). tests/unit/test_helm_chart.py
+compares them with the table.
+*/}}
+{{- define "kubetune.namespacedRules" -}}
+- apiGroups: [kubetune.dev]
+  resources: [datasets, finetunejobs, compressions, evaluations, feedbackloops]
+  verbs: [get, list, watch, patch]
+- apiGroups: [kubetune.dev]
+  resources: [datasets, finetunejobs, compressions, evaluations]
+  verbs: [create, delete]
+- apiGroups: [kubetune.dev]
+  resources: [datasets/status, finetunejobs/status, compressions/status, evaluations/status, feedbackloops/status]
+  verbs: [patch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* The cluster-scoped rules: kopf's CRD discovery (always), namespaces (cluster-wide). */}}
+{{- define "kubetune.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if not .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end }}
+
+{{/* Fail early on combinations the schema cannot express clearly. */}}
+{{- define "kubetune.validate" -}}
+{{- if gt (int .Values.replicas) 1 }}
+{{- fail (printf "replicas: %d is not supported: kopf peering pauses every operator that sees a live peer of the same priority, and `kubetune operator` gives all replicas the same priority, so several replicas would all stop working. Use replicas: 1 (a restarted pod resumes without duplicating Jobs)." (int .Values.replicas)) }}
+{{- end }}
+{{- end }}
