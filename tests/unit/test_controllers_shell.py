@@ -165,3 +165,14 @@ def test_a_reset_of_the_champion_is_not_a_promotion() -> None:
     assert feedback.promoted({"championCycle": 3}, {"championCycle": 2})
     assert not feedback.promoted({"championCycle": None}, {"championCycle": 2})
     assert not feedback.promoted({"championCycle": 2}, {"championCycle": 2})
+
+
+def test_configure_keeps_the_peering_name_given_to_kopf_run() -> None:
+    import kopf
+    from kubetune.controllers.registry import FINALIZER, configure
+
+    settings = kopf.OperatorSettings()
+    settings.peering.name = "team-a-kubetune"  # as kopf.run(peering_name=...) sets it
+    configure(settings)
+    assert settings.peering.name == "team-a-kubetune"
+    assert settings.persistence.finalizer == FINALIZER

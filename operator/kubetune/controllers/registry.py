@@ -44,7 +44,8 @@ def configure(settings: kopf.OperatorSettings, posting_level: int = logging.WARN
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = posting_level
-    settings.peering.name = PEERING_NAME
+    # settings.peering.name is left to kopf.run(peering_name=...): setting it here, in the
+    # startup handler, would override `kubetune operator --peering-name`.
 
 
 def build_registry(
