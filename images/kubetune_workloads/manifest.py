@@ -44,6 +44,15 @@ def spec_hash(spec: Any) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def step_spec_payload(step: Any) -> dict[str, Any]:
+    """What of a step spec defines its artifact: all but where it writes, who asked, and the
+    progress port (for ``write_manifest(spec=...)``)."""
+    payload: dict[str, Any] = step.model_dump(
+        mode="json", by_alias=True, exclude={"output_uri", "producer", "progress_port"}
+    )
+    return payload
+
+
 def write_manifest(
     root: Path,
     *,

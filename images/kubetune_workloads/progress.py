@@ -100,6 +100,12 @@ class ProgressReporter:
         self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
+    def __enter__(self) -> ProgressReporter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()

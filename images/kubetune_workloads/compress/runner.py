@@ -26,7 +26,7 @@ from kubetune_workloads.compress.snapshot import Snapshot, take_snapshot
 from kubetune_workloads.compress.state import WorkingModel
 from kubetune_workloads.datasetio import open_dataset
 from kubetune_workloads.errors import invalid_input
-from kubetune_workloads.manifest import input_artifact, write_manifest
+from kubetune_workloads.manifest import input_artifact, step_spec_payload, write_manifest
 from kubetune_workloads.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,8 @@ def run(spec: CompressStepSpec) -> StepResult:
     The artifact and report are written even when the quality gate fails; the result then has
     ``ok=False`` and reason ``QualityGateFailed``.
     """
-    reporter = ProgressReporter("compress", spec.progress_port)
-    try:
+    with ProgressReporter("compress", spec.progress_port) as reporter:
         return _run(spec, reporter)
-    finally:
-        reporter.close()
 
 
 def _run(spec: CompressStepSpec, reporter: ProgressReporter) -> StepResult:
@@ -119,9 +116,7 @@ def _run(spec: CompressStepSpec, reporter: ProgressReporter) -> StepResult:
             out,
             artifact="compressed-model",
             producer=spec.producer,
-            spec=spec.model_dump(
-                mode="json", by_alias=True, exclude={"output_uri", "progress_port", "producer"}
-            ),
+            spec=step_spec_payload(spec),
             inputs=_inputs(spec, loaded_path=storage.fetch(spec.model.uri)),
             extra={"sizeRatio": result.metrics.get("sizeRatio")},
         )

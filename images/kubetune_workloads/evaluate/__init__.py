@@ -18,8 +18,5 @@ __all__ = ["run"]
 
 def run(spec: EvaluateStepSpec) -> StepResult:
     """Evaluate per the step spec; raises WorkloadError on bad input."""
-    reporter = ProgressReporter("evaluate", spec.progress_port)
-    try:
+    with ProgressReporter("evaluate", spec.progress_port) as reporter:
         return evaluate(spec, reporter)
-    finally:
-        reporter.close()

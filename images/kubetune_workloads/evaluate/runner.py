@@ -27,7 +27,7 @@ from kubetune_workloads.evaluate.outcome import (
 )
 from kubetune_workloads.evaluate.scoring import Scorer, case_quality, plan_metrics
 from kubetune_workloads.evaluate.textmetrics import QUALITY_METRICS
-from kubetune_workloads.manifest import write_manifest
+from kubetune_workloads.manifest import step_spec_payload, write_manifest
 from kubetune_workloads.modelio import read_info
 from kubetune_workloads.progress import ProgressReporter
 
@@ -178,9 +178,7 @@ def _write(step: EvaluateStepSpec, outcome: Outcome) -> str:
             out,
             artifact="evaluation",
             producer=step.producer,
-            spec=step.model_dump(
-                mode="json", by_alias=True, exclude={"output_uri", "producer", "progress_port"}
-            ),
+            spec=step_spec_payload(step),
             inputs=inputs,
             seed=step.spec.generation.seed,
             extra={"passed": outcome.passed, "failedGates": outcome.failed_gates},

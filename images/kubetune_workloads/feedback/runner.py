@@ -27,7 +27,7 @@ from kubetune_workloads.feedback.cursor import read_cursor
 from kubetune_workloads.feedback.files import list_feedback_files
 from kubetune_workloads.feedback.records import training_record
 from kubetune_workloads.feedback.scan import FeedbackScan, Tally
-from kubetune_workloads.manifest import write_manifest
+from kubetune_workloads.manifest import step_spec_payload, write_manifest
 from kubetune_workloads.progress import ProgressReporter
 
 MALFORMED_LIMIT = 0.5
@@ -37,11 +37,8 @@ log = logging.getLogger(__name__)
 
 def run(spec: FeedbackStepSpec) -> StepResult:
     """Count or collect the feedback records beyond ``spec.since_cursor_uri``."""
-    reporter = ProgressReporter("feedback", spec.progress_port)
-    try:
+    with ProgressReporter("feedback", spec.progress_port) as reporter:
         return _run(spec, reporter)
-    finally:
-        reporter.close()
 
 
 def _run(spec: FeedbackStepSpec, reporter: ProgressReporter) -> StepResult:
@@ -84,9 +81,7 @@ def _collect(spec: FeedbackStepSpec, scan: FeedbackScan, files: int) -> StepResu
             out,
             artifact="feedback",
             producer=spec.producer,
-            spec=spec.model_dump(
-                mode="json", by_alias=True, exclude={"output_uri", "producer", "progress_port"}
-            ),
+            spec=step_spec_payload(spec),
             inputs=inputs,
             extra={"usedRecords": scan.tally.usable, "recordSchema": spec.record_schema},
         )
