@@ -31,11 +31,11 @@ from kubetune.api.resources import Dataset, FeedbackLoop
 from kubetune.plan import feedback_triggers as triggers
 from kubetune.plan.feedback_children import (
     CYCLE_LABEL,
+    collect_job,
     cursor_uri,
-    cycle_dir,
     cycle_id,
+    cycle_of,
     cycle_resources,
-    feedback_job,
     object_ref,
     parse_count_id,
     promotion_patch,
@@ -77,6 +77,11 @@ def _champion(loop: FeedbackLoop, world: ObservedWorld, previous: FeedbackLoopSt
     return Champion(resolved.uri, resolved.uri, None)
 
 
+def _record_schema(base: Dataset | Wait) -> str:
+    """The schema collected feedback is written in: the base Dataset's."""
+    return base.spec.record_schema if isinstance(base, Dataset) else "instruction"
+
+
 def _base_dataset(loop: FeedbackLoop, world: ObservedWorld) -> Dataset | Wait:
     name = loop.spec.base_dataset.name
     assert name is not None  # the spec's CEL rule requires a named Dataset
@@ -94,13 +99,13 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
     base = _base_dataset(loop, world)
     now = world.now
 
-    known = cycle_numbers(loop, world)
+    known = cycle_numbers(world)
     started = max([previous.cycles, *known])
     finished_before = {r.run_id for r in previous.history}
     active_before = set(previous.active_runs or [])
     active = sorted(
         n
-        for n in known | {int(r[1:]) for r in active_before if r[1:].isdigit()}
+        for n in known | {n for n in map(cycle_of, active_before) if n is not None}
         if cycle_id(n) not in finished_before
         and (cycle_id(n) in active_before or n > previous.cycles)
     )
@@ -131,7 +136,7 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
     collecting = any(stage.reason == "Collecting" for _, stage in still_active)
     since_cycle = _latest_collected(loop, world, history, still_active, champion)
     ready = champion.wait is None and not isinstance(base, Wait)
-    record_schema = base.spec.record_schema if isinstance(base, Dataset) else "instruction"
+    record_schema = _record_schema(base)
     ctx = triggers.Context(
         loop=loop,
         world=world,
@@ -146,7 +151,6 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
         and not collecting
         and len(still_active) < loop.spec.max_concurrent_runs,
         idle=not still_active,
-        counts_dir=f"{cycle_dir(loop, 0, config).rsplit('/', 1)[0]}/counts",
     )
     found = triggers.check(ctx)
     plan.children += found.children
@@ -155,16 +159,7 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
     if found.trigger is not None:
         number = started + 1
         started = number
-        since = cursor_uri(loop, champion.cycle, config) if champion.cycle else None
-        plan.children += feedback_job(
-            loop,
-            cycle_id(number),
-            "collect",
-            since,
-            record_schema,
-            cycle_dir(loop, number, config),
-            config,
-        )
+        plan.children += collect_job(loop, number, champion.cycle, record_schema, config)
         stage = Stage("Collecting", "creating the collect Job")
         still_active.append((Cycle(number, None, {}), stage))
         last_cycle_time = now
@@ -223,17 +218,8 @@ def _advance(
 ) -> None:
     """Create what an active cycle is missing."""
     if stage.needs_collect_job:
-        since = cursor_uri(loop, champion.cycle, config) if champion.cycle else None
-        schema = base.spec.record_schema if isinstance(base, Dataset) else "instruction"
-        plan.children += feedback_job(
-            loop,
-            cycle.run_id,
-            "collect",
-            since,
-            schema,
-            cycle_dir(loop, cycle.number, config),
-            config,
-        )
+        schema = _record_schema(base)
+        plan.children += collect_job(loop, cycle.number, champion.cycle, schema, config)
     if stage.needs_resources and isinstance(base, Dataset) and champion.uri is not None:
         assert champion.training_uri is not None
         wanted = cycle_resources(
@@ -252,9 +238,11 @@ def _latest_collected(
     """The newest cycle whose collect step wrote a cursor (0: none)."""
     found = [champion.cycle or 0]
     found += [
-        int(r.run_id[1:])
+        number
         for r in history
-        if r.run_id[1:].isdigit() and r.results is not None and "records" in r.results
+        if (number := cycle_of(r.run_id)) is not None
+        and r.results is not None
+        and "records" in r.results
     ]
     found += [c.number for c, _ in active if collected_records(c, loop) is not None]
     return max(found)

@@ -69,10 +69,20 @@ def drift_name(loop: FeedbackLoop, slot: int) -> str:
     return naming.dns_label(loop.name, keep_suffix=f"-drift-{slot}")
 
 
+def loop_dir(loop: FeedbackLoop, config: OperatorConfig) -> str:
+    """``{store}/{namespace}/feedbackloop/{name}``: where the loop's feedback steps write."""
+    store = config.artifact_store.rstrip("/")
+    return f"{store}/{loop.namespace}/feedbackloop/{loop.name}"
+
+
 def cycle_dir(loop: FeedbackLoop, number: int, config: OperatorConfig) -> str:
     """Where cycle N's collect step writes the feedback and the cursor."""
-    store = config.artifact_store.rstrip("/")
-    return f"{store}/{loop.namespace}/feedbackloop/{loop.name}/{cycle_id(number)}"
+    return f"{loop_dir(loop, config)}/{cycle_id(number)}"
+
+
+def counts_dir(loop: FeedbackLoop, config: OperatorConfig) -> str:
+    """The output URI of count Jobs (required by the step contract; a count writes nothing)."""
+    return f"{loop_dir(loop, config)}/counts"
 
 
 def cursor_uri(loop: FeedbackLoop, number: int, config: OperatorConfig) -> str:
@@ -134,6 +144,27 @@ def feedback_job(
         loop, feedback_settings(loop.spec), "feedback", run_id, runs.spec_hash(loop), step
     )
     return build_children(request, config)
+
+
+def collect_job(
+    loop: FeedbackLoop,
+    number: int,
+    champion_cycle: int | None,
+    record_schema: str,
+    config: OperatorConfig,
+) -> list[dict[str, Any]]:
+    """Cycle N's collect Job: the records beyond the champion's cursor (all, for
+    ``spec.champion``), written to :func:`cycle_dir`."""
+    since = cursor_uri(loop, champion_cycle, config) if champion_cycle else None
+    return feedback_job(
+        loop,
+        cycle_id(number),
+        "collect",
+        since,
+        record_schema,
+        cycle_dir(loop, number, config),
+        config,
+    )
 
 
 def feedback_job_name(loop: FeedbackLoop, run_id: str) -> str:

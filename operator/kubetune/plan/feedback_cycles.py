@@ -17,13 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from kubetune.api.common import RunRecord, RunSettings
+from kubetune.api.common import RunRecord
 from kubetune.api.resources import AnyResource, Evaluation, FeedbackLoop
 from kubetune.plan.feedback_children import (
     CYCLE_LABEL,
     challenger_kind,
     cycle_id,
     cycle_name,
+    cycle_of,
     feedback_settings,
 )
 from kubetune.plan.state import clip, job_state
@@ -79,24 +80,14 @@ class Finished:
     completion_time: datetime | None = None
 
 
-def cycle_numbers(loop: FeedbackLoop, world: ObservedWorld) -> set[int]:
+def cycle_numbers(world: ObservedWorld) -> set[int]:
     """Every cycle with a collect Job or a resource in the world."""
-    found: set[int] = set()
-    for job in world.jobs:
-        number = _cycle_of(job.run_id)
-        if number is not None:
-            found.add(number)
+    found = {n for n in (cycle_of(job.run_id) for job in world.jobs) if n is not None}
     for resource in world.owned.values():
         label = resource.metadata.labels.get(CYCLE_LABEL, "")
         if label.isdigit():
             found.add(int(label))
     return found
-
-
-def _cycle_of(run_id: str) -> int | None:
-    if run_id.startswith("c") and run_id[1:].isdigit():
-        return int(run_id[1:])
-    return None
 
 
 def observe_cycle(number: int, world: ObservedWorld) -> Cycle:
@@ -110,16 +101,11 @@ def observe_cycle(number: int, world: ObservedWorld) -> Cycle:
     return Cycle(number, collect, resources)
 
 
-def collect_settings(loop: FeedbackLoop) -> RunSettings:
-    """The settings the feedback Jobs are built with (for reading their state)."""
-    return feedback_settings(loop.spec)
-
-
 def collected_records(cycle: Cycle, loop: FeedbackLoop) -> int | None:
     """Usable records the cycle's collect Job reported, if it succeeded and said so."""
     if cycle.collect is None:
         return None
-    state = job_state(cycle.collect, collect_settings(loop), None)
+    state = job_state(cycle.collect, feedback_settings(loop.spec), None)
     if state.phase != "Succeeded" or state.result is None:
         return None
     used = state.result.metrics.get("usedRecords")
@@ -212,7 +198,7 @@ def _assess_collect(cycle: Cycle, loop: FeedbackLoop) -> Stage | Finished:
     job = cycle.collect
     if job is None:
         return Stage("Collecting", "creating the collect Job", needs_collect_job=True)
-    state = job_state(job, collect_settings(loop), None)
+    state = job_state(job, feedback_settings(loop.spec), None)
     if state.phase == "Failed":
         return Finished(
             "CollectFailed",

@@ -28,6 +28,7 @@ from kubetune.api.resources import Evaluation, FeedbackLoop
 from kubetune.plan.feedback_children import (
     DRIFT_LABEL,
     count_id,
+    counts_dir,
     drift_evaluation,
     feedback_job,
     feedback_settings,
@@ -86,7 +87,6 @@ class Context:
     record_schema: str
     can_start: bool  # capacity left, nothing collecting, not suspended, champion known
     idle: bool  # no cycle at all is running
-    counts_dir: str
 
 
 def check(ctx: Context) -> Triggers:
@@ -144,7 +144,7 @@ def _count(ctx: Context, found: Triggers) -> None:
             "count",
             ctx.since_cursor,
             ctx.record_schema,
-            ctx.counts_dir,
+            counts_dir(ctx.loop, ctx.config),
             ctx.config,
         )
     found.wake_in(until_next)
