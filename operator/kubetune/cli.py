@@ -290,26 +290,61 @@ def operator(
     log_format: Annotated[
         str | None, typer.Option(help="plain, full or json (env KUBETUNE_LOG_FORMAT).")
     ] = None,
-    standalone: Annotated[bool, typer.Option(help="Run without kopf peering.")] = False,
-    peering_name: Annotated[str, typer.Option(help="kopf peering object name.")] = "kubetune",
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(help="kubeconfig file (default: in-cluster account, then KUBECONFIG)."),
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="kubeconfig context to use.")] = None,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(help="Only the holder of a coordination.k8s.io Lease acts (HA replicas)."),
+    ] = False,
+    leader_election_namespace: Annotated[
+        str | None, typer.Option(help="Namespace of the Lease (default: POD_NAMESPACE).")
+    ] = None,
+    leader_election_id: Annotated[
+        str | None, typer.Option(help="This replica's identity (default: POD_NAME + suffix).")
+    ] = None,
+    lease_duration: Annotated[float, typer.Option(help="Lease duration, seconds.")] = 15.0,
+    renew_deadline: Annotated[float, typer.Option(help="Renew deadline, seconds.")] = 10.0,
+    retry_period: Annotated[float, typer.Option(help="Lease retry period, seconds.")] = 2.0,
+    standalone: Annotated[
+        bool, typer.Option(help="Accepted for compatibility: the operator never uses peering.")
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the operator (kopf) against the cluster of the current kubeconfig."""
-    from kubetune.controllers import run_operator
+    """Run the operator against the cluster of the pod's service account or the kubeconfig.
+
+    Exit codes: 2 no credentials or bad flags, 1 the API server is unreachable, refuses the
+    credentials or does not serve kubetune's CRDs, 3 the leader Lease was lost.
+    """
+    from kubetune.controllers.credentials import KubeAccess
+    from kubetune.controllers.main import CannotStart, LeaderElection, run_operator
 
     try:
+        election = LeaderElection(
+            enabled=leader_elect,
+            namespace=leader_election_namespace,
+            identity=leader_election_id,
+            lease_duration=lease_duration,
+            renew_deadline=renew_deadline,
+            retry_period=retry_period,
+        )
         run_operator(
             namespaces=namespace or None,
             config=_operator_config(image_cpu, image_cuda, artifact_store),
             metrics_port=metrics_port,
             liveness=liveness,
             log_format=log_format,
-            standalone=standalone,
-            peering_name=peering_name,
+            access=KubeAccess(kubeconfig=kubeconfig, context=context),
+            leader_election=election,
             verbose=verbose,
         )
+    except CannotStart as exc:
+        err_console.print(f"[red]✗[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
     except ValueError as exc:
-        err_console.print(f"[red]✗[/red] {escape(str(exc))}")
+        err_console.print(f"[red]✗[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

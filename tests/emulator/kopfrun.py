@@ -2,7 +2,8 @@
 Running a kopf operator against the emulator with ``kopf.testing.KopfRunner``.
 
 :func:`run_kopf` wires a kopf ``OperatorRegistry`` to an :class:`Emulator`
-(a login handler returning the emulator's connection info), runs kopf in
+(a login handler returning the emulator's connection info, unless the
+registry logs in by itself, as kubetune's does from a kubeconfig), runs kopf in
 ``--standalone`` mode (no peering) in a thread, and restores kopf's global
 default registry afterwards (``kopf run`` replaces it process-wide).
 """
@@ -42,20 +43,23 @@ def run_kopf(
     settings: kopf.OperatorSettings | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = 15.0,
+    login: bool = True,
 ) -> Iterator[KopfRunner]:
     """
     Run the operator of ``registry`` against ``emulator`` while the block runs.
 
     ``namespace=None`` runs cluster-wide (``-A``). The runner's output & exit
     code are available after the block (``runner.output``, ``runner.exit_code``);
-    exceptions of the operator are re-raised at exit.
+    exceptions of the operator are re-raised at exit. ``login=False``: the registry
+    brings its own login handler (the test supplies no credentials to it).
     """
 
     def login_to_emulator(**_: Any) -> kopf.ConnectionInfo:
         info: kopf.ConnectionInfo = emulator.connection_info(namespace or "default")
         return info
 
-    kopf.on.login(registry=registry)(login_to_emulator)
+    if login:
+        kopf.on.login(registry=registry)(login_to_emulator)
     args = ["run", "--standalone", "--verbose", *(["-n", namespace] if namespace else ["-A"])]
     previous = kopf.get_default_registry()
     try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from kopf.testing import KopfRunner
+from kubetune.controllers.credentials import KubeAccess
 from kubetune.controllers.registry import build_registry
 from kubetune.plan.world import OperatorConfig
 from kubetune.validation import validate_against_crd
@@ -69,13 +70,30 @@ def kubelet(emu: Emulator) -> Kubelet:
 OperatorFactory = Callable[..., AbstractContextManager[KopfRunner]]
 
 
+def kube_access(emu: Emulator, directory: Path) -> KubeAccess:
+    """What the operator is given to log in: a kubeconfig for the emulator, nothing more."""
+    return KubeAccess(kubeconfig=str(emu.write_kubeconfig(directory / "kubeconfig")))
+
+
+def operator_registry(emu: Emulator, directory: Path, **kwargs: Any) -> Any:
+    """kubetune's registry, logging in by itself from a kubeconfig for the emulator."""
+    kwargs.setdefault("posting_level", logging.WARNING)
+    return build_registry(
+        kwargs.pop("config", CONFIG), access=kube_access(emu, directory), **kwargs
+    )
+
+
+def run_operator_registry(emu: Emulator, registry: Any) -> AbstractContextManager[KopfRunner]:
+    """Run kubetune's registry against the emulator; the test supplies no login handler."""
+    return run_kopf(emu, registry, settings=fast_settings(), timeout=30, login=False)
+
+
 @pytest.fixture()
-def operator(emu: Emulator) -> OperatorFactory:
+def operator(emu: Emulator, tmp_path: Path) -> OperatorFactory:
     """``with operator(): ...`` runs the real operator against the emulator (restartable)."""
 
     def start(config: OperatorConfig = CONFIG) -> AbstractContextManager[KopfRunner]:
-        registry = build_registry(config, posting_level=logging.WARNING)
-        return run_kopf(emu, registry, settings=fast_settings(), timeout=30)
+        return run_operator_registry(emu, operator_registry(emu, tmp_path, config=config))
 
     return start
 

@@ -9,21 +9,19 @@ The planners read "now" from a clock the tests move by hand, so a count interval
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
 from kubetune import metrics
-from kubetune.controllers.registry import build_registry
 
-from tests.emulator import Emulator, Kubelet, fast_settings, run_kopf
+from tests.emulator import Emulator, Kubelet
 from tests.integration.conftest import (
     COMPRESSIONS,
-    CONFIG,
     DATASETS,
     EVALUATIONS,
     FEEDBACKLOOPS,
@@ -32,6 +30,8 @@ from tests.integration.conftest import (
     NS,
     condition,
     jobs_of,
+    operator_registry,
+    run_operator_registry,
     step_result,
     succeeded_finetune,
     wait_event,
@@ -76,12 +76,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture()
-def loop_operator(emu: Emulator, clock: Clock) -> LoopOperator:
+def loop_operator(emu: Emulator, clock: Clock, tmp_path: Path) -> LoopOperator:
     """``with loop_operator(): ...`` runs the real operator with the test's clock."""
 
     def start() -> AbstractContextManager[KopfRunner]:
-        registry = build_registry(CONFIG, posting_level=logging.WARNING, clock=clock)
-        return run_kopf(emu, registry, settings=fast_settings(), timeout=30)
+        registry = operator_registry(emu, tmp_path, clock=clock)
+        return run_operator_registry(emu, registry)
 
     return start
 

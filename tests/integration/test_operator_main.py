@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from pathlib import Path
 
 import pytest
 from kubetune.controllers import main
-from kubetune.controllers.registry import build_registry
 from kubetune.plan.world import OperatorConfig
 
-from tests.emulator import Emulator, Kubelet, fast_settings, run_kopf
-from tests.integration.conftest import CONFIG, DATASETS, ready_dataset
+from tests.emulator import Emulator, Kubelet
+from tests.integration.conftest import (
+    DATASETS,
+    operator_registry,
+    ready_dataset,
+    run_operator_registry,
+)
 
 
 def test_environment_sets_images_store_and_namespaces() -> None:
@@ -44,10 +49,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_the_operator_serves_prometheus_metrics(emu: Emulator, kubelet: Kubelet) -> None:
+def test_the_operator_serves_prometheus_metrics(
+    emu: Emulator, kubelet: Kubelet, tmp_path: Path
+) -> None:
     port = _free_port()
-    registry = build_registry(CONFIG, metrics_port=port)
-    with run_kopf(emu, registry, settings=fast_settings(), timeout=30):
+    registry = operator_registry(emu, tmp_path, metrics_port=port)
+    with run_operator_registry(emu, registry):
         ready_dataset(emu, kubelet)
         assert emu.get(DATASETS, "default", "tickets") is not None
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()

@@ -153,7 +153,7 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
         runtime, wakers = runtime_of(memo)
         key = key_of(body)
         waker = wakers.of(key)
-        client = Client(runtime.settings, logger, runtime.discovery)  # type: ignore[arg-type]
+        client = Client(runtime.api, logger, runtime.discovery)  # type: ignore[arg-type]
         backoff = Backoff()
         poll = False
         while not stopped:

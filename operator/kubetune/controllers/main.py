@@ -1,4 +1,4 @@
-"""`kubetune operator`: run the kopf operator with kubetune's handlers.
+"""`kubetune operator`: log in, check the API server, optionally win the leader Lease, run kopf.
 
 Arguments left as None are taken from the environment, then from defaults:
 
@@ -9,19 +9,39 @@ Arguments left as None are taken from the environment, then from defaults:
 ``KUBETUNE_ARTIFACT_STORE`` where outputs go when a spec sets none (``pvc://``, ``s3://``)
 ``KUBETUNE_METRICS_PORT``   Prometheus port (0 disables the exporter)
 ``KUBETUNE_LOG_FORMAT``     ``plain``, ``full`` or ``json``
+``POD_NAME``/``POD_NAMESPACE``  the leader-election identity and the Lease's namespace
 ==========================  ==========================================================
+
+Before kopf starts, :func:`preflight` logs in (:mod:`kubetune.controllers.credentials`) and asks
+the API server for its version and for kubetune's API group, so a missing credential, a dead or
+refusing server, or CRDs that are not installed end the process with :class:`CannotStart` and
+one line saying which. kopf runs standalone (no kopf peering): with ``leader_elect``, replicas
+coordinate through a Lease (:mod:`kubetune.controllers.leader`) and only the leader runs kopf;
+a standby serves the liveness endpoint while it waits.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import signal
+import socket
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 import kopf
 
-from kubetune.controllers.registry import PEERING_NAME, build_registry
+from kubetune.api.common import API_VERSION
+from kubetune.controllers.credentials import KubeAccess, LoginFailed
+from kubetune.controllers.kube import Api, APIError, NotFound, Unreachable
+from kubetune.controllers.leader import LeaderElector, LeaseConfig
+from kubetune.controllers.registry import build_registry
 from kubetune.plan.world import OperatorConfig
 
 DEFAULT_METRICS_PORT = 8080
@@ -36,6 +56,33 @@ _CONFIG_ENV = {
     "cuda_image": "KUBETUNE_CUDA_IMAGE",
     "artifact_store": "KUBETUNE_ARTIFACT_STORE",
 }
+# Exit codes of `kubetune operator` (documented in docs/operator.md).
+EXIT_CANNOT_START = 2
+EXIT_SERVER_PROBLEM = 1
+EXIT_LOST_LEASE = 3
+
+logger = logging.getLogger("kubetune")
+
+
+class CannotStart(RuntimeError):
+    """The operator cannot start; ``exit_code`` says whether the cause is local (2) or the API
+    server's (1)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaderElection:
+    """``kubetune operator --leader-elect`` settings; namespace/identity None: from the pod."""
+
+    enabled: bool = False
+    namespace: str | None = None
+    identity: str | None = None
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
 
 def config_from_env(config: OperatorConfig, env: Mapping[str, str]) -> OperatorConfig:
@@ -60,6 +107,109 @@ def _metrics_port(value: int | None, env: Mapping[str, str]) -> int | None:
     return value or None
 
 
+def preflight(api: Api) -> str:
+    """Log in and check that the API server answers and serves kubetune's API group.
+
+    Returns where the credentials came from; raises :class:`CannotStart` otherwise.
+    """
+    try:
+        login = api.login
+    except LoginFailed as exc:
+        raise CannotStart(str(exc), EXIT_CANNOT_START) from None
+    server = f"the Kubernetes API server at {login.configuration.host} ({login.source})"
+    try:
+        api.request("GET", "/version")
+    except Unreachable as exc:
+        raise CannotStart(f"cannot reach {server}: {exc}", EXIT_SERVER_PROBLEM) from None
+    except APIError as exc:
+        raise CannotStart(
+            f"{server} refused the credentials: {exc.status} {exc.message}", EXIT_SERVER_PROBLEM
+        ) from None
+    try:
+        api.request("GET", f"/apis/{API_VERSION}")
+    except NotFound:
+        raise CannotStart(
+            f"{server} does not serve {API_VERSION}: install kubetune's CRDs "
+            "(helm install, or kubectl apply -f crds/)",
+            EXIT_SERVER_PROBLEM,
+        ) from None
+    except APIError as exc:
+        raise CannotStart(
+            f"{server} answered {exc.status} for {API_VERSION}: {exc.message}",
+            EXIT_SERVER_PROBLEM,
+        ) from None
+    return login.source
+
+
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    """Answers the liveness probe of a standby replica (kopf serves it once leading)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"standby\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@contextmanager
+def _standby_probe(liveness: str | None) -> Iterator[None]:
+    """Serve ``liveness`` while this replica stands by, and free its port afterwards."""
+    if not liveness:
+        yield
+        return
+    parsed = urllib.parse.urlsplit(liveness)
+    server = http.server.ThreadingHTTPServer(
+        (parsed.hostname or "0.0.0.0", parsed.port or 80), _Healthy
+    )
+    thread = threading.Thread(target=server.serve_forever, name="standby-probe", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _lease_config(election: LeaderElection, api: Api, env: Mapping[str, str]) -> LeaseConfig:
+    namespace = election.namespace or env.get("POD_NAMESPACE") or api.login.namespace
+    base = election.identity or env.get("POD_NAME") or socket.gethostname()
+    identity = f"{base}_{uuid.uuid4().hex[:8]}" if not election.identity else base
+    return LeaseConfig(
+        namespace=namespace,
+        identity=identity,
+        lease_duration=election.lease_duration,
+        renew_deadline=election.renew_deadline,
+        retry_period=election.retry_period,
+    )
+
+
+def _lose_lease(why: str) -> None:
+    """Leave at once: another replica may act from now on, and two must never act together."""
+    logger.error("lost the leader Lease (%s); exiting so that only one replica acts", why)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_LOST_LEASE)
+
+
+def _wait_for_lease(elector: LeaderElector, liveness: str | None) -> bool:
+    """Stand by until leading; SIGTERM/SIGINT while standing by ends the wait (False)."""
+    stop = threading.Event()
+
+    def stop_waiting(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, stop_waiting) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with _standby_probe(liveness):
+            return elector.acquire(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_operator(
     namespaces: Sequence[str] | None = None,
     config: OperatorConfig | None = None,
@@ -67,9 +217,8 @@ def run_operator(
     liveness: str | None = DEFAULT_LIVENESS,
     log_format: str | None = None,
     *,
-    standalone: bool = False,
-    peering_name: str = PEERING_NAME,
-    priority: int = 0,
+    access: KubeAccess = KubeAccess(),
+    leader_election: LeaderElection = LeaderElection(),
     verbose: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> None:
@@ -77,9 +226,9 @@ def run_operator(
 
     ``namespaces`` None: ``KUBETUNE_NAMESPACES``, else cluster-wide. ``config`` None: defaults
     plus the ``KUBETUNE_*`` image/store variables (which also override a given config).
-    ``liveness``: kopf's probe endpoint (``http://0.0.0.0:8081/healthz``), None to disable.
-    ``standalone``: no peering (a single replica); otherwise replicas coordinate through
-    kopf's peering objects named ``peering_name`` and the highest ``priority`` works.
+    ``liveness``: the probe endpoint (``http://0.0.0.0:8081/healthz``), None to disable.
+    ``access``: where the credentials come from. ``leader_election``: see :class:`LeaderElection`.
+    Raises :class:`CannotStart` (and ``ValueError`` for bad arguments) before anything runs.
     """
     environ = os.environ if env is None else env
     effective = config_from_env(config or OperatorConfig(), environ)
@@ -89,20 +238,34 @@ def run_operator(
     if fmt not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
     kopf.configure(verbose=verbose, log_format=LOG_FORMATS[fmt])
-    logging.getLogger("kubetune").info(
-        "kubetune operator: namespaces=%s cpu_image=%s cuda_image=%s store=%s metrics_port=%s",
+    api = Api(access)
+    source = preflight(api)
+    logger.info(
+        "kubetune operator: %s; namespaces=%s cpu_image=%s cuda_image=%s store=%s metrics_port=%s",
+        source,
         ",".join(watched) if watched else "<all>",
         effective.cpu_image,
         effective.cuda_image,
         effective.artifact_store,
         port,
     )
-    kopf.run(
-        registry=build_registry(effective, metrics_port=port),
-        clusterwide=not watched,
-        namespaces=watched or (),
-        standalone=standalone,
-        peering_name=peering_name,
-        priority=priority,
-        liveness_endpoint=liveness,
-    )
+    elector: LeaderElector | None = None
+    if leader_election.enabled:
+        lease_api = Api(access, retry_delays=(0.2, 0.5), timeout=(3.0, 5.0))
+        elector = LeaderElector(lease_api, _lease_config(leader_election, api, environ))
+        if not _wait_for_lease(elector, liveness):
+            logger.info("stopped while standing by")
+            return
+        elector.keep(_lose_lease)
+    api.close()
+    try:
+        kopf.run(
+            registry=build_registry(effective, metrics_port=port, access=access),
+            clusterwide=not watched,
+            namespaces=watched or (),
+            standalone=True,
+            liveness_endpoint=liveness,
+        )
+    finally:
+        if elector is not None:
+            elector.release()

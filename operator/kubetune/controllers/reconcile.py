@@ -50,6 +50,7 @@ from kubetune.controllers.cache import (
 )
 from kubetune.controllers.discovery import OWN_RESOURCES, Discovery, UnknownKind
 from kubetune.controllers.kube import (
+    Api,
     APIError,
     Client,
     Conflict,
@@ -103,7 +104,7 @@ class Runtime:
 
     config: OperatorConfig
     controllers: dict[str, KindController]
-    settings: kopf.OperatorSettings
+    api: Api
     fresh: Fresh = field(default_factory=Fresh)
     progress: dict[Key, tuple[str, LiveProgress]] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None

@@ -1,12 +1,16 @@
-"""The operator's kopf registry: settings at startup, shared clients, indexes, loops, wake-ups.
+"""The operator's kopf registry: login, settings at startup, shared clients, indexes, loops,
+wake-ups.
 
 :func:`build_registry` returns a fresh ``kopf.OperatorRegistry`` so the same operator runs under
 ``kopf run`` (:func:`kubetune.controllers.main.run_operator`) and in tests
-(``kopf.testing.KopfRunner``) without global state.
+(``kopf.testing.KopfRunner``) without global state. It logs in by itself: its login handler
+loads the credentials of ``access`` (:mod:`kubetune.controllers.credentials`) for kopf's watches,
+and the controllers' own calls use the same loader (:class:`kubetune.controllers.kube.Api`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -19,13 +23,14 @@ from kubetune import metrics
 from kubetune.controllers import compression, dataset, evaluation, feedback, finetune
 from kubetune.controllers.base import KindController
 from kubetune.controllers.cache import register_child_indexes, register_indexes
+from kubetune.controllers.credentials import KubeAccess, connection_info, load
+from kubetune.controllers.kube import Api
 from kubetune.controllers.loop import MEMO_KEY, Wakers, register_children, register_kind
 from kubetune.controllers.reconcile import Runtime, utc_now
 from kubetune.plan.world import OperatorConfig
 
 PREFIX = "kubetune.dev"
 FINALIZER = f"{PREFIX}/finalizer"
-PEERING_NAME = "kubetune"
 
 CONTROLLERS: tuple[KindController, ...] = (
     dataset.CONTROLLER,
@@ -44,8 +49,6 @@ def configure(settings: kopf.OperatorSettings, posting_level: int = logging.WARN
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = posting_level
-    # settings.peering.name is left to kopf.run(peering_name=...): setting it here, in the
-    # startup handler, would override `kubetune operator --peering-name`.
 
 
 def build_registry(
@@ -55,10 +58,18 @@ def build_registry(
     controllers: Sequence[KindController] = CONTROLLERS,
     posting_level: int = logging.WARNING,
     clock: Callable[[], datetime] = utc_now,
+    access: KubeAccess = KubeAccess(),
 ) -> kopf.OperatorRegistry:
-    """All handlers of the operator, configured by ``config``; ``clock`` is the planners' now."""
+    """All handlers of the operator, configured by ``config``; ``clock`` is the planners' now;
+    ``access`` says where the credentials come from."""
     registry = kopf.OperatorRegistry()
     by_kind = {c.kind: c for c in controllers}
+
+    @kopf.on.login(registry=registry)
+    async def login(logger: kopf.Logger, **_: Any) -> kopf.ConnectionInfo:
+        found = await asyncio.to_thread(load, access)
+        logger.info("logged in with the %s", found.source)
+        return connection_info(found)
 
     @kopf.on.startup(registry=registry)
     async def startup(
@@ -68,7 +79,7 @@ def build_registry(
         runtime = Runtime(
             config=config,
             controllers=by_kind,
-            settings=settings,
+            api=Api(access),
             session=aiohttp.ClientSession(),
             clock=clock,
         )
@@ -80,8 +91,10 @@ def build_registry(
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         state = memo.get(MEMO_KEY)
-        if state is not None and state[0].session is not None:
-            await state[0].session.close()
+        if state is not None:
+            state[0].api.close()
+            if state[0].session is not None:
+                await state[0].session.close()
         exporter = memo.get("kubetune_exporter")
         if exporter is not None:
             exporter.shutdown()
