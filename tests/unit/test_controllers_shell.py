@@ -167,12 +167,10 @@ def test_a_reset_of_the_champion_is_not_a_promotion() -> None:
     assert not feedback.promoted({"championCycle": 2}, {"championCycle": 2})
 
 
-def test_configure_keeps_the_peering_name_given_to_kopf_run() -> None:
+def test_configure_prefixes_kopf_bookkeeping_with_the_project() -> None:
     import kopf
     from kubetune.controllers.registry import FINALIZER, configure
 
     settings = kopf.OperatorSettings()
-    settings.peering.name = "team-a-kubetune"  # as kopf.run(peering_name=...) sets it
     configure(settings)
-    assert settings.peering.name == "team-a-kubetune"
-    assert settings.persistence.finalizer == FINALIZER
+    assert settings.persistence.finalizer == FINALIZER == "kubetune.dev/finalizer"

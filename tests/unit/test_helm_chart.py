@@ -30,8 +30,8 @@ CHART = REPO / "charts" / "kubetune"
 EXAMPLE_VALUES = REPO / "examples" / "helm-values.yaml"
 RELEASE_NS = "kubetune"
 K8S_VERSION = "1.32"
-# Kinds of CRDs (prometheus-operator, kopf) that kubernetes_validate does not know.
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering", "KopfPeering"}
+# Kinds of CRDs (prometheus-operator) that kubernetes_validate does not know.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 MONITORING = (
     "--set=serviceMonitor.enabled=true",
@@ -41,8 +41,8 @@ MONITORING = (
 SCENARIOS: dict[str, tuple[str, ...]] = {
     "defaults": (),
     "namespaced": ("--set=watchNamespaces={a,b}",),
-    "peering": ("--set=peering.enabled=true",),
-    "namespaced-peering": ("--set=watchNamespaces={a,b}", "--set=peering.enabled=true"),
+    "no-leader-election": ("--set=leaderElection.enabled=false",),
+    "namespaced-ha": ("--set=watchNamespaces={a,b}", "--set=replicas=3"),
     "monitoring": MONITORING,
     "promotion": (
         "--set-json=promotionTargets=["
@@ -126,7 +126,7 @@ def _ticked(cell: str) -> list[str]:
 @functools.cache
 def documented_rbac() -> dict[str, frozenset[Triple]]:
     """The RBAC table of docs/operator.md by scope: namespaced, cluster, cluster-wide only,
-    peering (cluster-wide / namespaced). The promotion row is granted per target."""
+    leader election (the operator's namespace). The promotion row is granted per target."""
     text = (REPO / "docs" / "operator.md").read_text(encoding="utf-8")
     section = text.split("### RBAC: what the operator calls", 1)[1].split("\n## ", 1)[0]
     rows = [
@@ -135,7 +135,7 @@ def documented_rbac() -> dict[str, frozenset[Triple]]:
         if line.startswith("| ") and not line.startswith("| API group")
     ]
     groups: dict[str, set[Triple]] = {
-        k: set() for k in ("namespaced", "cluster", "clusterwide", "peer-cluster", "peer-ns")
+        k: set() for k in ("namespaced", "cluster", "clusterwide", "leader")
     }
     five: list[str] = []
     for api_groups, resources_cell, verbs_cell, why in rows:
@@ -149,9 +149,8 @@ def documented_rbac() -> dict[str, frozenset[Triple]]:
         triples = {
             (g, r, v) for g in _ticked(api_groups) for r in resources for v in _ticked(verbs_cell)
         }
-        if "kopf.dev" in api_groups:
-            groups["peer-cluster"] |= {t for t in triples if t[1] == "clusterkopfpeerings"}
-            groups["peer-ns"] |= {t for t in triples if t[1] == "kopfpeerings"}
+        if "leader election" in why:
+            groups["leader"] |= triples
         elif "cluster-wide" in why:
             groups["clusterwide"] |= triples
         elif "cluster-scoped" in why:
@@ -180,54 +179,68 @@ def test_documented_rbac_table_is_parsed() -> None:
     assert table["clusterwide"] == {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
 
-@pytest.mark.parametrize("peering", [False, True])
-def test_cluster_wide_rbac_is_exactly_the_documented_table(helm: str, peering: bool) -> None:
-    objects = render(helm, *SCENARIOS["peering" if peering else "defaults"])
+@pytest.mark.parametrize("leader_election", [True, False])
+def test_cluster_wide_rbac_is_exactly_the_documented_table(
+    helm: str, leader_election: bool
+) -> None:
+    objects = render(helm, *SCENARIOS["defaults" if leader_election else "no-leader-election"])
     table = documented_rbac()
     expected = table["namespaced"] | table["cluster"] | table["clusterwide"]
-    if peering:
-        expected |= table["peer-cluster"]
     assert triples(one(objects, "ClusterRole")["rules"]) == expected
-    assert not [o for o in objects if o["kind"] in {"Role", "RoleBinding"}]
+    assert not [o for o in objects if o["kind"] == "RoleBinding" and not leader_election]
     binding = one(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "kubetune", "namespace": RELEASE_NS}
     ]
-
-
-@pytest.mark.parametrize("peering", [False, True])
-def test_watched_namespaces_get_roles_and_no_cluster_wide_writes(helm: str, peering: bool) -> None:
-    objects = render(helm, *SCENARIOS["namespaced-peering" if peering else "namespaced"])
-    table = documented_rbac()
     roles = [o for o in objects if o["kind"] == "Role"]
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
-    expected = table["namespaced"] | (table["peer-ns"] if peering else frozenset())
-    for role in roles:
-        assert triples(role["rules"]) == expected
+    if not leader_election:
+        assert roles == []
+        return
+    [role] = roles
+    assert role["metadata"]["namespace"] == RELEASE_NS
+    assert triples(role["rules"]) == table["leader"]
+    [role_binding] = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert role_binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert role_binding["metadata"]["namespace"] == RELEASE_NS
+    assert role_binding["subjects"][0]["name"] == "kubetune"
+
+
+def test_watched_namespaces_get_roles_and_no_cluster_wide_writes(helm: str) -> None:
+    objects = render(helm, *SCENARIOS["namespaced-ha"])
+    table = documented_rbac()
+    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
+    assert sorted(roles) == ["a", "b", RELEASE_NS]
+    for namespace in ("a", "b"):
+        assert triples(roles[namespace]["rules"]) == table["namespaced"]
+    assert triples(roles[RELEASE_NS]["rules"]) == table["leader"]
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b", RELEASE_NS]
     cluster_rules = triples(one(objects, "ClusterRole")["rules"])
     assert cluster_rules == table["cluster"]
     assert {verb for _, _, verb in cluster_rules} <= {"list", "watch"}
     args = container(objects)["args"]
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]
-    if peering:
-        peerings = [o for o in objects if o["kind"] == "KopfPeering"]
-        assert sorted(p["metadata"]["namespace"] for p in peerings) == ["a", "b"]
-        assert {p["metadata"]["name"] for p in peerings} == {"kubetune"}
-        assert not [o for o in objects if o["kind"] == "ClusterKopfPeering"]
 
 
-def test_peering_object_and_flags(helm: str) -> None:
-    standalone = render(helm)
-    assert "--standalone" in container(standalone)["args"]
-    assert not [o for o in standalone if o["kind"].endswith("KopfPeering")]
-    peering = render(helm, *SCENARIOS["peering"])
-    assert "--standalone" not in container(peering)["args"]
-    assert one(peering, "ClusterKopfPeering")["metadata"]["name"] == "kubetune"
-    no_object = render(helm, *SCENARIOS["peering"], "--set=peering.createPeeringObjects=false")
-    assert not [o for o in no_object if o["kind"].endswith("KopfPeering")]
+def test_leader_election_flags_env_and_rollout(helm: str) -> None:
+    deployment = one(render(helm, "--set=replicas=2"), "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    operator = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {
+        "--leader-elect",
+        f"--leader-election-namespace={RELEASE_NS}",
+        "--lease-duration=15",
+        "--renew-deadline=10",
+        "--retry-period=2",
+    } <= set(operator["args"])
+    assert "--standalone" not in operator["args"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in operator["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    single = one(render(helm, *SCENARIOS["no-leader-election"]), "Deployment")
+    assert single["spec"]["strategy"]["type"] == "Recreate"
+    assert not [a for a in container([single])["args"] if a.startswith("--le")]
 
 
 def test_promotion_targets_grant_only_patch(helm: str) -> None:
@@ -312,11 +325,11 @@ def test_helm_lint_strict(helm: str, values: tuple[str, ...]) -> None:
 
 
 def test_everything_on_cluster_wide_lints_and_renders(helm: str) -> None:
-    args = (*MONITORING, "--set=peering.enabled=true", *SCENARIOS["promotion"])
+    args = (*MONITORING, "--set=replicas=2", *SCENARIOS["promotion"])
     done = _run_helm(helm, "lint", "--strict", str(CHART), *args)
     assert done.returncode == 0, done.stdout + done.stderr
     kinds = {o["kind"] for o in render(helm, *args)}
-    assert {"ServiceMonitor", "PrometheusRule", "ConfigMap", "ClusterKopfPeering"} <= kinds
+    assert {"ServiceMonitor", "PrometheusRule", "ConfigMap", "Role"} <= kinds
 
 
 # --- Deployment -------------------------------------------------------------------------------
@@ -375,14 +388,14 @@ def test_existing_service_account(helm: str) -> None:
     assert "serviceAccount.name is required" in error
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "namespaced-peering", "example"])
+@pytest.mark.parametrize("scenario", ["defaults", "namespaced-ha", "example", "no-leader-election"])
 def test_operator_args_are_accepted_by_the_cli(
     helm: str, scenario: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kubetune.controllers
+    import kubetune.controllers.main
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(kubetune.controllers, "run_operator", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(kubetune.controllers.main, "run_operator", lambda **kw: calls.append(kw))
     objects = render(helm, *SCENARIOS[scenario])
     operator = container(objects)
     result = CliRunner().invoke(app, ["operator", *operator["args"]])
@@ -395,11 +408,20 @@ def test_operator_args_are_accepted_by_the_cli(
         assert call["config"].cuda_image == values["operator"]["workloadImages"]["cuda"]
         assert call["config"].artifact_store == values["operator"]["artifactStore"]
         assert call["namespaces"] == values["watchNamespaces"]
-        assert operator["env"] == values["extraEnv"]
+        assert operator["env"][2:] == values["extraEnv"]  # after POD_NAME and POD_NAMESPACE
     assert call["log_format"] == "json" and call["metrics_port"] == 8080
     assert call["liveness"] == "http://0.0.0.0:8081/healthz"
-    assert call["standalone"] is (scenario == "defaults")
-    assert call["namespaces"] == {"defaults": None, "namespaced-peering": ["a", "b"]}.get(
+    election = call["leader_election"]
+    assert election.enabled is (scenario != "no-leader-election")
+    if election.enabled:
+        assert election.namespace == RELEASE_NS
+        assert (election.lease_duration, election.renew_deadline, election.retry_period) == (
+            15,
+            10,
+            2,
+        )
+    assert call["access"].kubeconfig is None and call["access"].context is None
+    assert call["namespaces"] == {"defaults": None, "namespaced-ha": ["a", "b"]}.get(
         scenario, call["namespaces"]
     )
 
@@ -415,7 +437,8 @@ def test_operator_args_are_accepted_by_the_cli(
         (("--set=operator.logFormat=xml",), "/operator/logFormat"),
         (("--set=watchNamespaces={Bad_NS}",), "/watchNamespaces/0"),
         (("--set=operator.artifactStore=ftp://x",), "/operator/artifactStore"),
-        (("--set=replicas=2",), "/peering/enabled"),
+        (("--set=replicas=2", "--set=leaderElection.enabled=false"), "/leaderElection/enabled"),
+        (("--set=leaderElection.retryPeriod=0",), "/leaderElection/retryPeriod"),
         (("--set=serviceMonitor.enabled=true", "--set=operator.metricsPort=0"), "metricsPort"),
         (('--set-json=promotionTargets=[{"resource":"deployments"}]',), "apiGroup"),
     ],
@@ -426,9 +449,11 @@ def test_values_schema_rejects_bad_values(helm: str, args: tuple[str, ...], mess
     assert message in error
 
 
-def test_several_replicas_are_refused_with_the_reason(helm: str) -> None:
-    error = render_error(helm, "--set=replicas=2", "--set=peering.enabled=true")
-    assert "replicas: 2 is not supported" in error and "same priority" in error
+def test_lease_timing_is_checked_with_the_reason(helm: str) -> None:
+    error = render_error(helm, "--set=leaderElection.renewDeadline=20")
+    assert "leaseDuration must be greater than renewDeadline" in error
+    error = render_error(helm, "--set=leaderElection.retryPeriod=10")
+    assert "renewDeadline must be greater than retryPeriod" in error
 
 
 def test_values_are_documented() -> None:
@@ -475,11 +500,7 @@ def test_chart_crds_are_the_generated_ones() -> None:
     repo = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
     chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.kubetune.dev.yaml")}
     assert chart == repo
-    extra = {p.name for p in (CHART / "crds").iterdir()} - set(repo)
-    assert extra == {"kopf-peering.yaml"}
-    peering = yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text())
-    names = {d["metadata"]["name"] for d in peering}
-    assert names == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    assert {p.name for p in (CHART / "crds").iterdir()} == set(repo)
 
 
 def test_crds_generate_writes_and_checks_the_chart_copy(tmp_path: Path) -> None:

@@ -52,8 +52,6 @@ app.kubernetes.io/part-of: kubetune
 {{- end }}
 {{- end }}
 
-{{/* kopf's peering object name: fixed by the operator (kubetune.controllers.registry). */}}
-{{- define "kubetune.peeringName" -}}kubetune{{- end }}
 
 {{/*
 The namespaced rules of docs/operator.md's RBAC table (granted by a ClusterRole when
@@ -101,7 +99,14 @@ compares them with the table.
 
 {{/* Fail early on combinations the schema cannot express clearly. */}}
 {{- define "kubetune.validate" -}}
-{{- if gt (int .Values.replicas) 1 }}
-{{- fail (printf "replicas: %d is not supported: kopf peering pauses every operator that sees a live peer of the same priority, and `kubetune operator` gives all replicas the same priority, so several replicas would all stop working. Use replicas: 1 (a restarted pod resumes without duplicating Jobs)." (int .Values.replicas)) }}
+{{- $le := .Values.leaderElection }}
+{{- if and (gt (int .Values.replicas) 1) (not $le.enabled) }}
+{{- fail (printf "replicas: %d needs leaderElection.enabled: true, or every replica would act on the same resources." (int .Values.replicas)) }}
+{{- end }}
+{{- if and $le.enabled (not (gt (int $le.leaseDuration) (int $le.renewDeadline))) }}
+{{- fail "leaderElection: leaseDuration must be greater than renewDeadline" }}
+{{- end }}
+{{- if and $le.enabled (not (gt (int $le.renewDeadline) (int $le.retryPeriod))) }}
+{{- fail "leaderElection: renewDeadline must be greater than retryPeriod" }}
 {{- end }}
 {{- end }}
