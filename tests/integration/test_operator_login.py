@@ -176,7 +176,7 @@ def test_one_leader_takes_over_after_the_lease_expires(
 
 
 def test_a_released_lease_is_taken_at_once(lease_emulator: tuple[Emulator, KubeAccess]) -> None:
-    emu, access = lease_emulator
+    _, access = lease_emulator
     first, second = elector(access, "a", lease_duration=30, renew_deadline=20), elector(access, "b")
     assert first.try_acquire_or_renew()
     assert not second.try_acquire_or_renew()
