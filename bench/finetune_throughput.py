@@ -8,7 +8,7 @@ Both run on one intra-op thread so that a shared machine does not decide the res
 
     python bench/finetune_throughput.py [--quick]
 
-The last line is one JSON object (see ARCHITECTURE.md, "Benchmarks").
+The last line is one JSON object (see docs/architecture.md, "Benchmarks").
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ on an H100.
     python bench/gpu_lora_mfu.py               # on a CUDA machine, a few minutes
     python bench/gpu_lora_mfu.py --dry-run     # tiny config on CPU: checks the script only
 
-The last line is one JSON object (see ARCHITECTURE.md, "Benchmarks").
+The last line is one JSON object (see docs/architecture.md, "Benchmarks").
 """
 
 from __future__ import annotations
