@@ -12,26 +12,43 @@ simplistic object semantics with the ones that a kopf operator relies on:
   where the status subresource exists); no-op writes change nothing;
 * a real ``status`` subresource: main-resource writes keep the stored status,
   ``/status`` writes change only the status;
-* merge-patch, strategic-merge-patch (treated as merge-patch) and JSON-patch
-  (with the ``test`` op answered 422 when failed, as kopf expects);
-* label & field selectors on list/watch, ``limit``/``continue`` pagination;
+* merge-patch, JSON-patch (with the ``test`` op answered 422 when failed, as kopf
+  expects), strategic-merge-patch for built-in kinds (415 for custom resources, as the
+  real server), and an approximation of server-side apply (``application/apply-patch+yaml``);
+* label & field selectors on list/watch (field labels checked per kind, 400 for the
+  unsupported ones), ``limit``/``continue`` pagination, ``dryRun=All``;
 * watch streams resuming from any ``resourceVersion`` (the full history is
   kept), ``sendInitialEvents`` bookmarks, ``timeoutSeconds``, synthetic
   ADDED/DELETED events when an object enters/leaves a selector;
-* finalizers (``deletionTimestamp`` first, removal when the finalizers are gone)
-  and background garbage collection through ``ownerReferences``;
-* an admission hook answering 422 ``Invalid`` with kube-apiserver's wording;
+* finalizers (``deletionTimestamp`` first, removal when the finalizers are gone),
+  background garbage collection through ``ownerReferences``, namespace deletion
+  removing the namespace's objects, CRD deletion removing its custom resources;
+* admission as the real server does it, on every request (and on direct writes with
+  ``admit=True``): the namespace must exist; **custom resources** are pruned, defaulted
+  and validated against their CRD (structural schema & CEL rules, see
+  :mod:`tests.emulator.crd_admission`); **built-in kinds** are decoded against
+  Kubernetes' own schemas (400 on wrong types, unknown fields dropped with a warning or
+  refused with ``fieldValidation=Strict``), defaulted and validated (422, see
+  :mod:`tests.emulator.builtins`); plus an optional ``admission`` hook (a toy webhook);
+  every refused write is kept in :attr:`ApiServer.rejections`;
+* what ``kubectl`` needs: ``/version``, discovery, ``/openapi/v3`` (with the
+  ``fieldValidation`` parameter, so kubectl validates through the server) and
+  ``/openapi/v2``, server-side printing (``meta.k8s.io/v1`` Tables with the CRDs'
+  printer columns), CRDs created through the API are served at once;
+* bearer-token authentication (401 with a ``Status`` body) when a ``token`` is set;
 * fault injection (:class:`Faults`): canned error responses, dropped watches,
   expired resource versions (410 Gone), watch streams that lag behind the store.
 
 All state lives in one event loop; the ``ApiServer.*_object`` methods are
 synchronous and must run in that loop (use :meth:`ApiServer.call` from other
 threads, or the thread-safe :class:`tests.emulator.harness.Emulator` handle).
+This package is an independent test oracle: nothing here imports ``kubetune``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -46,8 +63,13 @@ from typing import Any, TypeVar
 import aiohttp.web
 import attrs
 import kmock
+import yaml
 from kmock._internal import rendering
+from multidict import CIMultiDict
 
+from tests.emulator import builtins, openapi, protobuf, strategic, tables
+from tests.emulator.apivalidation import FieldError
+from tests.emulator.crd_admission import CrdAdmission, CrdAdmissionRegistry
 from tests.emulator.k8sutils import (
     ApiError,
     FieldSelector,
@@ -72,11 +94,95 @@ logger = logging.getLogger(__name__)
 #: ``admission(new_object, old_object_or_None) -> list of error strings`` (empty = admitted).
 AdmissionHook = Callable[[JsonDict, JsonDict | None], list[str]]
 
+#: The Kubernetes version the emulator claims to be (``/version``), as its schemas.
+KUBE_VERSION = builtins.K8S_VERSION
+
 ObjectKey = tuple[tuple[str, str], str | None, str]  # ((group, plural), namespace, name)
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+_HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
+_WRITES = ("create", "update", "patch")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """Query parameters of a write: ``fieldValidation`` (Ignore/Warn/Strict), ``dryRun``."""
+
+    field_validation: str = "Warn"
+    dry_run: bool = False
+
+
+def _field_validation(query: Mapping[str, str]) -> str:
+    value = query.get("fieldValidation") or "Warn"
+    if value not in ("Ignore", "Warn", "Strict"):
+        raise ApiError(
+            400,
+            "BadRequest",
+            f"fieldValidation must be one of Ignore, Warn, or Strict, got {value!r}",
+        )
+    return value
+
+
+def _warning_header(text: str) -> str:
+    """A ``Warning`` response header as kube-apiserver sends it (RFC 7234, code 299)."""
+    return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+#: Field labels that kube-apiserver maps to other paths of the object.
+_FIELD_ALIASES: dict[tuple[str, str], dict[str, str]] = {
+    ("", "events"): {"source": "source.component"},
+    ("batch", "jobs"): {"status.successful": "status.succeeded"},
+}
+
+#: Field labels that kube-apiserver supports in ``fieldSelector`` (besides metadata.name
+#: and metadata.namespace, which every kind supports), per (group, plural).
+FIELD_LABELS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "events"): (
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    ),
+    ("events.k8s.io", "events"): (
+        "regarding.kind",
+        "regarding.namespace",
+        "regarding.name",
+        "regarding.uid",
+        "regarding.apiVersion",
+        "regarding.resourceVersion",
+        "regarding.fieldPath",
+        "reason",
+        "reportingController",
+        "type",
+    ),
+    ("", "pods"): (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.podIPs",
+        "status.nominatedNodeName",
+    ),
+    ("batch", "jobs"): ("status.successful",),
+    ("", "secrets"): ("type",),
+    ("", "namespaces"): ("status.phase",),
+    ("", "services"): ("spec.clusterIP", "spec.type"),
+    ("", "nodes"): ("spec.unschedulable",),
+    ("apps", "replicasets"): ("status.replicas",),
+}
 
 _SYSTEM_META = (
     "uid",
@@ -191,6 +297,10 @@ class Watch:
     labels: LabelSelector
     fields: FieldSelector
     queue: asyncio.Queue[JsonDict | str] = field(default_factory=asyncio.Queue)
+    transform: Callable[[JsonDict], JsonDict] | None = None  # e.g. into a Table
+
+    def show(self, obj: JsonDict) -> JsonDict:
+        return self.transform(obj) if self.transform is not None else obj
 
     def _relevant(self, obj: JsonDict | None) -> bool:
         if obj is None:
@@ -210,7 +320,7 @@ class Watch:
             kind = event.type if now else None
         if kind is None:
             return None
-        return {"type": kind, "object": render(self.spec, event.new)}
+        return {"type": kind, "object": self.show(render(self.spec, event.new))}
 
 
 def render(spec: ResourceSpec, obj: JsonDict) -> JsonDict:
@@ -433,8 +543,24 @@ def _default_job(obj: JsonDict) -> None:
                 "job-name": name,
             }
         )
-    pod_spec = spec.setdefault("template", {}).setdefault("spec", {})
-    pod_spec.setdefault("restartPolicy", "Never")
+    spec.setdefault("template", {}).setdefault("spec", {})
+    # No restartPolicy default here: the pod-spec defaulting makes it "Always", which a Job
+    # refuses (422) -- as kube-apiserver does (see tests.emulator.builtins).
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A write that the emulator refused (400/404/415/422), with the request that caused it."""
+
+    request: RequestRecord | None
+    code: int
+    reason: str
+    message: str
+    resource: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reason}: {self.message}"
 
 
 @attrs.define(kw_only=True)
@@ -445,10 +571,15 @@ class ApiServer(kmock.KubernetesEmulator):
     Resource URLs are served from :attr:`store` (not from kmock's ``objects``) and
     logged in :attr:`request_log` (not in kmock's ``requests``); other paths go
     to kmock: discovery, ``/version``, and any DSL reactions (``server['get /x'] << b''``).
-    The ``admission`` hook is called for creations & updates (main resource and
-    ``/status``) of resources in ``admission_groups``; direct writes with
-    ``admit=False`` skip it. Unexpected exceptions become 500s and are kept
-    in :attr:`server_errors` (assert it is empty to catch emulator bugs).
+    Writes are admitted as by kube-apiserver (see the module docstring): custom resources
+    against their CRD (``validate_crds``), built-in kinds against Kubernetes' schemas and
+    validation (``validate_builtins``); both are on by default. The ``admission`` hook is
+    called in addition for creations & updates (main resource and ``/status``) of
+    resources in ``admission_groups``. Direct writes with ``admit=False`` skip all of it.
+    Every refused write is appended to :attr:`rejections`, every warning (such as an
+    unknown field dropped from a request) to :attr:`warning_log`. Unexpected exceptions become
+    500s and are kept in :attr:`server_errors` (assert it is empty to catch emulator bugs).
+    With ``token`` set, requests without ``Authorization: Bearer <token>`` get a 401.
 
     Usually started through :func:`tests.emulator.start_emulator`, but also usable
     directly in async tests within the same event loop::
@@ -462,11 +593,17 @@ class ApiServer(kmock.KubernetesEmulator):
     admission_groups: frozenset[str] = frozenset({"kubetune.dev"})
     namespaces: Sequence[str] = ("default", "kube-system")
     seed: int = 0
+    validate_crds: bool = True
+    validate_builtins: bool = True
+    token: str | None = None
 
     registry: ResourceRegistry = attrs.field(init=False, factory=ResourceRegistry)
     faults: Faults = attrs.field(init=False)
     request_log: list[RequestRecord] = attrs.field(init=False, factory=list)
     server_errors: list[Exception] = attrs.field(init=False, factory=list)
+    rejections: list[Rejection] = attrs.field(init=False, factory=list)
+    #: The warnings sent (e.g. ``unknown field "spec.x"``: a field the server dropped).
+    warning_log: list[tuple[RequestRecord, str]] = attrs.field(init=False, factory=list)
     store: dict[ObjectKey, JsonDict] = attrs.field(init=False, factory=dict)
     history: list[StoredEvent] = attrs.field(init=False, factory=list)
     watches: set[Watch] = attrs.field(init=False, factory=set)
@@ -476,15 +613,26 @@ class ApiServer(kmock.KubernetesEmulator):
     rng: random.Random = attrs.field(init=False, factory=random.Random)
     loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
     loop_thread: int | None = attrs.field(init=False, default=None)
+    crd_admission: CrdAdmissionRegistry = attrs.field(init=False, factory=CrdAdmissionRegistry)
+    warnings: list[str] = attrs.field(init=False, factory=list)  # of the request being served
+    applied: dict[tuple[ObjectKey, str], JsonDict] = attrs.field(init=False, factory=dict)
+    _openapi: dict[str, JsonDict] | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.rng.seed(self.seed)
         self.faults = Faults(self)
-        self.registry.add(BUILTIN_RESOURCES)
+        self._serve_specs(BUILTIN_RESOURCES)
+        crd_spec = self.registry.resolve("customresourcedefinitions")
         for crd in self.crds:
-            self.registry.add(specs_from_crd(crd))
-        for spec in self.registry:
+            self.create_object(crd_spec, None, dict(crd), admit=False)
+        ns_spec = self.registry.resolve("namespaces")
+        for namespace in self.namespaces:
+            self.create_object(ns_spec, None, {"metadata": {"name": namespace}}, admit=False)
+
+    def _serve_specs(self, specs: Sequence[ResourceSpec]) -> None:
+        self.registry.add(specs)
+        for spec in specs:
             key = kmock.resource(spec.group, spec.version, spec.plural)
             self.resources[key] = kmock.ResourceInfo(
                 namespaced=spec.namespaced,
@@ -495,12 +643,40 @@ class ApiServer(kmock.KubernetesEmulator):
                 categories=set(spec.categories),
                 subresources={"status"} if spec.status_subresource else set(),
             )
-        crd_spec = self.registry.resolve("customresourcedefinitions")
-        for crd in self.crds:
-            self.create_object(crd_spec, None, dict(crd), admit=False)
-        ns_spec = self.registry.resolve("namespaces")
-        for namespace in self.namespaces:
-            self.create_object(ns_spec, None, {"metadata": {"name": namespace}}, admit=False)
+        self._openapi = None
+
+    def register_crd(self, crd: Mapping[str, Any]) -> list[ResourceSpec]:
+        """Serve the resources of a CRD (as when the CRD becomes Established)."""
+        specs = specs_from_crd(crd)
+        stale = (
+            [s for s in self.registry if s.store_key == specs[0].store_key and s not in specs]
+            if specs
+            else []
+        )
+        self._unserve(stale)
+        self._serve_specs(specs)
+        self.crd_admission.add(crd)
+        return specs
+
+    def _unserve(self, specs: Sequence[ResourceSpec]) -> None:
+        for spec in specs:
+            self.registry.specs = [s for s in self.registry.specs if s != spec]
+            key = kmock.resource(spec.group, spec.version, spec.plural)
+            with contextlib.suppress(KeyError):
+                del self.resources[key]
+        self._openapi = None
+
+    def _crd_removed(self, crd: Mapping[str, Any]) -> None:
+        """Stop serving a deleted CRD's resources and delete its custom resources."""
+        group = crd["spec"]["group"]
+        plural = crd["spec"]["names"]["plural"]
+        specs = [s for s in self.registry if s.store_key == (group, plural)]
+        for key in [k for k in self.store if k[0] == (group, plural)]:
+            obj = self.store.get(key)
+            if obj is not None and specs:
+                self._remove(specs[0], key, obj, "Background")
+        self._unserve(specs)
+        self.crd_admission.by_kind.pop((group, crd["spec"]["names"]["kind"]), None)
 
     # ---------------------------------------------------------------------------------------------
     # Threading
@@ -552,6 +728,10 @@ class ApiServer(kmock.KubernetesEmulator):
         result["groupVersion"] = result["groupVersion"].lstrip("/")  # "/v1" -> "v1" for core
         for item in result.get("resources", []):
             item["verbs"] = sorted(item.get("verbs", []))
+            if "/" in item["name"]:  # a subresource: no names or categories of its own
+                item.update(singularName="", shortNames=[], categories=[])
+                item["verbs"] = ["get", "patch", "update"]
+        result["resources"].sort(key=lambda item: item["name"])
         return result
 
     @staticmethod
@@ -572,38 +752,143 @@ class ApiServer(kmock.KubernetesEmulator):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if self.loop is None:
             self.attach_loop()
-        route = Route.parse(raw_request.path)
+        path = raw_request.path
+        if path in _HEALTH_PATHS:
+            return aiohttp.web.Response(text="ok")
+        if self.token is not None and not self._authenticated(raw_request):
+            error = ApiError(401, "Unauthorized", "Unauthorized")
+            return aiohttp.web.json_response(error.as_status(), status=401)
+        if path == "/version":
+            return aiohttp.web.json_response(self.version_info())
+        if path == "/openapi/v2" or path.startswith("/openapi/v3"):
+            return self._serve_openapi(raw_request)
+        route = Route.parse(path)
         spec = self.registry.find(route.group, route.version, route.plural) if route else None
-        if route is None or spec is None:
+        if route is None:
             return await super().__call__(raw_request)  # discovery & kmock's DSL reactions
+        if spec is None:  # e.g. authorization.k8s.io reviews: not served
+            error = ApiError(404, "NotFound", "the server could not find the requested resource")
+            return aiohttp.web.json_response(error.as_status(), status=404)
 
         body = await raw_request.read()
+        record: RequestRecord | None = None
+        self.warnings = []
         try:
             verb = _verb(raw_request.method, route, raw_request.query)
-            self.request_log.append(
-                RequestRecord(
-                    method=raw_request.method,
-                    verb=verb,
-                    path=raw_request.path,
-                    query=dict(raw_request.query),
-                    body=body,
-                    resource=spec.group_resource,
-                    namespace=route.namespace,
-                    name=route.name,
-                    subresource=route.subresource,
-                )
+            record = RequestRecord(
+                method=raw_request.method,
+                verb=verb,
+                path=raw_request.path,
+                query=dict(raw_request.query),
+                body=body,
+                resource=spec.group_resource,
+                namespace=route.namespace,
+                name=route.name,
+                subresource=route.subresource,
             )
+            self.request_log.append(record)
             fault = self.faults.take(raw_request.method, verb, spec, route)
             if fault is not None:
-                raise fault.error(spec, route.name)
-            return await self._dispatch(raw_request, spec, route, verb, body)
+                raise fault.error(spec, route.name).injected()
+            response = await self._dispatch(raw_request, spec, route, verb, body)
+            for warning in self.warnings:
+                response.headers.add("Warning", _warning_header(warning))
+                self.warning_log.append((record, warning))
+            return response
         except ApiError as e:
-            return aiohttp.web.json_response(e.as_status(), status=e.code, headers=e.headers)
+            refused = e.code in (400, 404, 415, 422) or e.reason == "Forbidden"
+            refused = refused and not e.message.startswith("testing value")  # a JSON-patch race
+            if record is not None and record.verb in _WRITES and refused and not e.is_injected:
+                self._reject(record, spec, e)
+            headers: CIMultiDict[str] = CIMultiDict(e.headers)
+            for warning in self.warnings:
+                headers.add("Warning", _warning_header(warning))
+            return aiohttp.web.json_response(e.as_status(), status=e.code, headers=headers)
         except Exception as e:  # a bug in the emulator or in the admission hook
             logger.exception("The API emulator failed to serve %s %s", raw_request.method, route)
             self.server_errors.append(e)
             error = ApiError(500, "InternalError", f"{e!r}\n{traceback.format_exc()}")
             return aiohttp.web.json_response(error.as_status(), status=500)
+        finally:
+            self.warnings = []
+
+    def _reject(self, record: RequestRecord, spec: ResourceSpec, error: ApiError) -> None:
+        name = record.name or ""
+        if not name:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                name = str((record.data.get("metadata") or {}).get("name") or "")
+        rejection = Rejection(
+            record, error.code, error.reason, error.message, spec.group_resource, name
+        )
+        self.rejections.append(rejection)
+        logger.warning("kube-api-emulator refused %s %s: %s", record.method, record.path, rejection)
+
+    def _authenticated(self, raw_request: aiohttp.web.BaseRequest) -> bool:
+        header = raw_request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        return scheme.lower() == "bearer" and credentials.strip() == self.token
+
+    @staticmethod
+    def version_info() -> JsonDict:
+        """``/version``: the Kubernetes version whose schemas and semantics are emulated."""
+        major, minor, *_ = KUBE_VERSION.split(".")
+        return {
+            "major": major,
+            "minor": minor,
+            "gitVersion": f"v{KUBE_VERSION}",
+            "gitCommit": "kube-api-emulator",
+            "gitTreeState": "clean",
+            "buildDate": "2024-12-11T00:00:00Z",
+            "goVersion": "go1.23.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
+
+    # ---------------------------------------------------------------------------------------------
+    # OpenAPI
+
+    def openapi_documents(self) -> dict[str, JsonDict]:
+        """The OpenAPI v3 documents by group-version path (``apis/batch/v1``, ``api/v1``)."""
+        if self._openapi is None:
+            crd_schemas: dict[tuple[str, str], dict[str, JsonDict]] = {}
+            for admission in self.crd_admission:
+                for version, schema in admission.schemas.items():
+                    crd_schemas.setdefault((admission.group, version), {})[admission.kind] = schema
+            by_gv: dict[tuple[str, str], list[ResourceSpec]] = {}
+            for spec in self.registry:
+                by_gv.setdefault((spec.group, spec.version), []).append(spec)
+            documents = {}
+            for (group, version), specs in sorted(by_gv.items()):
+                key = f"apis/{group}/{version}" if group else f"api/{version}"
+                documents[key] = openapi.group_version_document(
+                    group, version, specs, crd_schemas.get((group, version), {})
+                )
+            self._openapi = documents
+        return self._openapi
+
+    def _serve_openapi(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        documents = self.openapi_documents()
+        path = raw_request.path
+        if path == "/openapi/v2":
+            accept = raw_request.headers.get("Accept", "")
+            if accept and "json" not in accept and "*/*" not in accept:
+                # kubectl asks for protobuf only; answering 406 makes it use OpenAPI v3
+                error = ApiError(406, "NotAcceptable", "only application/json is served")
+                return aiohttp.web.json_response(error.as_status(), status=406)
+            return aiohttp.web.json_response(openapi.v2_document(documents))
+        if path.rstrip("/") == "/openapi/v3":
+            paths = {
+                key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={openapi.document_hash(doc)}"}
+                for key, doc in documents.items()
+            }
+            return aiohttp.web.json_response({"paths": paths})
+        key = path[len("/openapi/v3/") :].strip("/")
+        if key not in documents:
+            error = ApiError(404, "NotFound", "the server could not find the requested resource")
+            return aiohttp.web.json_response(error.as_status(), status=404)
+        return aiohttp.web.json_response(
+            documents[key], headers={"Cache-Control": "public, immutable"}
+        )
 
     async def _dispatch(
         self,
@@ -624,33 +909,84 @@ class ApiServer(kmock.KubernetesEmulator):
         if sub is not None and verb not in ("get", "update", "patch"):
             raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on {sub}")
         query = raw_request.query
+        options = WriteOptions(
+            field_validation=_field_validation(query), dry_run=query.get("dryRun") == "All"
+        )
+        as_table = tables.wants_table(raw_request.headers.get("Accept", ""))
+        include = query.get("includeObject", "PartialObjectMetadata")
         json_response = aiohttp.web.json_response
+        if verb in ("list", "watch", "deletecollection"):
+            self._check_field_selector(spec, query.get("fieldSelector"))
         match verb:
             case "watch":
-                return await self._serve_watch_stream(raw_request, spec, namespace, name)
+                transform = self._table_transform(spec, include) if as_table else None
+                return await self._serve_watch_stream(raw_request, spec, namespace, name, transform)
             case "list":
-                return json_response(self._list_response(spec, namespace, query))
+                listing = self._list_response(spec, namespace, query)
+                if as_table:
+                    meta = listing["metadata"]
+                    listing = tables.table(
+                        listing["items"],
+                        self._columns(spec),
+                        resource_version=meta["resourceVersion"],
+                        include_object=include,
+                        continue_token=meta.get("continue", ""),
+                        remaining=meta.get("remainingItemCount"),
+                    )
+                return json_response(listing)
             case "get":
-                return json_response(self.get_object(spec, namespace, name or ""))
+                obj = self.get_object(spec, namespace, name or "")
+                if as_table:
+                    return json_response(self._table_transform(spec, include)(obj))
+                return json_response(obj)
             case "create":
-                obj = self.create_object(spec, namespace, self._parse_body(body))
+                data = self._parse_object_body(raw_request.content_type, body)
+                obj = self.create_object(spec, namespace, data, options=options)
                 return json_response(obj, status=201)
             case "update":
-                data = self._parse_body(body)
-                obj = self.replace_object(spec, namespace, name or "", data, subresource=sub)
+                data = self._parse_object_body(raw_request.content_type, body)
+                obj = self.replace_object(
+                    spec, namespace, name or "", data, subresource=sub, options=options
+                )
                 return json_response(obj)
             case "patch":
-                data = self._parse_body(body)
                 ctype = raw_request.content_type
+                if ctype == APPLY_PATCH:
+                    manager = query.get("fieldManager")
+                    if not manager:
+                        raise ApiError(
+                            400, "BadRequest", "PATCH /apply requires fieldManager to be set"
+                        )
+                    obj, created = self.apply_object(
+                        spec,
+                        namespace,
+                        name or "",
+                        self._parse_yaml(body),
+                        manager=manager,
+                        subresource=sub,
+                        options=options,
+                    )
+                    return json_response(obj, status=201 if created else 200)
+                data = self._parse_body(body)
                 obj = self.patch_object(
-                    spec, namespace, name or "", data, patch_type=ctype, subresource=sub
+                    spec,
+                    namespace,
+                    name or "",
+                    data,
+                    patch_type=ctype,
+                    subresource=sub,
+                    options=options,
                 )
                 return json_response(obj)
             case "delete":
-                options = self._parse_body(body) if body else {}
+                delete_options = self._parse_body(body) if body else {}
                 if "propagationPolicy" in query:
-                    options["propagationPolicy"] = query["propagationPolicy"]
-                obj, removed = self.delete_object(spec, namespace, name or "", options=options)
+                    delete_options["propagationPolicy"] = query["propagationPolicy"]
+                if options.dry_run or "All" in (delete_options.get("dryRun") or []):
+                    return json_response(self.get_object(spec, namespace, name or ""))
+                obj, removed = self.delete_object(
+                    spec, namespace, name or "", options=delete_options
+                )
                 return json_response(obj, status=200 if removed else 202)
             case "deletecollection":
                 items = self.list_objects(
@@ -663,6 +999,31 @@ class ApiServer(kmock.KubernetesEmulator):
                 return json_response({"apiVersion": spec.api_version, "kind": kind, "items": items})
         raise not_found  # pragma: no cover
 
+    def _columns(self, spec: ResourceSpec) -> tuple[tables.Column, ...]:
+        return tables.columns_for(spec.printer_columns, spec.group, spec.plural)
+
+    def _table_transform(self, spec: ResourceSpec, include: str) -> Callable[[JsonDict], JsonDict]:
+        columns = self._columns(spec)
+
+        def transform(obj: JsonDict) -> JsonDict:
+            rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+            return tables.table([obj], columns, resource_version=rv, include_object=include)
+
+        return transform
+
+    def _check_field_selector(self, spec: ResourceSpec, text: str | None) -> None:
+        """400 for field labels that kube-apiserver does not support for the kind."""
+        try:
+            selector = FieldSelector.parse(text)
+        except ValueError as e:
+            raise ApiError(400, "BadRequest", str(e)) from e
+        allowed = {"metadata.name", "metadata.namespace"}
+        allowed.update(FIELD_LABELS.get((spec.group, spec.plural), ()))
+        allowed.update(spec.selectable_fields)
+        for path, _, _ in selector.terms:
+            if path not in allowed:
+                raise ApiError(400, "BadRequest", f"field label not supported: {path}")
+
     @staticmethod
     def _parse_body(body: bytes) -> Any:
         try:
@@ -670,15 +1031,48 @@ class ApiServer(kmock.KubernetesEmulator):
         except ValueError as e:
             raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {e}") from e
 
+    @classmethod
+    def _parse_object_body(cls, content_type: str, body: bytes) -> Any:
+        if content_type == protobuf.PROTOBUF:  # kubectl create namespace/configmap/secret
+            try:
+                return protobuf.decode(body)
+            except (protobuf.ProtobufError, KeyError, ValueError) as e:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the emulator cannot decode this protobuf body ({e}); send JSON",
+                ) from e
+        return cls._parse_body(body)
+
+    @staticmethod
+    def _parse_yaml(body: bytes) -> Any:
+        try:
+            return yaml.safe_load(body)
+        except yaml.YAMLError as e:
+            raise ApiError(400, "BadRequest", f"error decoding YAML: {e}") from e
+
     # ---------------------------------------------------------------------------------------------
     # Listing & watching
 
     @staticmethod
-    def _selectors(labels: str | None, fields: str | None) -> tuple[LabelSelector, FieldSelector]:
+    def _selectors(
+        labels: str | None, fields: str | None, spec: ResourceSpec | None = None
+    ) -> tuple[LabelSelector, FieldSelector]:
         try:
-            return LabelSelector.parse(labels), FieldSelector.parse(fields)
+            label_selector, field_selector = (
+                LabelSelector.parse(labels),
+                FieldSelector.parse(fields),
+            )
         except ValueError as e:
             raise ApiError(400, "BadRequest", str(e)) from e
+        aliases = _FIELD_ALIASES.get((spec.group, spec.plural), {}) if spec else {}
+        if aliases:
+            field_selector = FieldSelector(
+                tuple(
+                    (aliases.get(path, path), eq, value) for path, eq, value in field_selector.terms
+                )
+            )
+        return label_selector, field_selector
 
     def _list_response(
         self, spec: ResourceSpec, namespace: str | None, query: Mapping[str, str]
@@ -708,12 +1102,13 @@ class ApiServer(kmock.KubernetesEmulator):
         spec: ResourceSpec,
         namespace: str | None,
         name: str | None,
+        transform: Callable[[JsonDict], JsonDict] | None = None,
     ) -> aiohttp.web.StreamResponse:
         query = raw_request.query
         name_selector = f"metadata.name={name}" if name else None
         field_selector = ",".join(filter(None, [query.get("fieldSelector"), name_selector]))
-        labels, fields = self._selectors(query.get("labelSelector"), field_selector)
-        watch = Watch(spec, namespace, labels, fields)
+        labels, fields = self._selectors(query.get("labelSelector"), field_selector, spec)
+        watch = Watch(spec, namespace, labels, fields, transform=transform)
         since = query.get("resourceVersion") or None
         send_initial = query.get("sendInitialEvents") == "true"
         timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
@@ -724,7 +1119,7 @@ class ApiServer(kmock.KubernetesEmulator):
         if since in (None, "0") or send_initial:
             for obj in self.list_objects(spec, namespace, None, None):
                 if watch._relevant(obj):
-                    initial.append({"type": "ADDED", "object": obj})
+                    initial.append({"type": "ADDED", "object": watch.show(obj)})
             if send_initial:
                 bookmark_meta = {
                     "resourceVersion": str(self.resource_version),
@@ -857,12 +1252,20 @@ class ApiServer(kmock.KubernetesEmulator):
         )
 
     @staticmethod
-    def invalid(spec: ResourceSpec, name: str, errors: Sequence[str]) -> ApiError:
+    def invalid(spec: ResourceSpec, name: str, errors: Sequence[str | FieldError]) -> ApiError:
         """A 422 Invalid error worded as kube-apiserver does it."""
         qualified = f"{spec.kind}.{spec.group}" if spec.group else spec.kind
-        joined = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
+        texts = list(dict.fromkeys(str(error) for error in errors))
+        joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
         causes = []
+        seen: set[str] = set()
         for error in errors:
+            if str(error) in seen:
+                continue
+            seen.add(str(error))
+            if isinstance(error, FieldError):
+                causes.append(error.cause)
+                continue
             field_path, sep, text = error.partition(": ")
             causes.append(
                 {"reason": "FieldValueInvalid", "message": text if sep else error}
@@ -875,12 +1278,99 @@ class ApiServer(kmock.KubernetesEmulator):
             details={"name": name, "group": spec.group, "kind": spec.kind, "causes": causes},
         )
 
-    def _admit(self, spec: ResourceSpec, new: JsonDict, old: JsonDict | None) -> None:
-        if self.admission is None or spec.group not in self.admission_groups:
+    def crd_admission_for(self, spec: ResourceSpec) -> CrdAdmission | None:
+        """The admission of a custom resource's CRD (``None`` for built-in kinds)."""
+        if not spec.custom:
+            return None
+        return self.crd_admission.by_kind.get((spec.group, spec.kind))
+
+    def _decode(self, spec: ResourceSpec, obj: JsonDict, options: WriteOptions) -> None:
+        """Decode a request body as the server does: prune unknown fields (warnings, or a 400
+        with ``fieldValidation=Strict``), 400 on wrong types, then apply the defaults."""
+        unknown: list[str] = []
+        crd = self.crd_admission_for(spec)
+        if crd is not None:
+            if not self.validate_crds:
+                return
+            try:
+                unknown = crd.prepare(obj, spec.version)
+            except KeyError:
+                return
+        elif self.validate_builtins and builtins.definition_name(
+            spec.group, spec.version, spec.kind
+        ):
+            try:
+                unknown = builtins.decode(obj, spec.group, spec.version, spec.kind).unknown
+            except builtins.DecodeError as e:
+                message = builtins.decode_error_message(spec.kind, spec.version, e)
+                raise ApiError(400, "BadRequest", message) from e
+            builtins.apply_defaults(spec.group, spec.plural, obj)
+        if not unknown:
             return
-        errors = self.admission(render(spec, new), render(spec, old) if old else None)
+        if options.field_validation == "Strict":
+            detail = ", ".join(f'unknown field "{path}"' for path in unknown)
+            message = builtins.decode_error_message(
+                spec.kind, spec.version, f"strict decoding error: {detail}"
+            )
+            raise ApiError(400, "BadRequest", message)
+        if options.field_validation == "Warn":
+            self.warnings.extend(f'unknown field "{path}"' for path in unknown)
+
+    def _admit(
+        self,
+        spec: ResourceSpec,
+        new: JsonDict,
+        old: JsonDict | None,
+        subresource: str | None = None,
+    ) -> None:
+        """Validate a write (after decoding & defaulting); 422 Invalid when refused."""
+        errors: list[str | FieldError] = []
+        crd = self.crd_admission_for(spec)
+        if crd is not None:
+            if self.validate_crds and spec.version in crd.schemas:
+                errors.extend(
+                    crd.validate(
+                        render(spec, new), render(spec, old) if old else None, spec.version
+                    )
+                )
+        elif self.validate_builtins and builtins.definition_name(
+            spec.group, spec.version, spec.kind
+        ):
+            errors.extend(
+                builtins.validate(
+                    spec.group,
+                    spec.version,
+                    spec.plural,
+                    spec.kind,
+                    render(spec, new),
+                    render(spec, old) if old else None,
+                    namespaced=spec.namespaced,
+                    subresource=subresource,
+                )
+            )
+        if self.admission is not None and spec.group in self.admission_groups:
+            errors.extend(self.admission(render(spec, new), render(spec, old) if old else None))
         if errors:
-            raise self.invalid(spec, new["metadata"].get("name", ""), list(errors))
+            raise self.invalid(spec, new["metadata"].get("name", ""), errors)
+
+    def _check_namespace(self, spec: ResourceSpec, namespace: str, name: str) -> None:
+        """The NamespaceLifecycle admission: no objects in absent or terminating namespaces."""
+        ns = self.store.get((("", "namespaces"), None, namespace))
+        if ns is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{namespace}" not found',
+                details={"name": namespace, "kind": "namespaces"},
+            )
+        if ns["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{spec.group_resource} "{name}" is forbidden: unable to create new content in'
+                f" namespace {namespace} because it is being terminated",
+                details={"name": name, "group": spec.group, "kind": spec.plural},
+            )
 
     def get_object(self, spec: ResourceSpec, namespace: str | None, name: str) -> JsonDict:
         obj = self.store.get(self._key(spec, namespace, name))
@@ -899,7 +1389,7 @@ class ApiServer(kmock.KubernetesEmulator):
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[JsonDict]:
-        labels, fields = self._selectors(label_selector, field_selector)
+        labels, fields = self._selectors(label_selector, field_selector, spec)
         return [
             render(spec, obj)
             for (store_key, ns, _), obj in sorted(
@@ -912,7 +1402,13 @@ class ApiServer(kmock.KubernetesEmulator):
         ]
 
     def create_object(
-        self, spec: ResourceSpec, namespace: str | None, body: Any, *, admit: bool = True
+        self,
+        spec: ResourceSpec,
+        namespace: str | None,
+        body: Any,
+        *,
+        admit: bool = True,
+        options: WriteOptions = WriteOptions(),
     ) -> JsonDict:
         """Create an object like ``POST``; return it as served (with the 201 semantics)."""
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
@@ -940,6 +1436,8 @@ class ApiServer(kmock.KubernetesEmulator):
         else:
             meta.pop("namespace", None)
 
+        self._decode(spec, obj, options)  # every write is decoded & defaulted, as by the server
+        meta = obj["metadata"]
         if not meta.get("name"):
             prefix = meta.get("generateName")
             if not prefix:
@@ -950,6 +1448,8 @@ class ApiServer(kmock.KubernetesEmulator):
                 meta["name"] = prefix + "".join(self.rng.choice(_NAME_CHARS) for _ in range(5))
                 if self._key(spec, namespace, meta["name"]) not in self.store:
                     break
+        if admit and spec.namespaced and namespace:
+            self._check_namespace(spec, namespace, meta["name"])
         key = self._key(spec, namespace, meta["name"])
         if key in self.store:
             raise ApiError(
@@ -974,10 +1474,21 @@ class ApiServer(kmock.KubernetesEmulator):
 
         if admit:
             self._admit(spec, obj, None)
+        if options.dry_run:
+            return render(spec, obj)
         meta["resourceVersion"] = self._next_rv()
         self.store[key] = obj
+        self._stored(spec, obj)
         self._emit(spec, "ADDED", None, obj)
         return render(spec, obj)
+
+    def _stored(self, spec: ResourceSpec, obj: JsonDict) -> None:
+        """Side effects of storing an object: a stored CRD is served at once."""
+        if spec.store_key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            try:
+                self.register_crd(obj)
+            except (KeyError, TypeError, IndexError) as e:
+                logger.warning("kube-api-emulator cannot serve the CRD %s: %r", obj, e)
 
     def replace_object(
         self,
@@ -988,6 +1499,7 @@ class ApiServer(kmock.KubernetesEmulator):
         *,
         subresource: str | None = None,
         admit: bool = True,
+        options: WriteOptions = WriteOptions(),
     ) -> JsonDict:
         """Replace an object like ``PUT`` (of the main resource or of ``/status``)."""
         old = self.store.get(self._key(spec, namespace, name))
@@ -995,7 +1507,13 @@ class ApiServer(kmock.KubernetesEmulator):
             raise self._not_found(spec, name)
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
             raise ApiError(400, "BadRequest", "the object must be a JSON object with metadata")
-        return self._commit_update(spec, old, copy.deepcopy(body), subresource, admit)
+        if body.get("kind") not in (None, spec.kind):
+            raise ApiError(
+                400, "BadRequest", f"the kind {body['kind']!r} does not match {spec.kind!r}"
+            )
+        return self._commit_update(
+            spec, old, copy.deepcopy(body), subresource, admit, options, replace=True
+        )
 
     def patch_object(
         self,
@@ -1007,15 +1525,32 @@ class ApiServer(kmock.KubernetesEmulator):
         patch_type: str = MERGE_PATCH,
         subresource: str | None = None,
         admit: bool = True,
+        options: WriteOptions = WriteOptions(),
     ) -> JsonDict:
         """Patch an object like ``PATCH`` (merge-, strategic-merge- or JSON-patch)."""
         old = self.store.get(self._key(spec, namespace, name))
         if old is None:
             raise self._not_found(spec, name)
-        if patch_type in (MERGE_PATCH, STRATEGIC_PATCH):
+        if patch_type == STRATEGIC_PATCH and spec.custom:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types"
+                " include: application/json-patch+json, application/merge-patch+json,"
+                " application/apply-patch+yaml",
+            )
+        if patch_type == MERGE_PATCH:
             if not isinstance(patch, dict):
                 raise ApiError(400, "BadRequest", "a merge-patch must be a JSON object")
             candidate = merge_patch(old, patch)
+        elif patch_type == STRATEGIC_PATCH:
+            if not isinstance(patch, dict):
+                raise ApiError(400, "BadRequest", "a strategic merge patch must be a JSON object")
+            schema = strategic.root_schema(spec.group, spec.version, spec.kind)
+            try:
+                candidate = strategic.strategic_merge(render(spec, old), patch, schema)
+            except strategic.PatchError as e:
+                raise ApiError(422, "Invalid", str(e)) from e
         elif patch_type == JSON_PATCH:
             try:
                 candidate = json_patch(old, patch)
@@ -1025,7 +1560,61 @@ class ApiServer(kmock.KubernetesEmulator):
             raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type: {patch_type}")
         if not isinstance(candidate, dict) or not isinstance(candidate.get("metadata"), dict):
             raise ApiError(422, "Invalid", "the patched object must be a JSON object with metadata")
-        return self._commit_update(spec, old, candidate, subresource, admit)
+        return self._commit_update(spec, old, candidate, subresource, admit, options)
+
+    def apply_object(
+        self,
+        spec: ResourceSpec,
+        namespace: str | None,
+        name: str,
+        applied: Any,
+        *,
+        manager: str,
+        subresource: str | None = None,
+        options: WriteOptions = WriteOptions(),
+    ) -> tuple[JsonDict, bool]:
+        """Server-side apply (approximated: fields the same manager applied before and omits
+        now are removed, lists merge by their keys; no ownership, no conflicts).
+        Returns the object and whether it was created."""
+        if not isinstance(applied, dict) or not isinstance(applied.get("metadata", {}), dict):
+            raise ApiError(400, "BadRequest", "the applied configuration must be an object")
+        if not applied.get("apiVersion") or not applied.get("kind"):
+            raise ApiError(
+                400, "BadRequest", "apiVersion and kind must be set in the applied configuration"
+            )
+        meta = applied.setdefault("metadata", {})
+        if meta.get("name") not in (None, name):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta['name']}) does not match the name on the URL"
+                f" ({name})",
+            )
+        meta["name"] = name
+        key = self._key(spec, namespace, name)
+        old = self.store.get(key)
+        if old is None:
+            if subresource:
+                raise self._not_found(spec, name)
+            created = self.create_object(spec, namespace, applied, options=options)
+            if not options.dry_run:
+                self.applied[(key, manager)] = copy.deepcopy(applied)
+            return created, True
+        previous = self.applied.get((key, manager))
+        schema: Mapping[str, Any] | None
+        crd = self.crd_admission_for(spec)
+        if crd is not None:
+            schema = crd.schemas.get(spec.version)
+        else:
+            schema = strategic.root_schema(spec.group, spec.version, spec.kind)
+        # the applied configuration is defaulted first (so list keys like ports' protocol match)
+        defaulted = copy.deepcopy(applied)
+        self._decode(spec, defaulted, WriteOptions(field_validation="Ignore"))
+        candidate = strategic.apply_merge(render(spec, old), defaulted, previous, schema)
+        result = self._commit_update(spec, old, candidate, subresource, True, options)
+        if not options.dry_run:
+            self.applied[(key, manager)] = copy.deepcopy(applied)
+        return result, False
 
     def _commit_update(
         self,
@@ -1034,6 +1623,9 @@ class ApiServer(kmock.KubernetesEmulator):
         candidate: JsonDict,
         subresource: str | None,
         admit: bool,
+        options: WriteOptions = WriteOptions(),
+        *,
+        replace: bool = False,
     ) -> JsonDict:
         old_meta = old["metadata"]
         name = old_meta["name"]
@@ -1061,6 +1653,16 @@ class ApiServer(kmock.KubernetesEmulator):
             )
         if cand_meta.get("resourceVersion") not in (None, "", old_meta["resourceVersion"]):
             raise self._conflict(spec, name)
+        if replace and admit and spec.custom and not cand_meta.get("resourceVersion"):
+            raise self.invalid(
+                spec,
+                name,
+                ["metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"],
+            )
+
+        candidate["apiVersion"], candidate["kind"] = spec.api_version, spec.kind
+        self._decode(spec, candidate, options)  # every write is decoded & defaulted
+        cand_meta = candidate["metadata"]
 
         if subresource == "status":
             new = copy.deepcopy(old)
@@ -1105,13 +1707,16 @@ class ApiServer(kmock.KubernetesEmulator):
             new["metadata"]["generation"] = int(old_meta.get("generation", 0)) + 1
 
         if admit:
-            self._admit(spec, new, old)
+            self._admit(spec, new, old, subresource)
+        if options.dry_run:
+            return render(spec, new)
         new["metadata"]["resourceVersion"] = self._next_rv()
         key = self._key(spec, old_meta.get("namespace"), name)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             self.store[key] = new
             return self._remove(spec, key, new, "Background", bump=False)
         self.store[key] = new
+        self._stored(spec, new)
         self._emit(spec, "MODIFIED", old, new)
         return render(spec, new)
 
@@ -1173,10 +1778,23 @@ class ApiServer(kmock.KubernetesEmulator):
         if bump:
             final["metadata"]["resourceVersion"] = self._next_rv()
         del self.store[key]
+        self.applied = {k: v for k, v in self.applied.items() if k[0] != key}
         self._emit(spec, "DELETED", obj, final)
         if propagation != "Orphan":
             self._collect_garbage(final["metadata"]["uid"])
+        if spec.store_key == ("", "namespaces"):
+            self._delete_namespace_content(final["metadata"]["name"])
+        elif spec.store_key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            with contextlib.suppress(KeyError, TypeError):
+                self._crd_removed(final)
         return render(spec, final)
+
+    def _delete_namespace_content(self, namespace: str) -> None:
+        """What the namespace controller does: delete everything in a deleted namespace."""
+        for key in [k for k in self.store if k[1] == namespace]:
+            if key in self.store:
+                spec = self._spec_for_store_key(key[0])
+                self.delete_object(spec, key[1], key[2])
 
     def _collect_garbage(self, owner_uid: str) -> None:
         """Delete the dependents of a deleted owner (recursively, via the usual deletion)."""

@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import pathlib
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import aiohttp.test_utils
 import kmock
 
 from tests.emulator.apiserver import (
@@ -29,10 +32,12 @@ from tests.emulator.apiserver import (
     AdmissionHook,
     ApiServer,
     Faults,
+    Rejection,
     RequestRecord,
 )
 from tests.emulator.k8sutils import JsonDict, merge_patch
 from tests.emulator.resources import ResourceSpec
+from tests.emulator.tls import Certificates, make_certificates
 
 Predicate = Callable[[JsonDict], Any]
 
@@ -51,9 +56,20 @@ class Emulator:
     the admission hook unless ``admit=True``.
     """
 
-    def __init__(self, server: ApiServer, url: str) -> None:
+    def __init__(
+        self,
+        server: ApiServer,
+        url: str,
+        *,
+        ca_file: pathlib.Path | None = None,
+        token: str | None = None,
+    ) -> None:
         self.server = server
         self.url = url
+        #: The CA certificate (PEM) that signed the server's certificate (``tls=True``).
+        self.ca_file = ca_file
+        #: The bearer token the server requires (``token=...``), if any.
+        self.token = token
 
     # ---------------------------------------------------------------------------------------------
     # Basics
@@ -85,6 +101,24 @@ class Emulator:
     def resource_version(self) -> int:
         """The current global resourceVersion."""
         return self.server.resource_version
+
+    def warnings(self, resource: str | None = None) -> list[tuple[RequestRecord, str]]:
+        """The warnings sent so far (``unknown field "spec.x"``: a field that was dropped)."""
+        group_resource = self.resource(resource).group_resource if resource else None
+        return [
+            (request, warning)
+            for request, warning in list(self.server.warning_log)
+            if group_resource is None or request.resource == group_resource
+        ]
+
+    def rejections(self, resource: str | None = None) -> list[Rejection]:
+        """The writes the emulator refused so far (400/404/415/422), optionally of a resource."""
+        group_resource = self.resource(resource).group_resource if resource else None
+        return [
+            r
+            for r in list(self.server.rejections)
+            if group_resource is None or r.resource == group_resource
+        ]
 
     # ---------------------------------------------------------------------------------------------
     # Reads
@@ -249,10 +283,17 @@ class Emulator:
     # Clients
 
     def connection_info(self, namespace: str = "default") -> Any:
-        """A ``kopf.ConnectionInfo`` pointing to the emulator (plain HTTP, no auth)."""
+        """A ``kopf.ConnectionInfo`` pointing to the emulator (with its CA and token if set)."""
         import kopf
 
-        return kopf.ConnectionInfo(server=self.url, insecure=True, default_namespace=namespace)
+        return kopf.ConnectionInfo(
+            server=self.url,
+            ca_path=str(self.ca_file) if self.ca_file else None,
+            insecure=self.ca_file is None,
+            token=self.token,
+            scheme="Bearer" if self.token else None,
+            default_namespace=namespace,
+        )
 
     def login_handler(self, **_: Any) -> Any:
         """A kopf login handler: ``kopf.on.login(registry=registry)(emu.login_handler)``."""
@@ -261,15 +302,28 @@ class Emulator:
     def write_kubeconfig(
         self, path: str | pathlib.Path, namespace: str = "default"
     ) -> pathlib.Path:
-        """Write a kubeconfig for other clients (kubectl, kubernetes-client) pointing here."""
+        """Write a kubeconfig for other clients (kubectl, kubernetes-client) pointing here
+        (with the CA certificate and the bearer token when the emulator has them)."""
         path = pathlib.Path(path)
-        path.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: emulator\n"
-            f"clusters:\n- name: emulator\n  cluster:\n    server: {self.url}\n"
-            "users:\n- name: emulator\n  user: {}\n"
-            "contexts:\n- name: emulator\n  context:\n    cluster: emulator\n"
-            f"    user: emulator\n    namespace: {namespace}\n"
-        )
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca_file is not None:
+            cluster["certificate-authority"] = str(self.ca_file)
+        user: dict[str, Any] = {"token": self.token} if self.token else {}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "emulator",
+            "clusters": [{"name": "emulator", "cluster": cluster}],
+            "users": [{"name": "emulator", "user": user}],
+            "contexts": [
+                {
+                    "name": "emulator",
+                    "context": {"cluster": "emulator", "user": "emulator", "namespace": namespace},
+                }
+            ],
+        }
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
         return path
 
 
@@ -290,54 +344,90 @@ def start_emulator(
     admission_groups: Sequence[str] = ("kubetune.dev",),
     namespaces: Sequence[str] = ("default", "kube-system"),
     seed: int = 0,
+    validate_crds: bool = True,
+    validate_builtins: bool = True,
+    tls: bool = False,
+    token: str | None = None,
+    certs_dir: str | pathlib.Path | None = None,
+    port: int | None = None,
 ) -> Iterator[Emulator]:
     """
     Run the API emulator on ``http://127.0.0.1:<random port>`` in a background thread.
 
     ``crds`` are ``apiextensions.k8s.io/v1`` CustomResourceDefinition dicts: their
     resources are served (and the CRDs themselves are stored as objects).
-    ``admission(new, old)`` validates writes to resources of ``admission_groups``;
-    a non-empty list of errors is answered with 422 Invalid and nothing is stored.
+    Custom resources are admitted as kube-apiserver does from their CRD (pruning,
+    defaults, schema, CEL rules) unless ``validate_crds=False``; built-in kinds against
+    Kubernetes' schemas and validation unless ``validate_builtins=False``.
+    ``admission(new, old)`` additionally validates writes to resources of
+    ``admission_groups``; a non-empty list of errors is answered with 422 Invalid.
     ``seed`` makes uids & generated names reproducible.
+    ``tls=True`` serves HTTPS with a throw-away CA (``emulator.ca_file``; written to
+    ``certs_dir`` or a temporary directory); ``token`` requires ``Authorization: Bearer``.
     """
     started: concurrent.futures.Future[Emulator] = concurrent.futures.Future()
     stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
     state: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        certs: Certificates | None = None
+        if tls:
+            directory = certs_dir or stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="kube-api-emulator-")
+            )
+            certs = make_certificates(directory)
 
-    async def main() -> None:
-        server = ApiServer(
-            crds=crds,
-            admission=admission,
-            admission_groups=frozenset(admission_groups),
-            namespaces=namespaces,
-            seed=seed,
-        )
-        server.attach_loop()
-        stop = asyncio.Event()
-        state["stop"] = stop
-        state["loop"] = asyncio.get_running_loop()
-        async with server, kmock.Server(server) as http:
-            started.set_result(Emulator(server, str(http.url).rstrip("/")))
-            await stop.wait()
-            server.drop_watches()
-            await asyncio.sleep(0.01)  # let the watch handlers finish their responses
+        async def main() -> None:
+            server = ApiServer(
+                crds=crds,
+                admission=admission,
+                admission_groups=frozenset(admission_groups),
+                namespaces=namespaces,
+                seed=seed,
+                validate_crds=validate_crds,
+                validate_builtins=validate_builtins,
+                token=token,
+            )
+            server.attach_loop()
+            stop = asyncio.Event()
+            state["stop"] = stop
+            state["loop"] = asyncio.get_running_loop()
+            server_cls = _tls_server_cls(certs) if certs else aiohttp.test_utils.RawTestServer
+            http_server = kmock.Server(server, port=port, server_cls=server_cls)
+            async with server, http_server as http:
+                url = str(http.url).rstrip("/")
+                ca_file = certs.ca_file if certs else None
+                started.set_result(Emulator(server, url, ca_file=ca_file, token=token))
+                await stop.wait()
+                server.drop_watches()
+                await asyncio.sleep(0.01)  # let the watch handlers finish their responses
 
-    def target() -> None:
+        def target() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException as e:  # re-raised in the caller's thread
+                if not started.done():
+                    started.set_exception(e)
+                stopped.set_exception(e)
+            else:
+                stopped.set_result(None)
+
+        thread = threading.Thread(target=target, name="kube-api-emulator", daemon=True)
+        thread.start()
+        emulator = started.result(timeout=30)
         try:
-            asyncio.run(main())
-        except BaseException as e:  # re-raised in the caller's thread
-            if not started.done():
-                started.set_exception(e)
-            stopped.set_exception(e)
-        else:
-            stopped.set_result(None)
+            yield emulator
+        finally:
+            state["loop"].call_soon_threadsafe(state["stop"].set)
+            thread.join(timeout=30)
+            stopped.result(timeout=0)
 
-    thread = threading.Thread(target=target, name="kube-api-emulator", daemon=True)
-    thread.start()
-    emulator = started.result(timeout=30)
-    try:
-        yield emulator
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(timeout=30)
-        stopped.result(timeout=0)
+
+def _tls_server_cls(certs: Certificates) -> type[aiohttp.test_utils.RawTestServer]:
+    """A kmock server class serving HTTPS with ``certs``."""
+    context = certs.server_context()
+
+    class TlsRawTestServer(aiohttp.test_utils.RawTestServer):
+        async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+            await super().start_server(loop=loop, ssl=context, **kwargs)
+
+    return TlsRawTestServer

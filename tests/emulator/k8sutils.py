@@ -36,6 +36,12 @@ class ApiError(Exception):
         self.message = message
         self.details: JsonDict = dict(details or {})
         self.headers: dict[str, str] = dict(headers or {})
+        self.is_injected = False
+
+    def injected(self) -> ApiError:
+        """Mark the error as injected by a test's fault (not a real refusal); return it."""
+        self.is_injected = True
+        return self
 
     def as_status(self) -> JsonDict:
         """Render the error as kube-apiserver does: a ``kind: Status`` object."""
@@ -196,7 +202,10 @@ class FieldSelector:
     def matches(self, obj: Mapping[str, Any]) -> bool:
         for path, equal, expected in self.terms:
             actual = get_path(obj, path)
-            actual_str = "" if actual is None else str(actual)
+            if isinstance(actual, bool):
+                actual_str = "true" if actual else "false"
+            else:
+                actual_str = "" if actual is None else str(actual)
             if (actual_str == expected) != equal:
                 return False
         return True

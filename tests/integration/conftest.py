@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kopf.testing import KopfRunner
 from kubetune.controllers.credentials import KubeAccess
 from kubetune.controllers.registry import build_registry
 from kubetune.plan.world import OperatorConfig
-from kubetune.validation import validate_against_crd
 
 from tests.emulator import Emulator, Kubelet, fast_settings, run_kopf, start_emulator
+from tests.emulator.crd_admission import CrdAdmissionRegistry
+from tests.emulator.resources import load_crd_files
 
 logging.getLogger("celpy").setLevel(logging.WARNING)  # the CEL evaluator's DEBUG is very verbose
 for _name in ("celpy", "celpy.NameContainer", "celpy.Evaluator", "celpy.celpy.evaluation"):
@@ -46,19 +46,28 @@ CONFIG = OperatorConfig(
 
 def load_crds() -> list[dict[str, Any]]:
     """The generated CRDs (crds/*.yaml)."""
-    return [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml"))]
+    return list(load_crd_files(ROOT / "crds"))
+
+
+_CRD_ADMISSION: CrdAdmissionRegistry | None = None
 
 
 def admission(new: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
-    """kube-apiserver's checks of kubetune objects: the CRD schema and its CEL rules."""
-    return validate_against_crd(new, old)
+    """kube-apiserver's checks of kubetune objects, from the CRDs alone (pruning, defaults,
+    schema, CEL rules; see tests.emulator.crd_admission). The emulator applies them itself to
+    every served CRD; this hook is for checking a manifest directly."""
+    global _CRD_ADMISSION
+    if _CRD_ADMISSION is None:
+        _CRD_ADMISSION = CrdAdmissionRegistry(load_crd_files(ROOT / "crds"))
+    return _CRD_ADMISSION(new, old)
 
 
 @pytest.fixture()
 def emu(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    """The emulator; ``parametrize("emu", [False], indirect=True)`` turns admission off."""
+    """The emulator; ``parametrize("emu", [False], indirect=True)`` turns the admission of
+    custom resources off (built-in kinds are still validated)."""
     admit = getattr(request, "param", True)
-    with start_emulator(load_crds(), admission=admission if admit else None) as emulator:
+    with start_emulator(load_crd_files(ROOT / "crds"), validate_crds=admit) as emulator:
         yield emulator
 
 

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import ssl
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -27,6 +33,12 @@ WIDGETS = "/apis/kubetune.dev/v1/namespaces/default/widgets"
 GADGETS = "/apis/kubetune.dev/v1/namespaces/default/gadgets"
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 JOBS = "/apis/batch/v1/namespaces/default/jobs"
+POD_TEMPLATE = {
+    "spec": {
+        "restartPolicy": "Never",
+        "containers": [{"name": "trainer", "image": "kubetune/trainer:1"}],
+    }
+}
 MERGE = {"Content-Type": "application/merge-patch+json"}
 JSONPATCH = {"Content-Type": "application/json-patch+json"}
 
@@ -445,7 +457,11 @@ async def test_owner_reference_cascade(emu: Emulator, api: aiohttp.ClientSession
         ref = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"]}
         return {"ownerReferences": [ref | {"uid": meta["uid"], "controller": True}]}
 
-    _, child = await call(api, "POST", JOBS, {"metadata": {"name": "child", **owned_by(owner)}})
+    child_body = {
+        "metadata": {"name": "child", **owned_by(owner)},
+        "spec": {"template": POD_TEMPLATE},
+    }
+    _, child = await call(api, "POST", JOBS, child_body)
     grandchild = {"metadata": {"name": "grandchild", **owned_by(child)}}
     await call(api, "POST", CONFIGMAPS, grandchild)
     held = {"metadata": {"name": "held", "finalizers": ["x"], **owned_by(owner)}}
@@ -574,9 +590,8 @@ async def test_dropping_watches(emu: Emulator, api: aiohttp.ClientSession) -> No
 @pytest.mark.asyncio
 async def test_kubelet_job_lifecycle(emu: Emulator, api: aiohttp.ClientSession) -> None:
     kubelet = Kubelet(emu)
-    template = {"spec": {"containers": [{"name": "trainer", "image": "kubetune/trainer:1"}]}}
     for name in ("ok", "oom", "pull", "unsched", "late"):
-        body = {"metadata": {"name": name}, "spec": {"template": template}}
+        body = {"metadata": {"name": name}, "spec": {"template": POD_TEMPLATE}}
         status, job = await call(api, "POST", JOBS, body)
         assert status == 201
     labels = job["spec"]["template"]["metadata"]["labels"]
@@ -724,3 +739,210 @@ def test_kopf_operator_with_kopf_runner(emu: Emulator) -> None:
     assert runner.exception is None
     assert "Handler 'create_widget' succeeded." in runner.output
     assert emu.server.server_errors == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Strategic merge patch, server-side apply, Tables, field selectors, dry runs
+# --------------------------------------------------------------------------------------------------
+
+DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
+SMP = {"Content-Type": "application/strategic-merge-patch+json"}
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+def deployment(*containers: JsonDict) -> JsonDict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": list(containers)},
+            },
+        },
+    }
+
+
+@pytest.mark.asyncio
+async def test_strategic_merge_patch(api: aiohttp.ClientSession) -> None:
+    body = deployment(
+        {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
+        {"name": "sidecar", "image": "proxy:1"},
+    )
+    assert (await call(api, "POST", DEPLOYMENTS, body))[0] == 201
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}],
+                    "containers": [
+                        {"name": "app", "env": [{"name": "B", "value": "2"}]},
+                        {"name": "sidecar", "image": "proxy:2"},
+                    ],
+                }
+            }
+        }
+    }
+    status, patched = await call(api, "PATCH", f"{DEPLOYMENTS}/web", patch, headers=SMP)
+    assert status == 200, patched
+    sidecar, app = patched["spec"]["template"]["spec"]["containers"]
+    assert (sidecar["name"], sidecar["image"]) == ("sidecar", "proxy:2")
+    assert app["image"] == "app:1"  # merged by name, not replaced
+    assert app["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    delete = {
+        "spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}
+    }
+    _, patched = await call(api, "PATCH", f"{DEPLOYMENTS}/web", delete, headers=SMP)
+    assert [c["name"] for c in patched["spec"]["template"]["spec"]["containers"]] == ["app"]
+    # custom resources have no strategic merge patch
+    await call(api, "POST", WIDGETS, {"metadata": {"name": "w1"}, "spec": {"size": 1}})
+    status, error = await call(api, "PATCH", f"{WIDGETS}/w1", {"spec": {}}, headers=SMP)
+    assert status == 415 and error["reason"] == "UnsupportedMediaType"
+
+
+@pytest.mark.asyncio
+async def test_server_side_apply(api: aiohttp.ClientSession) -> None:
+    applied = deployment({"name": "app", "image": "app:1", "ports": [{"containerPort": 80}]})
+    applied["metadata"]["labels"] = {"tier": "web"}
+    url = f"{DEPLOYMENTS}/web"
+    async with api.patch(url, data=json.dumps(applied), headers=APPLY) as rsp:
+        assert rsp.status == 400  # a field manager is required
+    params = {"fieldManager": "test"}
+    async with api.patch(url, data=json.dumps(applied), headers=APPLY, params=params) as rsp:
+        assert rsp.status == 201
+    applied["metadata"].pop("labels")
+    applied["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2"
+    async with api.patch(url, data=json.dumps(applied), headers=APPLY, params=params) as rsp:
+        assert rsp.status == 200
+        obj = await rsp.json()
+    assert "labels" not in obj["metadata"]  # no longer applied by the manager: removed
+    [container] = obj["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "app:2"
+    assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]  # keyed, defaulted
+
+
+@pytest.mark.asyncio
+async def test_tables_field_selectors_and_dry_runs(api: aiohttp.ClientSession) -> None:
+    await call(api, "POST", WIDGETS, {"metadata": {"name": "w1"}, "spec": {"size": 1}})
+    table_type = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    status, table = await call(api, "GET", WIDGETS, headers=table_type)
+    assert status == 200 and table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
+    [row] = table["rows"]
+    assert row["cells"][0] == "w1" and row["cells"][1].endswith("s")
+    assert row["object"]["kind"] == "PartialObjectMetadata"
+    status, table = await call(api, "GET", f"{WIDGETS}/w1", headers=table_type)
+    assert status == 200 and table["rows"][0]["cells"][0] == "w1"
+
+    status, error = await call(api, "GET", WIDGETS, params={"fieldSelector": "spec.size=1"})
+    assert status == 400 and error["message"] == "field label not supported: spec.size"
+    events = "/api/v1/namespaces/default/events"
+    status, _ = await call(api, "GET", events, params={"fieldSelector": "involvedObject.name=w1"})
+    assert status == 200
+
+    body = {"metadata": {"name": "dry"}, "data": {"a": "1"}}
+    status, created = await call(api, "POST", CONFIGMAPS, body, params={"dryRun": "All"})
+    assert status == 201 and created["metadata"]["name"] == "dry"
+    status, _ = await call(api, "GET", f"{CONFIGMAPS}/dry")
+    assert status == 404
+
+
+# --------------------------------------------------------------------------------------------------
+# TLS, token authentication, kubeconfig, the standalone process
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_tls_and_bearer_token(tmp_path: Path) -> None:
+    with start_emulator(tls=True, token="t0ken") as emu:
+        assert emu.url.startswith("https://127.0.0.1:") and emu.ca_file is not None
+        context = ssl.create_default_context(cafile=str(emu.ca_file))
+        connector = aiohttp.TCPConnector(ssl=context)
+        async with aiohttp.ClientSession(emu.url, connector=connector) as client:
+            async with client.get("/api/v1/namespaces") as rsp:
+                assert rsp.status == 401
+                assert await rsp.json() == {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": "Unauthorized",
+                    "reason": "Unauthorized",
+                    "code": 401,
+                }
+            headers = {"Authorization": "Bearer wrong"}
+            async with client.get("/version", headers=headers) as rsp:
+                assert rsp.status == 401
+            async with client.get("/healthz") as rsp:  # probes need no token
+                assert rsp.status == 200
+            headers = {"Authorization": "Bearer t0ken"}
+            async with client.get("/api/v1/namespaces", headers=headers) as rsp:
+                assert rsp.status == 200
+        # a plain-HTTP client or one without the CA cannot talk to it
+        async with aiohttp.ClientSession() as client:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await client.get(f"{emu.url}/healthz")
+
+        config = json.loads(emu.write_kubeconfig(tmp_path / "kubeconfig").read_text())
+        assert config["clusters"][0]["cluster"] == {
+            "server": emu.url,
+            "certificate-authority": str(emu.ca_file),
+        }
+        assert config["users"][0]["user"] == {"token": "t0ken"}
+        info = emu.connection_info()
+        assert (info.ca_path, info.token, info.insecure) == (str(emu.ca_file), "t0ken", False)
+
+        import kubernetes
+
+        client_config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(
+            str(tmp_path / "kubeconfig"), client_configuration=client_config
+        )
+        with kubernetes.client.ApiClient(client_config) as api_client:
+            names = kubernetes.client.CoreV1Api(api_client).list_namespace()
+            assert [ns.metadata.name for ns in names.items] == ["default", "kube-system"]
+
+
+def test_the_emulator_as_a_standalone_process(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "token").write_text("s3cret\n")
+    url_file, ca_file = tmp_path / "url", tmp_path / "ca.crt"
+    command = [
+        sys.executable,
+        "-m",
+        "tests.emulator",
+        "serve",
+        "--crds",
+        str(root / "crds"),
+        "--url-file",
+        str(url_file),
+        "--tls",
+        "--token-file",
+        str(tmp_path / "token"),
+        "--ca-out",
+        str(ca_file),
+    ]
+    process = subprocess.Popen(
+        command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not url_file.exists():
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the emulator did not start"
+            time.sleep(0.05)
+        url = url_file.read_text().strip()
+        context = ssl.create_default_context(cafile=str(ca_file))
+        request = urllib.request.Request(
+            f"{url}/apis/kubetune.dev/v1alpha1/namespaces/default/finetunejobs",
+            headers={"Authorization": "Bearer s3cret"},
+        )
+        with urllib.request.urlopen(request, context=context, timeout=10) as rsp:
+            assert json.load(rsp)["kind"] == "FinetuneJobList"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "serving on https://127.0.0.1:" in output

@@ -105,6 +105,7 @@ def test_finetune_waits_for_its_dataset_then_runs_when_it_becomes_ready(
         assert jobs_of(emu, "FinetuneJob", "assistant") == []
 
         # The Dataset becoming Ready wakes the FinetuneJob (the fallback re-check is 60s away).
+        wait_job(emu, "tickets-dataprep-g1")
         kubelet.succeed(
             NS, "tickets-dataprep-g1", step_result("dataprep", outputUri="s3://out/tickets")
         )
