@@ -16,7 +16,12 @@ from kubetune_workloads.dataprep.curation import Curator, detect_language
 from kubetune_workloads.dataprep.decontam import Decontaminator
 from kubetune_workloads.dataprep.dedup import ExactDeduper, NearDeduper
 from kubetune_workloads.dataprep.formats import Malformed, read_csv, read_jsonl, read_text
-from kubetune_workloads.dataprep.minhash import MinHasher, jaccard_estimate, optimal_bands
+from kubetune_workloads.dataprep.minhash import (
+    MinHasher,
+    candidate_probability,
+    jaccard_estimate,
+    recall_bands,
+)
 from kubetune_workloads.dataprep.pii import PiiRedactor, iban_ok, luhn_ok
 from kubetune_workloads.dataprep.quality import quality_problem
 from kubetune_workloads.dataprep.records import Record
@@ -201,7 +206,55 @@ def test_near_dedup_threshold_on_constructed_near_duplicates() -> None:
     # 25 changed words leave Jaccard well below 0.5: distinct documents.
     far = [_mutate(b, 25, rng) for b in bases]
     assert sum(dedup.duplicates(far)) <= 1
-    assert optimal_bands(0.8, 128) == (9, 13)
+    bands, rows = recall_bands(0.8, 128)
+    assert bands * rows <= 128
+    assert candidate_probability(0.8, bands, rows) >= 0.99
+
+
+def test_near_dedup_checks_every_member_of_a_bucket() -> None:
+    # The reproduction: X ~ Y is 0.76 (below 0.8), Y ~ Z is 0.81. Z is a near-duplicate
+    # of Y whether or not X came first and owns Y's buckets.
+    x = (
+        "my printer crashes what should i do ticket 10133 from dana hi dana thanks for reaching "
+        "out check the cable and retry if the printer still crashes reply to this ticket thanks "
+        "again"
+    )
+    y = x.replace("10133", "10385").replace(" thanks again", "")
+    z = y.replace("10385", "10423")
+    assert NearDeduper(0.8, 128, 3, seed=42).duplicates([x, y, z]) == [False, False, True]
+    assert NearDeduper(0.8, 128, 3, seed=42).duplicates([y, z]) == [False, True]
+
+
+def test_near_dedup_recall_and_precision_around_the_threshold() -> None:
+    # Pairs at exact Jaccard just above and well below the threshold (5-gram shingles of 200
+    # distinct words: k substitutions 5+ words apart give J = (196 - 5k) / (196 + 5k)).
+    rng = random.Random(1)
+    found_above = found_below = 0
+    for trial in range(40):
+        words = [f"v{trial}x{i}" for i in range(200)]
+        above, below = list(words), list(words)
+        for pos in rng.sample(range(0, 200, 5), 4):  # J = 176/216 = 0.815
+            above[pos] = f"a{trial}y{pos}"
+        for pos in rng.sample(range(0, 200, 5), 12):  # J = 136/256 = 0.53
+            below[pos] = f"b{trial}y{pos}"
+        dedup = NearDeduper(0.8, 128, 5, seed=trial)
+        flags = dedup.duplicates([" ".join(words), " ".join(above), " ".join(below)])
+        found_above += flags[1]
+        found_below += flags[2]
+    assert found_above >= 39
+    assert found_below == 0
+
+
+def test_near_dedup_clusters_chains_to_the_first_member() -> None:
+    words = [f"c{i}" for i in range(100)]
+    chain = [words]
+    for step in range(3):  # each link changes one word: neighbours are ~0.9 similar
+        nxt = list(chain[-1])
+        nxt[10 + 30 * step] = f"changed{step}"
+        chain.append(nxt)
+    dedup = NearDeduper(0.85, 128, 5)
+    assert dedup.duplicates([" ".join(c) for c in chain]) == [False, True, True, True]
+    assert {dedup.cluster(i) for i in range(4)} == {0}
 
 
 def test_near_dedup_within_one_batch_keeps_first() -> None:

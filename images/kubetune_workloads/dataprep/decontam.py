@@ -21,6 +21,7 @@ from kubetune_workloads import storage
 from kubetune_workloads.dataprep.minhash import MinHasher
 from kubetune_workloads.dataprep.streams import BadLine, read_lines
 from kubetune_workloads.errors import invalid_input
+from kubetune_workloads.manifest import file_sha256
 
 PROMPT_FIELDS = ("prompt", "instruction", "input", "question", "text")
 
@@ -83,3 +84,15 @@ class Decontaminator:
         hit = (pos < self.grams.size) & (self.grams[np.minimum(pos, self.grams.size - 1)] == flat)
         per_doc = np.add.reduceat(hit.astype(np.int64), offsets)
         return [bool(x) for x in per_doc]
+
+
+def prompt_checksums(uri: str) -> list[tuple[str, str]]:
+    """(file, ``sha256:``) of every prompt file at ``uri`` (inputs of the dataset version)."""
+    path = storage.fetch(uri)
+    files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    base = uri.rstrip("/")
+    return [
+        (f"{base}/{Path(f).relative_to(path).as_posix()}" if path.is_dir() else base,
+         "sha256:" + file_sha256(Path(f)))
+        for f in files
+    ]  # fmt: skip

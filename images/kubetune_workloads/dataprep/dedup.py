@@ -1,11 +1,14 @@
-"""Exact and near-duplicate removal (first occurrence wins).
+"""Exact and near-duplicate removal (first occurrence of each group or cluster wins).
 
 Exact: a blake2b digest of the normalized text (lower case, punctuation and whitespace
-collapsed) in a set. Near: MinHash signatures (:mod:`.minhash`) in an LSH index of ``bands``
-x ``rows`` chosen for the threshold; a band collision is confirmed by the estimated Jaccard
-similarity of the two signatures, so near-duplicates are documents whose estimated similarity
-reaches ``threshold``. Memory grows with the number of kept documents only (8 bytes per band
-key plus ``4 x numPerm`` bytes of signature per document).
+collapsed) in a set. Near: MinHash signatures (:mod:`.minhash`) in an LSH index whose bands and
+rows are chosen for recall (a pair at exactly ``threshold`` becomes a candidate with probability
+>= 0.99); every member of every colliding bucket is a candidate, and a candidate is confirmed by
+the exact Jaccard similarity of the two shingle sets, so precision does not depend on the bands.
+Every document is indexed, duplicates included, with the cluster it joined (union-find): a
+document close to a dropped duplicate joins that duplicate's cluster, so a near-duplicate chain
+collapses to its first member. Memory grows with the number of documents reaching the stage:
+a dict entry per band, ``4 x numPerm`` bytes of signature and 4 bytes per distinct shingle.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kubetune_workloads.dataprep.minhash import MinHasher, optimal_bands
+from kubetune_workloads.dataprep.minhash import MinHasher, recall_bands
 
 _NON_WORD = re.compile(r"[\W_]+")
 
@@ -34,7 +37,10 @@ class ExactDeduper:
         self._digests: set[int] = set()
 
     def seen(self, text: str) -> bool:
-        digest = normalized_digest(text)
+        return self.seen_digest(normalized_digest(text))
+
+    def seen_digest(self, digest: int) -> bool:
+        """Whether ``digest`` was met before (and remember it)."""
         if digest in self._digests:
             return True
         self._digests.add(digest)
@@ -42,57 +48,94 @@ class ExactDeduper:
 
 
 class NearDeduper:
-    """MinHash LSH index over kept documents."""
+    """MinHash LSH index over every document seen, with exact-Jaccard confirmation."""
 
     def __init__(
         self, threshold: float = 0.8, num_perm: int = 128, ngram: int = 5, seed: int = 1
     ) -> None:
         self.threshold = threshold
         self.hasher = MinHasher(num_perm=num_perm, ngram=ngram, seed=seed)
-        self.bands, self.rows = optimal_bands(threshold, num_perm)
+        self.bands, self.rows = recall_bands(threshold, num_perm)
         rng = np.random.default_rng(seed + 1)
         self._band_mult = rng.integers(1, 2**63, size=self.rows, dtype=np.uint64) | np.uint64(1)
-        self._tables: list[dict[int, int]] = [{} for _ in range(self.bands)]
+        # band key -> one document index, or a list of them once the bucket has several.
+        self._tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
         self._sigs = np.empty((1024, num_perm), dtype=np.uint32)
-        self._count = 0
+        self._sets: list[np.ndarray] = []
+        self._parent: list[int] = []
+        # Candidates whose estimated similarity is this far below the threshold are rejected
+        # without computing the exact Jaccard (a miss there has probability < 1e-9).
+        self._prefilter = max(0.0, threshold - 0.25)
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._parent)
+
+    def sketch(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Signatures and shingle sets of ``texts`` (parallel workers compute these)."""
+        return self.hasher.sketches(texts)
 
     def duplicates(self, texts: Sequence[str]) -> list[bool]:
-        """For each text in order: True when it nearly duplicates an earlier kept text.
+        """For each text in order: True when it nearly duplicates an earlier text.
 
-        Texts that are not duplicates are added to the index (also for later texts of the
-        same batch).
+        Every text is added to the index (also for later texts of the same batch).
         """
-        if not texts:
+        return self.check(*self.sketch(texts))
+
+    def check(self, sigs: np.ndarray, sets: Sequence[np.ndarray]) -> list[bool]:
+        """:meth:`duplicates` from precomputed :meth:`sketch` output."""
+        if len(sets) == 0:
             return []
-        sigs = self.hasher.signatures(texts)
         used = sigs[:, : self.bands * self.rows].astype(np.uint64)
-        banded = used.reshape(len(texts), self.bands, self.rows)
+        banded = used.reshape(len(sets), self.bands, self.rows)
         with np.errstate(over="ignore"):
             keys = (banded * self._band_mult[None, None, :]).sum(axis=2, dtype=np.uint64)
-        out = []
-        for i, row in enumerate(keys.tolist()):
-            out.append(self._check_and_add(sigs[i], row))
-        return out
+        return [self._check_and_add(sigs[i], sets[i], row) for i, row in enumerate(keys.tolist())]
 
-    def _check_and_add(self, sig: np.ndarray, keys: list[int]) -> bool:
-        tables = self._tables
+    def cluster(self, index: int) -> int:
+        """The first document of the cluster of document ``index`` (in arrival order)."""
+        parent = self._parent
+        root = index
+        while parent[root] != root:
+            root = parent[root]
+        while parent[index] != root:
+            parent[index], index = root, parent[index]
+        return root
+
+    def _similar(self, other: int, sig: np.ndarray, shingles: np.ndarray) -> bool:
+        if np.count_nonzero(self._sigs[other] == sig) < self._prefilter * sig.size:
+            return False
+        known = self._sets[other]
+        common = np.intersect1d(known, shingles, assume_unique=True).size
+        union = known.size + shingles.size - common
+        return union > 0 and common >= self.threshold * union
+
+    def _check_and_add(self, sig: np.ndarray, shingles: np.ndarray, keys: list[int]) -> bool:
+        index = len(self._parent)
+        match = -1
         checked: set[int] = set()
-        for band, key in enumerate(keys):
-            other = tables[band].get(key)
-            if other is None or other in checked:
+        for table, key in zip(self._tables, keys, strict=True):
+            bucket = table.get(key)
+            if bucket is None:
+                table[key] = index
                 continue
-            checked.add(other)
-            similarity = np.count_nonzero(self._sigs[other] == sig) / sig.size
-            if similarity >= self.threshold:
-                return True
-        index = self._count
+            if isinstance(bucket, list):
+                members = bucket
+                bucket.append(index)
+            else:
+                members = [bucket]
+                table[key] = [bucket, index]
+            if match >= 0:
+                continue
+            for other in members:
+                if other == index or other in checked:
+                    continue
+                checked.add(other)
+                if self._similar(other, sig, shingles):
+                    match = other
+                    break
         if index == len(self._sigs):
             self._sigs = np.concatenate([self._sigs, np.empty_like(self._sigs)])
         self._sigs[index] = sig
-        self._count += 1
-        for band, key in enumerate(keys):
-            tables[band].setdefault(key, index)
-        return False
+        self._sets.append(shingles)
+        self._parent.append(self.cluster(match) if match >= 0 else index)
+        return match >= 0

@@ -3,18 +3,25 @@
 Order: clean (unicode, markup, whitespace, length bounds) -> quality -> curation -> offensive
 content -> PII redaction -> exact dedup -> near dedup -> decontamination. Redaction runs
 before dedup, so records differing only in personal data collapse into one.
+
+:meth:`Filters.map` runs the per-record stages and computes what de-duplication needs (the
+normalized digest, which is also the record's split group, and the MinHash sketch); any number
+of tasks run it on disjoint records. :meth:`Filters.reduce` runs the order-dependent stages on
+the mapped records in input order, in one process.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
+import numpy as np
 from kubetune.api.dataset import DatasetSpec
 
 from kubetune_workloads.dataprep.cleaning import TextCleaner
 from kubetune_workloads.dataprep.curation import Curator
 from kubetune_workloads.dataprep.decontam import Decontaminator, prompt_texts
-from kubetune_workloads.dataprep.dedup import ExactDeduper, NearDeduper
+from kubetune_workloads.dataprep.dedup import ExactDeduper, NearDeduper, normalized_digest
 from kubetune_workloads.dataprep.pii import PiiRedactor
 from kubetune_workloads.dataprep.quality import quality_problem
 from kubetune_workloads.dataprep.records import Record
@@ -24,10 +31,20 @@ from kubetune_workloads.lexicon import OffensiveLexicon
 OFFENSIVE_PLACEHOLDER = "<OFFENSIVE>"
 
 
+@dataclass
+class Mapped:
+    """A record past the per-record stages, with what the order-dependent stages need."""
+
+    record: Record
+    signature: np.ndarray | None
+    shingles: np.ndarray | None
+
+
 class Filters:
     """Every per-record and per-batch stage configured by a :class:`DatasetSpec`."""
 
-    def __init__(self, spec: DatasetSpec, stats: StageStats) -> None:
+    def __init__(self, spec: DatasetSpec, stats: StageStats, index: bool = True) -> None:
+        """``index=False``: a map task (per-record stages only, no prompt set loaded)."""
         self.spec = spec
         self.stats = stats
         cleaning, safety = spec.cleaning, spec.safety
@@ -50,25 +67,61 @@ class Filters:
             if near.enabled
             else None
         )
+        self.hasher = self.near.hasher if self.near is not None else None
         self.decontaminator: Decontaminator | None = None
-        if cleaning.decontaminate:
+        if cleaning.decontaminate and index:
             texts = [t for uri in cleaning.decontaminate for t in prompt_texts(uri)]
             self.decontaminator = Decontaminator(texts, cleaning.decontamination_ngram)
 
     def process(self, batch: list[Record]) -> list[Record]:
         """The records of ``batch`` that survive every stage (modified in place)."""
-        kept = [r for r in batch if self._per_record(r)]
-        if self.near is not None:
-            kept = self._batch_stage("near_dedup", kept, self.near.duplicates, "near_duplicate")
-        if self.decontaminator is not None:
-            kept = self._batch_stage(
-                "decontaminate", kept, self.decontaminator.contaminated, "eval_overlap"
-            )
-        return kept
+        return self.reduce(self.map(batch))
 
-    def _batch_stage(self, stage: str, records: list[Record], test, reason: str) -> list[Record]:  # type: ignore[no-untyped-def]
+    def map(self, batch: list[Record]) -> list[Mapped]:
+        """The per-record stages (parallel: any task may run them on any records): the
+        survivors with their exact-dedup digest and near-dedup sketch."""
+        kept = [r for r in batch if self._per_record(r)]
+        for record in kept:
+            text = record.text()
+            record.group = normalized_digest(text)
+            record.words = len(text.split())
+        if self.hasher is None:
+            return [Mapped(r, None, None) for r in kept]
+        sigs, sets = self.hasher.sketches([r.text() for r in kept])
+        return [Mapped(r, sigs[i], sets[i]) for i, r in enumerate(kept)]
+
+    def reduce(self, mapped: list[Mapped]) -> list[Record]:
+        """The order-dependent stages, over mapped records in input order: exact and near
+        de-duplication (first occurrence wins), then decontamination."""
+        kept = mapped
+        if self.exact is not None:
+            kept = []
+            for item in mapped:
+                self.stats.enter("exact_dedup")
+                if self.exact.seen_digest(item.record.group):
+                    self.stats.drop("exact_dedup", "duplicate")
+                    continue
+                self.stats.keep("exact_dedup")
+                kept.append(item)
+        records = [item.record for item in kept]
+        if self.near is not None:
+            flags = self.near.check(
+                np.stack([item.signature for item in kept])  # type: ignore[misc]
+                if kept
+                else np.empty((0, self.near.hasher.num_perm), dtype=np.uint32),
+                [item.shingles for item in kept],  # type: ignore[misc]
+            )
+            records = self._flagged("near_dedup", records, flags, "near_duplicate")
+        if self.decontaminator is not None:
+            records = self._batch_stage(
+                "decontaminate", records, self.decontaminator.contaminated, "eval_overlap"
+            )
+        return records
+
+    def _flagged(
+        self, stage: str, records: list[Record], flags: list[bool], reason: str
+    ) -> list[Record]:
         self.stats.enter(stage, len(records))
-        flags = test([r.text() for r in records])
         out = []
         for record, flagged in zip(records, flags, strict=True):
             if flagged:
@@ -77,6 +130,9 @@ class Filters:
                 out.append(record)
         self.stats.keep(stage, len(out))
         return out
+
+    def _batch_stage(self, stage: str, records: list[Record], test, reason: str) -> list[Record]:  # type: ignore[no-untyped-def]
+        return self._flagged(stage, records, test([r.text() for r in records]), reason)
 
     def _per_record(self, record: Record) -> bool:
         stats = self.stats
@@ -117,12 +173,6 @@ class Filters:
         if self.pii is not None:
             self._redact_pii(record)
 
-        if self.exact is not None:
-            stats.enter("exact_dedup")
-            if self.exact.seen(record.text()):
-                stats.drop("exact_dedup", "duplicate")
-                return False
-            stats.keep("exact_dedup")
         return True
 
     def _offensive(self, record: Record, text: str) -> bool:

@@ -20,6 +20,7 @@ _WORD = re.compile(r"\w+")
 _MAX_WORD_CACHE = 2_000_000
 _MAX_ROWS_PER_CHUNK = 1 << 15
 _U64 = np.uint64
+RECALL_AT_THRESHOLD = 0.99
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -89,10 +90,26 @@ class MinHasher:
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), num_perm)`` uint32 signatures."""
-        out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
         if not texts:
-            return out
+            return np.empty((0, self.num_perm), dtype=np.uint32)
         flat, offsets = self.batch_shingles(texts)
+        return self._signatures(flat, offsets, len(texts))
+
+    def sketches(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Signatures and, per text, its sorted distinct shingle hashes (uint32): what exact
+        Jaccard confirmation of LSH candidates needs."""
+        if not texts:
+            return np.empty((0, self.num_perm), dtype=np.uint32), []
+        flat, offsets = self.batch_shingles(texts)
+        sigs = self._signatures(flat, offsets, len(texts))
+        small = flat.astype(np.uint32)
+        bounds = [*offsets.tolist(), int(flat.size)]
+        sets = [np.unique(small[bounds[i] : bounds[i + 1]]) for i in range(len(texts))]
+        return sigs, sets
+
+    def _signatures(self, flat: np.ndarray, offsets: np.ndarray, n_texts: int) -> np.ndarray:
+        out = np.empty((n_texts, self.num_perm), dtype=np.uint32)
+        texts = range(n_texts)
         bounds = np.append(offsets, flat.size)
         doc = 0
         while doc < len(texts):
@@ -115,19 +132,20 @@ def jaccard_estimate(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) minimizing the equal-weighted false positive + negative probability mass
-    of the LSH S-curve around ``threshold`` (the same criterion as datasketch)."""
-    grid = np.linspace(0.0, 1.0, 401)
-    below = grid <= threshold
-    best = (1, num_perm)
-    best_error = float("inf")
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            prob = 1.0 - (1.0 - grid**r) ** b
-            fp = np.trapezoid(prob[below], grid[below]) if below.sum() > 1 else 0.0
-            fn = np.trapezoid(1.0 - prob[~below], grid[~below]) if (~below).sum() > 1 else 0.0
-            error = 0.5 * fp + 0.5 * fn
-            if error < best_error:
-                best, best_error = (b, r), error
-    return best
+def recall_bands(
+    threshold: float, num_perm: int, recall: float = RECALL_AT_THRESHOLD
+) -> tuple[int, int]:
+    """(bands, rows) for which a pair at exactly ``threshold`` becomes an LSH candidate with
+    probability at least ``recall`` (``1 - (1 - t**rows) ** bands``), using as many rows per
+    band as that allows (fewer false candidates). Candidates are confirmed by exact Jaccard
+    similarity afterwards, so the bands favour recall and precision does not suffer."""
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if candidate_probability(threshold, bands, rows) >= recall:
+            return bands, rows
+    return num_perm, 1
+
+
+def candidate_probability(similarity: float, bands: int, rows: int) -> float:
+    """Probability that two documents of Jaccard ``similarity`` share at least one band."""
+    return float(1.0 - (1.0 - similarity**rows) ** bands)

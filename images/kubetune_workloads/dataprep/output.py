@@ -1,13 +1,17 @@
 """Writing the prepared splits (JSONL or Parquet) and computing the dataset version.
 
-The version is a hash of the written data files (and shipped tokenizer) together with the
-canonical data-affecting part of the spec, so the same input and spec always give the same
-version and a change to either gives a new one. Nothing time-dependent is ever hashed.
+The version is a hash of the canonical data-affecting part of the spec, the checksum of every
+input file (sources and decontamination sets), the pipeline's code version and the written data
+files (and shipped tokenizer), so the same input, spec and code always give the same version and
+a change to any of them gives a new one, even a change to a record the pipeline drops. Nothing
+time-dependent is ever hashed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 from pathlib import Path
 from types import TracebackType
@@ -118,8 +122,39 @@ def data_spec(spec: DatasetSpec) -> dict[str, Any]:
     return {k: full[k] for k in DATA_FIELDS if k in full}
 
 
-def dataset_version(root: Path, spec: DatasetSpec, tokenizer_uri: str | None) -> str:
-    """``sha256:...`` over the data files under ``root`` and the data spec."""
+# What decides the output besides the spec and the inputs: this package's code and data, and
+# the libraries whose behaviour is part of a stage (their versions).
+CODE_LIBRARIES = ("numpy", "ftfy", "snowballstemmer", "simplemma", "langdetect", "tokenizers")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """``sha256:...`` over the dataprep code, the bundled lexicon and the stage libraries'
+    versions: a change to any of them gives a new dataset version."""
+    package = Path(__file__).resolve().parent
+    workloads = package.parent
+    files = [*sorted(package.glob("*.py")), workloads / "lexicon.py"]
+    files += sorted((workloads / "data").glob("offensive*"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(workloads).as_posix()}\0{file_sha256(path)}\n".encode())
+    for name in CODE_LIBRARIES:
+        try:
+            digest.update(f"{name}=={importlib.metadata.version(name)}\n".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{name}==none\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def dataset_version(
+    root: Path,
+    spec: DatasetSpec,
+    tokenizer_uri: str | None,
+    inputs: list[tuple[str, str]] | None = None,
+) -> str:
+    """``sha256:...`` over the normalized data spec, the checksum of every input file
+    (``inputs``: (name, checksum) pairs), the pipeline's code version, the tokenizer URI and
+    the data files written under ``root``."""
     digest = hashlib.sha256()
     files = [p for p in sorted(root.rglob("*")) if p.is_file()]
     for path in files:
@@ -133,6 +168,9 @@ def dataset_version(root: Path, spec: DatasetSpec, tokenizer_uri: str | None) ->
     canonical = json.dumps(data_spec(spec), sort_keys=True, separators=(",", ":"))
     digest.update(canonical.encode())
     digest.update((tokenizer_uri or "").encode())
+    for name, checksum in sorted(inputs or []):
+        digest.update(f"input\0{name}\0{checksum}\n".encode())
+    digest.update(f"code\0{code_version()}\n".encode())
     return "sha256:" + digest.hexdigest()
 
 

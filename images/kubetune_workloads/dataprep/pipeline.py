@@ -1,19 +1,25 @@
 """The two passes of data preparation.
 
 Pass 1 streams every source through schema mapping and the filters (:mod:`.filters`) in
-batches and spools the survivors to a temporary JSONL file, so memory holds one batch plus
-what dedup must remember. Pass 2 reads the spool back: rebalancing (which needs the group
-counts of pass 1), source weights, tokenizer training and token bounds, and the deterministic
-train/validation split.
+batches and spools the survivors to a temporary file (pickled batches), so memory holds one
+batch plus what dedup must remember. It is a map (the per-record stages, which any number of
+tasks run on disjoint chunks of the input: :func:`map_task`) and a reduce (the order-dependent
+stages, over the mapped records merged back into input order); with one task both run
+interleaved in this process, with several the map runs as datatrove tasks (:mod:`.engine`).
+
+Pass 2 reads the spool back: rebalancing (which needs the group counts of pass 1), source
+weights, tokenizer training and token bounds, and the deterministic train/validation split
+(by exact-duplicate group: :meth:`Record.split_key`).
 """
 
 from __future__ import annotations
 
-import json
+import itertools
 import math
+import pickle
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +29,10 @@ from kubetune.api.dataset import DatasetSpec
 
 from kubetune_workloads import storage
 from kubetune_workloads.dataprep import balance as balancing
+from kubetune_workloads.dataprep import engine
 from kubetune_workloads.dataprep import tokens as tok
 from kubetune_workloads.dataprep.curation import detect_language
-from kubetune_workloads.dataprep.filters import Filters
+from kubetune_workloads.dataprep.filters import Filters, Mapped
 from kubetune_workloads.dataprep.formats import Malformed, Repaired
 from kubetune_workloads.dataprep.output import SplitWriter
 from kubetune_workloads.dataprep.records import Record, fraction
@@ -36,6 +43,7 @@ from kubetune_workloads.errors import WorkloadError
 from kubetune_workloads.progress import ProgressReporter
 
 BATCH_SIZE = 512
+CHUNK = 512  # input items per task assignment (tasks take chunks round robin)
 LANGUAGE_SAMPLE = 20
 TOKENIZER_DIR = "tokenizer"
 
@@ -55,6 +63,10 @@ class Outcome:
     balance: dict[str, Any] | None = None
     languages: dict[str, Any] | None = None
     words: int = 0
+    # The first de-duplicated records' texts, whose languages stats.json reports (detected in a
+    # helper process while the reduce goes on when the map ran as several tasks).
+    language_sample: list[str] = field(default_factory=list)
+    language_future: Any = None
 
     @property
     def records(self) -> int:
@@ -66,9 +78,18 @@ class Outcome:
 
 
 def prepare(
-    spec: DatasetSpec, out: Path, reporter: ProgressReporter, tokenizer_uri: str | None = None
+    spec: DatasetSpec,
+    out: Path,
+    reporter: ProgressReporter,
+    tokenizer_uri: str | None = None,
+    tasks: int | None = None,
+    shards: Path | None = None,
 ) -> Outcome:
-    """Run both passes, writing the splits (and tokenizer) into ``out``."""
+    """Run both passes, writing the splits (and tokenizer) into ``out``.
+
+    ``tasks`` > 1 runs the per-record stages in that many datatrove tasks (local processes,
+    :mod:`.engine`); the output is identical whatever the number of tasks.
+    """
     stats = StageStats()
     filters = Filters(spec, stats)
     outcome = Outcome(stats=stats, filters=filters)
@@ -76,13 +97,104 @@ def prepare(
     with tempfile.TemporaryDirectory(prefix="dataprep-", dir=storage.cache_root()) as tmp:
         spool = Path(tmp) / "spool.jsonl"
         labels: list[str] = []
-        _first_pass(spec, spool, outcome, balancer, labels, reporter)
+        n_tasks = tasks if tasks is not None else engine.default_tasks(spec)
+        if n_tasks <= 1 and shards is None:
+            _first_pass(spec, spool, outcome, balancer, labels, reporter)
+        else:
+            reporter.update(phase="Filtering", message=f"{n_tasks} tasks")
+            folder = shards or Path(tmp) / "map"
+            engine.run_map(spec, folder, n_tasks)  # skips the tasks already completed
+            results = engine.read_results(folder, n_tasks)
+            merged = engine.read_mapped(folder, n_tasks)
+            _reduce(spec, spool, outcome, balancer, labels, results, merged)
         _check_errors(spec, outcome)
         _second_pass(spec, spool, out, outcome, labels, reporter, tokenizer_uri)
     return outcome
 
 
 # --- pass 1 ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskResult:
+    """What one map task counted (merged by the reduce)."""
+
+    stats: StageStats
+    read: int = 0
+    malformed: int = 0
+    sources: list[Counter[str]] = field(default_factory=list)
+    pii_counts: Counter[str] = field(default_factory=Counter)
+    offensive_redactions: int = 0
+    languages: Counter[str] = field(default_factory=Counter)
+    cpu_seconds: float = 0.0
+
+
+def owner(position: int, world: int) -> int:
+    """The task that maps the input item at ``position`` (chunks of CHUNK items, round robin)."""
+    return (position // CHUNK) % world
+
+
+def map_task(
+    spec: DatasetSpec,
+    rank: int,
+    world: int,
+    sink: Callable[[list[tuple[int, Mapped]]], None],
+    filters: Filters | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TaskResult:
+    """Read every source, run the per-record stages on the items this task owns, and hand
+    the survivors (with their input position) to ``sink`` a batch at a time."""
+    if filters is None:
+        filters = Filters(spec, StageStats(), index=False)
+    stats = filters.stats
+    result = TaskResult(stats=stats)
+    meta_field = spec.safety.balance.field if spec.safety.balance else None
+    position = -1
+    for index, source in enumerate(spec.sources):
+        mapper = SchemaMapper(spec.record_schema, source.fields, spec.role_mapping, meta_field)
+        counts = Counter[str]()
+        number = 0
+        batch: list[Record] = []
+        for item in iter_source(source):
+            if isinstance(item, Repaired):
+                if owner(position + 1, world) == rank:
+                    stats.change("read", "encoding_repaired")
+                continue
+            position += 1
+            number += 1
+            if owner(position, world) != rank:
+                continue
+            result.read += 1
+            counts["read"] += 1
+            stats.enter("read")
+            if isinstance(item, Malformed):
+                result.malformed += 1
+                counts["malformed"] += 1
+                stats.drop("read", item.reason, item.example(), position)
+                continue
+            stats.keep("read")
+            stats.enter("schema")
+            record = mapper.map(item, f"{display_uri(source.uri)}#{number}", index)
+            if isinstance(record, Malformed):
+                result.malformed += 1
+                counts["malformed"] += 1
+                stats.drop("schema", record.reason, record.example(), position)
+                continue
+            stats.keep("schema")
+            record.weight = source.weight
+            record.position = position
+            batch.append(record)
+            if len(batch) >= BATCH_SIZE:
+                sink([(m.record.position, m) for m in filters.map(batch)])
+                batch = []
+                if progress is not None:
+                    progress(position + 1)
+        sink([(m.record.position, m) for m in filters.map(batch)])
+        result.sources.append(counts)
+    result.pii_counts = filters.pii_counts
+    result.offensive_redactions = filters.offensive_redactions
+    result.languages = filters.languages
+    return result
 
 
 def _first_pass(
@@ -93,65 +205,110 @@ def _first_pass(
     labels: list[str],
     reporter: ProgressReporter,
 ) -> None:
-    stats = outcome.stats
-    meta_field = spec.safety.balance.field if spec.safety.balance else None
-    with spool.open("w", encoding="utf-8") as sink:
-        for index, source in enumerate(spec.sources):
-            mapper = SchemaMapper(spec.record_schema, source.fields, spec.role_mapping, meta_field)
-            counts = Counter[str]()
-            batch: list[Record] = []
-            for item in iter_source(source):
-                if isinstance(item, Repaired):
-                    stats.change("read", "encoding_repaired")
-                    continue
-                outcome.read += 1
-                counts["read"] += 1
-                stats.enter("read")
-                if isinstance(item, Malformed):
-                    outcome.malformed += 1
-                    counts["malformed"] += 1
-                    stats.drop("read", item.reason, item.example())
-                    continue
-                stats.keep("read")
-                stats.enter("schema")
-                record = mapper.map(item, f"{display_uri(source.uri)}#{counts['read']}", index)
-                if isinstance(record, Malformed):
-                    outcome.malformed += 1
-                    counts["malformed"] += 1
-                    stats.drop("schema", record.reason, record.example())
-                    continue
-                stats.keep("schema")
-                record.weight = source.weight
-                batch.append(record)
-                if len(batch) >= BATCH_SIZE:
-                    counts["kept"] += _spool(outcome.filters.process(batch), sink, balancer, labels)
-                    batch = []
-                    reporter.update(phase="Filtering", step=outcome.read)
-            counts["kept"] += _spool(outcome.filters.process(batch), sink, balancer, labels)
-            outcome.sources.append(
-                {
-                    "uri": display_uri(source.uri),
-                    "format": source.format,
-                    "weight": source.weight,
-                    "read": counts["read"],
-                    "malformed": counts["malformed"],
-                    "kept": counts["kept"],
-                }
+    """One process: map and reduce interleaved, batch by batch."""
+    filters = outcome.filters
+    kept: Counter[int] = Counter()
+    with spool.open("wb") as sink:
+
+        def reduce(batch: list[tuple[int, Mapped]]) -> None:
+            records = filters.reduce([m for _, m in batch])
+            kept.update(r.meta.get("source", 0) for r in records)
+            _spool(records, sink, balancer, labels, outcome.language_sample)
+
+        result = map_task(
+            spec,
+            0,
+            1,
+            reduce,
+            filters,
+            lambda n: reporter.update(phase="Filtering", step=n),
+        )
+    _account(spec, outcome, [result], kept, merge=False)
+
+
+def _reduce(
+    spec: DatasetSpec,
+    spool: Path,
+    outcome: Outcome,
+    balancer: balancing.Balancer | None,
+    labels: list[str],
+    results: list[TaskResult],
+    mapped: Iterator[Mapped],
+) -> None:
+    """The order-dependent stages over every task's output, merged back into input order."""
+    filters = outcome.filters
+    kept: Counter[int] = Counter()
+    sample = outcome.language_sample
+    detect = not any(r.languages for r in results)
+    with spool.open("wb") as sink:
+        batch: list[Mapped] = []
+        for item in itertools.chain(mapped, [None]):
+            if item is not None:
+                batch.append(item)
+            if len(batch) >= BATCH_SIZE or (item is None and batch):
+                records = filters.reduce(batch)
+                kept.update(r.meta.get("source", 0) for r in records)
+                _spool(records, sink, balancer, labels, sample)
+                batch = []
+            if (
+                detect
+                and outcome.language_future is None
+                and (len(sample) >= LANGUAGE_SAMPLE or item is None)
+            ):
+                outcome.language_future = engine.detect_languages_async(list(sample))
+    _account(spec, outcome, results, kept, merge=True)
+
+
+def _account(
+    spec: DatasetSpec,
+    outcome: Outcome,
+    results: list[TaskResult],
+    kept: Counter[int],
+    merge: bool,
+) -> None:
+    """Merge the tasks' counts into ``outcome`` and check that every source held records."""
+    filters = outcome.filters
+    for result in results:
+        if merge:
+            outcome.stats.merge(result.stats)
+            filters.pii_counts.update(result.pii_counts)
+            filters.offensive_redactions += result.offensive_redactions
+            filters.languages.update(result.languages)
+        outcome.read += result.read
+        outcome.malformed += result.malformed
+    for index, source in enumerate(spec.sources):
+        read = sum(r.sources[index]["read"] for r in results)
+        outcome.sources.append(
+            {
+                "uri": display_uri(source.uri),
+                "format": source.format,
+                "weight": source.weight,
+                "read": read,
+                "malformed": sum(r.sources[index]["malformed"] for r in results),
+                "kept": kept[index],
+            }
+        )
+        if read == 0:
+            raise WorkloadError(
+                "EmptyDataset", f"source {display_uri(source.uri)} holds no records"
             )
-            if counts["read"] == 0:
-                raise WorkloadError(
-                    "EmptyDataset", f"source {display_uri(source.uri)} holds no records"
-                )
 
 
 def _spool(
-    records: list[Record], sink: Any, balancer: balancing.Balancer | None, labels: list[str]
+    records: list[Record],
+    sink: Any,
+    balancer: balancing.Balancer | None,
+    labels: list[str],
+    sample: list[str],
 ) -> int:
     for record in records:
+        if len(sample) < LANGUAGE_SAMPLE:
+            sample.append(record.text())
         if balancer is not None:
             labels.append(balancer.label(record))
-        row = {"f": record.fields, "m": record.meta, "w": record.weight}
-        sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if records:
+        rows = [(r.fields, r.meta, r.weight, r.group, r.words) for r in records]
+        pickle.dump(rows, sink, protocol=pickle.HIGHEST_PROTOCOL)
     return len(records)
 
 
@@ -178,10 +335,14 @@ def _check_errors(spec: DatasetSpec, outcome: Outcome) -> None:
 
 
 def _read_spool(spool: Path) -> Iterator[Record]:
-    with spool.open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            yield Record(fields=row["f"], meta=row["m"], weight=row["w"])
+    with spool.open("rb") as handle:
+        while True:
+            try:
+                rows = pickle.load(handle)
+            except EOFError:
+                return
+            for fields, meta, weight, group, words in rows:
+                yield Record(fields=fields, meta=meta, weight=weight, group=group, words=words)
 
 
 def _second_pass(
@@ -205,7 +366,6 @@ def _second_pass(
 
     tokenizer = _tokenizer(spec, out, outcome, tokenizer_uri, kept_records)
     lengths: list[int] = []
-    language_sample: list[str] = []
     after_balance: Counter[str] = Counter()
     tspec = spec.tokenizer
     with SplitWriter(out, spec.output_format, spec.record_schema) as writer:
@@ -224,16 +384,15 @@ def _second_pass(
                             stats.drop("tokens", "over_max_tokens")
                             continue
                         length = tok.count([record], tokenizer)[0]
+                        record.words = -1
                         stats.change("tokens", "truncated")
                     stats.keep("tokens")
                 else:
                     length = -1
                 copies = _emit(spec, record, writer, stats, seed, length, lengths)
-                outcome.words += copies * len(record.text().split())
+                outcome.words += copies * record.word_count()
                 if labels and copies:
                     after_balance[labels[i]] += copies
-                if len(language_sample) < LANGUAGE_SAMPLE:
-                    language_sample.append(record.text())
             pending.clear()
 
         for item in kept_records():
@@ -248,7 +407,7 @@ def _second_pass(
         outcome.balance["after"] = balancing.report(
             after_balance, spec.safety.balance.targets if spec.safety.balance else None
         )
-    _languages(outcome, language_sample)
+    _languages(outcome)
     if outcome.records == 0:
         raise WorkloadError(
             "EmptyDataset",
@@ -267,7 +426,7 @@ def _emit(
     lengths: list[int],
 ) -> int:
     """Write ``record`` as many times as its source weight says, into its split."""
-    key = record.key()
+    key = record.split_key()
     whole, part = math.floor(record.weight), record.weight - math.floor(record.weight)
     copies = whole + (1 if part and fraction(key, f"weight-{seed}") < part else 0)
     stats.enter("mix")
@@ -346,14 +505,18 @@ def _tokenizer(
     return tokenizer
 
 
-def _languages(outcome: Outcome, sample: list[str]) -> None:
+def _languages(outcome: Outcome) -> None:
     counted = outcome.filters.languages
     if counted:
         outcome.languages = {"detectedOn": "all", "counts": dict(sorted(counted.items()))}
         return
+    sample = outcome.language_sample
     if not sample:
         return
-    found = Counter(detect_language(text) for text in sample)
+    if outcome.language_future is not None:
+        found = Counter(outcome.language_future.result())
+    else:
+        found = Counter(detect_language(text) for text in sample)
     outcome.languages = {
         "detectedOn": f"first {len(sample)} records",
         "counts": dict(sorted(found.items())),

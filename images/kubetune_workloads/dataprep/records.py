@@ -23,6 +23,17 @@ class Record:
     fields: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     weight: float = 1.0
+    # The normalized-text digest (exact-duplicate group): the split is decided per group.
+    group: int = 0
+    # Position in the input (map tasks hand records back in this order).
+    position: int = -1
+    # Whitespace-separated words of text(), counted by the map (-1: not counted yet).
+    words: int = -1
+
+    def word_count(self) -> int:
+        if self.words < 0:
+            self.words = len(self.text().split())
+        return self.words
 
     def text(self) -> str:
         """All text fields joined by blank lines (what filters and dedup judge)."""
@@ -51,6 +62,12 @@ class Record:
         """A stable digest of the record's content (split assignment, sampling)."""
         text = json.dumps(self.fields, sort_keys=True, ensure_ascii=False)
         return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+    def split_key(self) -> bytes:
+        """What the train/validation split hashes: the exact-duplicate group, so records that
+        differ only in case, punctuation or spacing (kept when ``exactDedup`` is off) land in
+        the same split; the content key when no group was computed."""
+        return self.group.to_bytes(8, "big") if self.group else self.key()
 
 
 def fraction(key: bytes, salt: str) -> float:

@@ -9,6 +9,7 @@ grow with the size of the corpus.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import tempfile
@@ -204,3 +205,44 @@ def _iter_hf(rest: str, source: DataSource) -> Iterator[RawItem]:
         raise WorkloadError("StorageError", f"cannot open hf://{rest}: {exc}") from exc
     for row in iterator:
         yield dict(row)
+
+
+def input_checksums(source: DataSource) -> list[tuple[str, str]]:
+    """(display name, checksum) of every file of ``source``: ``sha256:`` of the bytes for
+    local and http(s) files, the object's ETag and size for s3 (no second download), the
+    dataset commit (``git:``) for ``hf://`` sources. This is what the version hashes, so a
+    changed byte anywhere in the input gives a new version."""
+    scheme, rest = storage.split_uri(source.uri)
+    if scheme == "hf":
+        return [(display_uri(source.uri), _hf_commit(rest))]
+    fs: Any = storage.s3_filesystem() if scheme == "s3" else None
+    out = []
+    for file in list_files(source):
+        if fs is not None:
+            try:
+                info = fs.info(file.name.removeprefix("s3://"))
+            except Exception as exc:
+                raise WorkloadError("StorageError", f"cannot stat {file.name}: {exc}") from exc
+            etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+            if etag:
+                out.append((display_uri(file.name), f"etag:{etag}:{info.get('size')}"))
+                continue
+        digest = hashlib.sha256()
+        with file.open() as raw:
+            while chunk := raw.read(1 << 20):
+                digest.update(chunk)
+        out.append((display_uri(file.name), "sha256:" + digest.hexdigest()))
+    return out
+
+
+def _hf_commit(rest: str) -> str:
+    _, repo_id, revision = storage.parse_hf(rest)
+    try:
+        from huggingface_hub import HfApi
+
+        info = HfApi(token=os.environ.get("HF_TOKEN") or None).dataset_info(
+            repo_id, revision=revision
+        )
+    except Exception as exc:
+        raise WorkloadError("StorageError", f"cannot resolve hf://{rest}: {exc}") from exc
+    return f"git:{info.sha}"

@@ -8,6 +8,21 @@ from typing import Any
 
 MAX_EXAMPLES_PER_REASON = 3
 EXAMPLE_CHARS = 200
+# The order stages are reported in, whichever task met them first.
+STAGE_ORDER = (
+    "read",
+    "schema",
+    "clean",
+    "quality",
+    "curation",
+    "offensive",
+    "exact_dedup",
+    "near_dedup",
+    "decontaminate",
+    "balance",
+    "tokens",
+    "mix",
+)
 
 
 @dataclass
@@ -20,6 +35,8 @@ class StageStats:
     changed: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    # Input position of each example: tasks merge their examples into the first ones overall.
+    example_positions: dict[str, list[int]] = field(default_factory=dict)
 
     def enter(self, stage: str, n: int = 1) -> None:
         if stage not in self.order:
@@ -29,7 +46,7 @@ class StageStats:
     def keep(self, stage: str, n: int = 1) -> None:
         self.records_out[stage] += n
 
-    def drop(self, stage: str, reason: str, example: str | None = None) -> None:
+    def drop(self, stage: str, reason: str, example: str | None = None, position: int = 0) -> None:
         """Count one dropped record; keep up to a few (truncated) examples per reason."""
         key = f"{stage}.{reason}"
         self.dropped[key] += 1
@@ -37,6 +54,25 @@ class StageStats:
             bucket = self.examples.setdefault(key, [])
             if len(bucket) < MAX_EXAMPLES_PER_REASON:
                 bucket.append(example[:EXAMPLE_CHARS])
+                self.example_positions.setdefault(key, []).append(position)
+
+    def merge(self, other: StageStats) -> None:
+        """Add the counts of ``other`` (another task's); examples stay the first by position."""
+        self.records_in.update(other.records_in)
+        self.records_out.update(other.records_out)
+        self.dropped.update(other.dropped)
+        self.changed.update(other.changed)
+        for stage in other.order:
+            if stage not in self.order:
+                self.order.append(stage)
+        for key, texts in other.examples.items():
+            mine = list(
+                zip(self.example_positions.get(key, []), self.examples.get(key, []), strict=True)
+            )
+            theirs = list(zip(other.example_positions.get(key, []), texts, strict=True))
+            merged = sorted(mine + theirs)[:MAX_EXAMPLES_PER_REASON]
+            self.example_positions[key] = [p for p, _ in merged]
+            self.examples[key] = [t for _, t in merged]
 
     def change(self, stage: str, what: str, n: int = 1) -> None:
         """Count a modification that keeps the record (a redaction, a repaired encoding)."""
@@ -58,8 +94,13 @@ class StageStats:
                     if k.startswith(s + ".")
                 },
             }
-            for s in self.order
+            for s in self.ordered()
         ]
+
+    def ordered(self) -> list[str]:
+        """Stages met, in pipeline order (independent of which task met which first)."""
+        rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+        return sorted(self.order, key=lambda s: rank.get(s, len(rank)))
 
     def stage_counts(self) -> dict[str, int]:
         """Records removed per ``stage.reason`` (what the Dataset status shows)."""

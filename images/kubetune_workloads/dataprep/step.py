@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 from kubetune.api.steps import DataprepStepSpec, InputArtifact, StepResult
 
 from kubetune_workloads import storage
-from kubetune_workloads.dataprep.output import dataset_version, short_version
+from kubetune_workloads.dataprep import engine
+from kubetune_workloads.dataprep.decontam import prompt_checksums
+from kubetune_workloads.dataprep.output import code_version, dataset_version, short_version
 from kubetune_workloads.dataprep.pipeline import TOKENIZER_DIR, prepare
 from kubetune_workloads.dataprep.report import build_stats, data_card
-from kubetune_workloads.dataprep.sources import display_uri
+from kubetune_workloads.dataprep.sources import input_checksums
 from kubetune_workloads.datasetio import DATASET_INFO_FILE, DatasetInfo
 from kubetune_workloads.manifest import write_manifest
 from kubetune_workloads.progress import ProgressReporter
@@ -26,11 +29,17 @@ def run(step: DataprepStepSpec) -> StepResult:
     """Prepare the dataset described by ``step`` and write it to ``step.output_uri``."""
     spec = step.spec
     started = time.monotonic()
+    stage = engine.staged()
+    if stage is not None and stage[0] == "map":
+        return _map_stage(step, *stage[1:])
     reporter = ProgressReporter("dataprep", step.progress_port)
     try:
         with storage.output_dir(step.output_uri) as out:
-            outcome = prepare(spec, out, reporter, step.tokenizer_uri)
-            version = short_version(dataset_version(out, spec, step.tokenizer_uri))
+            tasks, shards = (stage[2], stage[1]) if stage is not None else (None, None)
+            outcome = prepare(spec, out, reporter, step.tokenizer_uri, tasks, shards)
+            checksums = [c for source in spec.sources for c in input_checksums(source)]
+            checksums += [c for u in spec.cleaning.decontaminate or [] for c in prompt_checksums(u)]
+            version = short_version(dataset_version(out, spec, step.tokenizer_uri, checksums))
             info = DatasetInfo(
                 schema_=spec.record_schema,
                 records=outcome.splits,
@@ -43,8 +52,9 @@ def run(step: DataprepStepSpec) -> StepResult:
             stats = build_stats(spec, outcome, version)
             (out / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
             (out / CARD_FILE).write_text(data_card(step.producer.name, spec, stats))
-            inputs = [InputArtifact(uri=display_uri(s.uri)) for s in spec.sources]
-            inputs += [InputArtifact(uri=u) for u in spec.cleaning.decontaminate or []]
+            inputs = [
+                InputArtifact(uri=name, content_hash=checksum) for name, checksum in checksums
+            ]
             if step.tokenizer_uri:
                 inputs.append(InputArtifact(uri=step.tokenizer_uri))
             manifest = write_manifest(
@@ -54,7 +64,11 @@ def run(step: DataprepStepSpec) -> StepResult:
                 spec=step.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
                 inputs=inputs,
                 seed=spec.split.seed,
-                extra={"version": version, "durationSeconds": round(time.monotonic() - started, 3)},
+                extra={
+                    "version": version,
+                    "codeVersion": code_version(),
+                    "durationSeconds": round(time.monotonic() - started, 3),
+                },
             )
     finally:
         reporter.close()
@@ -80,4 +94,19 @@ def run(step: DataprepStepSpec) -> StepResult:
             "tokens": outcome.tokens,
             "stageCounts": counts,
         },
+    )
+
+
+def _map_stage(step: DataprepStepSpec, folder: Path, tasks: int, rank: int) -> StepResult:
+    """One map task of a staged run (one pod of the map Indexed Job): its shard and counts
+    go to ``folder``; a rerun after a completed task does nothing (completion marker)."""
+    engine.run_map(step.spec, folder, tasks, workers=1, ranks=(rank, 1))
+    result = engine.read_result(folder, rank)
+    return StepResult(
+        step="dataprep",
+        ok=True,
+        reason="Completed",
+        message=f"map task {rank} of {tasks}: {result.read} records read",
+        metrics={"read": float(result.read), "malformed": float(result.malformed)},
+        details={"stage": "map", "rank": rank, "tasks": tasks},
     )

@@ -1,0 +1,249 @@
+"""Running the map stage of data preparation as datatrove tasks.
+
+The per-record stages (:func:`.pipeline.map_task`) run as a datatrove pipeline step: datatrove's
+task model gives each task a ``rank`` of ``world_size``, its :class:`LocalPipelineExecutor`
+runs the tasks in local processes, and its completion markers (``logs/completions/RANK``) make
+a rerun skip the tasks that finished, so a task killed mid-stage reruns alone. A task owns
+chunks of input items round robin (:func:`.pipeline.owner`) and writes its survivors, in input
+order, to ``shard-RANK.pkl`` and its counts to ``result-RANK.pkl`` (written last, atomically).
+The reduce (:func:`read_mapped`) merges the shards back into input order, so the output and the
+version are the same for any number of tasks.
+
+The same step maps onto a Kubernetes Indexed Job: pod ``JOB_COMPLETION_INDEX`` runs
+:func:`run_map` with ``rank`` = its index over a folder in the artifact store.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import pickle
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from kubetune.api.dataset import DatasetSpec
+
+from kubetune_workloads import storage
+from kubetune_workloads.errors import WorkloadError
+
+if TYPE_CHECKING:
+    from kubetune_workloads.dataprep.filters import Mapped
+    from kubetune_workloads.dataprep.pipeline import TaskResult
+
+TASKS_ENV = "KUBETUNE_DATAPREP_TASKS"
+# Staged execution (one pod per map task, then a reduce), e.g. as a Kubernetes Indexed Job:
+# STAGE=map runs the task JOB_COMPLETION_INDEX of TASKS into SHARDS (a directory every pod
+# mounts, such as a PVC); STAGE=reduce merges SHARDS (running any task still missing) and
+# writes the versioned artifact. Without STAGE the step runs both, in local processes.
+STAGE_ENV = "KUBETUNE_DATAPREP_STAGE"
+SHARDS_ENV = "KUBETUNE_DATAPREP_SHARDS"
+RANK_ENV = "JOB_COMPLETION_INDEX"
+# CPU seconds of each map task of the last run in this process (benchmarks read it).
+LAST_TASK_CPU: list[float] = []
+# Below this much local input, one process is faster than starting tasks.
+MIN_BYTES_PER_TASK = 4 << 20
+
+
+def staged() -> tuple[str, Path, int, int] | None:
+    """(stage, shards folder, tasks, rank) when the step runs one stage of a staged run."""
+    stage = os.environ.get(STAGE_ENV)
+    if not stage:
+        return None
+    if stage not in ("map", "reduce"):
+        raise WorkloadError("InvalidInput", f"{STAGE_ENV} must be map or reduce, got {stage!r}")
+    folder = os.environ.get(SHARDS_ENV)
+    tasks = os.environ.get(TASKS_ENV)
+    if not folder or not tasks:
+        raise WorkloadError(
+            "InvalidInput", f"{STAGE_ENV}={stage} needs {SHARDS_ENV} and {TASKS_ENV}"
+        )
+    rank = int(os.environ.get(RANK_ENV, "0"))
+    if not 0 <= rank < int(tasks):
+        raise WorkloadError("InvalidInput", f"{RANK_ENV}={rank} is not below {TASKS_ENV}={tasks}")
+    return stage, Path(folder), int(tasks), rank
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_tasks(spec: DatasetSpec) -> int:
+    """``KUBETUNE_DATAPREP_TASKS``, else one task per usable CPU when the local input is large
+    enough to repay starting them (4 MiB per task). Remote sources (every task reads the whole
+    input) run in one task unless configured."""
+    configured = os.environ.get(TASKS_ENV)
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError as exc:
+            raise WorkloadError("InvalidInput", f"{TASKS_ENV}={configured!r}") from exc
+    cpus = usable_cpus()
+    if cpus <= 1:
+        return 1
+    size = 0
+    for source in spec.sources:
+        path = storage.local_path(source.uri)
+        if path is None:
+            return 1
+        if path.is_file():
+            size += path.stat().st_size
+        elif path.is_dir():
+            size += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        else:
+            return 1  # a glob or a missing path: let the reader report it
+    return max(1, min(cpus, size // MIN_BYTES_PER_TASK))
+
+
+class MapStep:
+    """A datatrove pipeline step (``step(data, rank, world_size)``) running one map task."""
+
+    name = "kubetune dataprep map"
+    type = "kubetune"
+
+    def __init__(self, spec: DatasetSpec, folder: str) -> None:
+        self.spec = spec
+        self.folder = folder
+
+    def __call__(self, data: Any, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        from kubetune_workloads.dataprep.pipeline import map_task
+
+        folder = Path(self.folder)
+        shard = folder / f"shard-{rank:05d}.pkl"
+        with shard.open("wb") as handle:
+
+            def sink(batch: list[tuple[int, Mapped]]) -> None:
+                if batch:
+                    pickle.dump(_columns(batch), handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+            started = time.process_time()
+            try:
+                result = map_task(self.spec, rank, world_size, sink)
+            except WorkloadError as exc:
+                # Reported to the parent through a file (the exception does not pickle).
+                error = {"reason": exc.reason, "message": exc.message}
+                (folder / f"error-{rank:05d}.json").write_text(json.dumps(error))
+                raise RuntimeError(str(exc)) from None
+            result.cpu_seconds = time.process_time() - started
+        tmp = folder / f".result-{rank:05d}.pkl"
+        tmp.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        tmp.replace(folder / f"result-{rank:05d}.pkl")
+        return iter(())
+
+
+def run_map(
+    spec: DatasetSpec,
+    folder: Path,
+    tasks: int,
+    workers: int | None = None,
+    ranks: tuple[int, int] | None = None,
+) -> None:
+    """Run the map tasks (all, or ``ranks`` = (first, count) of them: one pod's share) with
+    datatrove's local executor; completed tasks (completion markers) are skipped."""
+    from datatrove.executor.local import LocalPipelineExecutor
+    from loguru import logger
+
+    folder.mkdir(parents=True, exist_ok=True)
+    first, count = ranks if ranks is not None else (0, tasks)
+    logger.remove()  # datatrove logs through loguru: keep the step's output to our own log
+    executor = LocalPipelineExecutor(
+        pipeline=[MapStep(spec, str(folder))],
+        tasks=tasks,
+        workers=min(workers or usable_cpus(), count),
+        logging_dir=str(folder / "logs"),
+        skip_completed=True,
+        start_method="fork",
+        local_tasks=count,
+        local_rank_offset=first,
+    )
+    try:
+        executor.run()
+    except Exception:
+        errors = sorted(folder.glob("error-*.json"))
+        if errors:
+            error = json.loads(errors[0].read_text())
+            raise WorkloadError(error["reason"], error["message"]) from None
+        raise
+
+
+def detect_languages_async(texts: list[str]) -> Any:
+    """A future of the languages of ``texts``, detected in a forked helper process (on the
+    core the serial reduce leaves idle; langdetect takes about a second to load and run)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from kubetune_workloads.dataprep.curation import detect_language
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    future = pool.map(detect_language, texts)
+    pool.shutdown(wait=False)
+    return _Languages(future)
+
+
+class _Languages:
+    def __init__(self, results: Iterator[str]) -> None:
+        self._results = results
+
+    def result(self) -> list[str]:
+        return list(self._results)
+
+
+def read_result(folder: Path, rank: int) -> TaskResult:
+    """The counts of map task ``rank`` (it must have completed)."""
+    path = folder / f"result-{rank:05d}.pkl"
+    if not path.is_file():
+        raise WorkloadError("Failed", f"map task {rank} did not complete")
+    result: TaskResult = pickle.loads(path.read_bytes())
+    return result
+
+
+def read_results(folder: Path, tasks: int) -> list[TaskResult]:
+    """Every task's counts (all tasks must have completed)."""
+    results = [read_result(folder, rank) for rank in range(tasks)]
+    LAST_TASK_CPU[:] = [r.cpu_seconds for r in results]
+    return results
+
+
+def _columns(batch: list[tuple[int, Mapped]]) -> tuple[Any, ...]:
+    """A batch of mapped records as a few arrays and plain tuples (fast to (un)pickle)."""
+    rows = [(m.record.fields, m.record.meta, m.record.weight, m.record.group, m.record.words)
+            for _, m in batch]  # fmt: skip
+    positions = [p for p, _ in batch]
+    if batch[0][1].signature is None:
+        return positions, rows, None, None, None
+    sigs = np.stack([m.signature for _, m in batch])  # type: ignore[misc]
+    sets = [m.shingles for _, m in batch]
+    bounds = np.cumsum([0] + [s.size for s in sets])  # type: ignore[union-attr]
+    return positions, rows, sigs, np.concatenate(sets), bounds  # type: ignore[arg-type]
+
+
+def _shard(path: Path) -> Iterator[tuple[int, Mapped]]:
+    from kubetune_workloads.dataprep.filters import Mapped
+    from kubetune_workloads.dataprep.records import Record
+
+    with path.open("rb") as handle:
+        while True:
+            try:
+                positions, rows, sigs, flat, bounds = pickle.load(handle)
+            except EOFError:
+                return
+            for i, (fields, meta, weight, group, words) in enumerate(rows):
+                record = Record(fields, meta, weight, group, positions[i], words)
+                if sigs is None:
+                    yield positions[i], Mapped(record, None, None)
+                else:
+                    shingles = flat[bounds[i] : bounds[i + 1]]
+                    yield positions[i], Mapped(record, sigs[i], shingles)
+
+
+def read_mapped(folder: Path, tasks: int) -> Iterator[Mapped]:
+    """Every task's mapped records, merged back into input order."""
+    shards = [_shard(folder / f"shard-{rank:05d}.pkl") for rank in range(tasks)]
+    for _, mapped in heapq.merge(*shards, key=lambda item: item[0]):
+        yield mapped
