@@ -37,5 +37,13 @@ pytest: $(STAMP) tools
 
 test: lint typecheck pytest
 
+# The install tier (tests/install) against the real cluster of KUBECONFIG: helm installs the chart
+# there and the cluster's kubelet runs the images, so build and load them first and point the
+# chart at them with KUBETUNE_INSTALL_VALUES=values.yaml (see .github/workflows/cluster.yaml).
+.PHONY: test-cluster
+test-cluster: $(STAMP) tools
+	@test -n "$$KUBECONFIG" || { echo "test-cluster: set KUBECONFIG to the cluster to install into" >&2; exit 2; }
+	$(BIN)/python -m pytest tests/install -m cluster -q
+
 clean:
 	rm -rf $(VENV) .tools .kubetune .pytest_cache .mypy_cache .ruff_cache

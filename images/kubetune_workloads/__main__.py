@@ -14,7 +14,12 @@ import sys
 import traceback
 from pathlib import Path
 
-from kubetune.api.steps import StepResult, parse_step_spec
+from kubetune.api.steps import (
+    EXIT_PERMANENT,
+    StepResult,
+    exit_code_for,
+    parse_step_spec,
+)
 
 from kubetune_workloads.errors import WorkloadError
 
@@ -26,24 +31,8 @@ STEP_MODULES = {
     "feedback": "kubetune_workloads.feedback",
 }
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-EXIT_INVALID = 2
-PERMANENT_REASONS = frozenset(
-    {
-        "InvalidSpec",
-        "InvalidInput",
-        "SpecUnreadable",
-        "UnsafeWeights",
-        "UnsupportedArchitecture",
-        "UnsupportedMerge",
-        "NoAdapter",
-        "AlreadyQuantized",
-        "AdapterNotMerged",
-        "PruneQuantized",
-        "QualityGateFailed",
-        "NaNLoss",
-        "InvalidCursor",
-    }
-)
+# One table decides which failures are permanent: kubetune.api.steps.FAILURE_REASONS.
+EXIT_INVALID = EXIT_PERMANENT
 log = logging.getLogger("kubetune_workloads")
 
 
@@ -115,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.ok:
         return 0
     # Exit code 2 tells the Job's podFailurePolicy that retrying cannot help.
-    return EXIT_INVALID if result.reason in PERMANENT_REASONS else 1
+    return exit_code_for(result.reason)
 
 
 if __name__ == "__main__":

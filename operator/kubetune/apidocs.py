@@ -133,6 +133,15 @@ def render_api_reference() -> str:
         f"{DEFAULT_MAX_ITEMS} items, {DEFAULT_MAX_PROPERTIES} entries and "
         f"{DEFAULT_MAX_LENGTH} characters ({DEFAULT_MAX_PATTERN_LENGTH} for patterned strings).",
         "",
+        "Admission follows kube-apiserver: `metadata` is checked as the API server checks it",
+        "(`name`/`generateName` DNS subdomains, `namespace` a DNS label, label keys and values,",
+        "annotation keys and size, unknown fields), integers must fit in 64 bits, YAML with a",
+        "duplicated key is refused (with both lines), and the pod-level fields copied into Jobs",
+        "(`resources.nodeSelector`, `tolerations`, `affinity`, `priorityClassName`, `queueName`,",
+        "`gpuType`, quantities, Secret keys) follow Kubernetes' own rules, in the CRD (patterns,",
+        "enums, CEL) and in `kubetune validate`; map keys, which a CRD cannot constrain, are",
+        "checked by `kubetune validate` and the operator. Every error names its field path.",
+        "",
         "Kinds: " + ", ".join(f"[{k}](#{k.lower()})" for k in KIND_INFO) + ".",
         "",
     ]

@@ -51,7 +51,7 @@ ChartCrdDir = Annotated[
     typer.Option(
         "--chart-dir",
         help="The Helm chart's copy of the CRDs "
-        "(default: charts/kubetune/crds beside --dir, when that chart exists).",
+        "(default: charts/kubetune/files/crds beside --dir, when that chart exists).",
     ),
 ]
 
@@ -96,26 +96,22 @@ def validate(
     ],
 ) -> None:
     """Check kubetune manifests against the typed API, the CRD schemas and their CEL rules."""
-    from kubetune.validation import (
-        ManifestError,
-        format_errors,
-        load_manifests,
-        validate_manifest,
-    )
+    from kubetune.validation import format_errors, load_manifests, validate_manifest
 
     notes: list[str] = []
-    try:
-        documents = load_manifests(files, notes)
-    except ManifestError as e:
-        err_console.print(f"[red]✗[/red] {escape(str(e))}")
-        raise typer.Exit(1) from None
+    unreadable: list[str] = []
+    documents = load_manifests(files, notes, errors=unreadable)
     for note in notes:
         console.print(f"[dim]{escape(note)}[/dim]")
-    failed = 0
+    for problem in unreadable:
+        console.print(f"[red]✗[/red] {escape(problem)}")
+    failed = len(unreadable)
     for source, doc in documents:
         errors = validate_manifest(doc)
         meta = doc.get("metadata")
-        name = meta.get("name", "?") if isinstance(meta, dict) else "?"
+        name = "?"
+        if isinstance(meta, dict):
+            name = str(meta.get("name") or f"{meta.get('generateName') or '?'}*")
         what = escape(f"{source}: {doc.get('kind')}/{name}")
         if errors:
             failed += 1
@@ -125,11 +121,14 @@ def validate(
                 console.print(f"  - {error}", markup=False)
         else:
             console.print(f"[green]✓[/green] {what} valid")
-    if not documents:
+    if not documents and not unreadable:
         err_console.print("no kubetune resources found")
         raise typer.Exit(1)
     if failed:
-        err_console.print(f"{failed} of {len(documents)} resources invalid")
+        err_console.print(
+            f"{failed - len(unreadable)} of {len(documents)} resources invalid"
+            + (f"; {len(unreadable)} unreadable file(s) or document(s)" if unreadable else "")
+        )
         raise typer.Exit(1)
 
 
@@ -170,47 +169,64 @@ def run(
     workdir: Workdir = Path(".kubetune/run"),
     parallel: Annotated[int, typer.Option(help="Steps run at the same time.")] = 1,
 ) -> None:
-    """Run manifests locally, with the operator's planners and no cluster."""
+    """Run manifests locally, with the operator's planners and no cluster.
+
+    Exit codes: 0 every resource Ready/Succeeded and every Evaluation passed its gates; 1 a
+    resource failed or could not finish (or the workdir is in use by another run); 3 every
+    step finished but an Evaluation failed a gate; 130 stopped by Ctrl-C (SIGINT), 143 by
+    SIGTERM (both resumable: rerun the same command).
+    """
     from rich.live import Live
 
+    from kubetune.local.procs import WorkdirBusy, WorkdirLock
     from kubetune.local.runner import LocalRunner
     from kubetune.local.view import live_table, patched_lines, summary_lines
 
     docs = _valid_manifests(files, "nothing was run: fix the manifests first")
-    runner = LocalRunner(workdir, parallel=parallel)
-    for key, outcome in runner.apply(docs).items():
-        console.print(f"{key} {outcome}")
-    console.print(f"workdir: {runner.workdir}  (logs in {runner.paths.logs})")
-    if console.is_terminal:
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            runner.on_change = lambda r: live.update(
-                live_table([s.body for s in r.ordered()], r.notes)
-            )
+    lock = WorkdirLock(workdir.resolve())
+    try:
+        lock.acquire()
+    except WorkdirBusy as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    try:
+        runner = LocalRunner(workdir, parallel=parallel)
+        for key, outcome in runner.apply(docs).items():
+            console.print(f"{key} {outcome}")
+        console.print(f"workdir: {runner.workdir}  (logs in {runner.paths.logs})")
+        if console.is_terminal:
+            with Live(console=console, refresh_per_second=4, transient=False) as live:
+                runner.on_change = lambda r: live.update(
+                    live_table([s.body for s in r.ordered()], r.notes)
+                )
+                summary = runner.run()
+        else:
+            seen: dict[str, str] = {}
+
+            def report(r: LocalRunner) -> None:
+                for stored in r.ordered():
+                    status = stored.body.get("status") or {}
+                    line = f"{status.get('phase') or 'Pending'}: {status.get('message') or ''}"
+                    key = f"{stored.kind}/{stored.name}"
+                    if seen.get(key) != line:
+                        seen[key] = line
+                        console.print(f"{key} {line}", markup=False)
+
+            runner.on_change = report
             summary = runner.run()
-    else:
-        seen: dict[str, str] = {}
-
-        def report(r: LocalRunner) -> None:
-            for stored in r.ordered():
-                status = stored.body.get("status") or {}
-                line = f"{status.get('phase') or 'Pending'}: {status.get('message') or ''}"
-                key = f"{stored.kind}/{stored.name}"
-                if seen.get(key) != line:
-                    seen[key] = line
-                    console.print(f"{key} {line}", markup=False)
-
-        runner.on_change = report
-        summary = runner.run()
-    for note in dict.fromkeys(runner.notes):
-        console.print(f"[dim]note: {escape(note)}[/dim]")
-    console.rule("summary")
-    for line in summary_lines(summary.resources) + patched_lines(summary.patched):
-        console.print(line, markup=False)
-    if summary.interrupted:
-        err_console.print(f"interrupted: rerun the same command to resume ({runner.workdir})")
-        raise typer.Exit(130)
-    if not summary.ok:
-        raise typer.Exit(1)
+        for note in dict.fromkeys(runner.notes):
+            console.print(f"[dim]note: {escape(note)}[/dim]")
+        console.rule("summary")
+        for line in summary_lines(summary.resources) + patched_lines(summary.patched):
+            console.print(line, markup=False)
+        for gate in summary.failed_gates:
+            err_console.print(f"gate failed: {gate}", markup=False)
+        if summary.interrupted:
+            err_console.print(f"interrupted: rerun the same command to resume ({runner.workdir})")
+        if summary.exit_code:
+            raise typer.Exit(summary.exit_code)
+    finally:
+        lock.release()  # the kernel releases it anyway when the process ends
 
 
 @app.command()
@@ -219,19 +235,46 @@ def status(
     wide: Annotated[bool, typer.Option("--wide", "-o", help="Show all columns.")] = False,
 ) -> None:
     """Print local resources as `kubectl get` would, from a run's workdir."""
+    from kubetune.local.runner import interrupted_resources, with_interruptions
     from kubetune.local.store import STATE_FILE, LocalStore
-    from kubetune.local.view import patched_lines, status_tables
+    from kubetune.local.view import patched_lines, status_tables, usage_lines
 
     if not (workdir / STATE_FILE).is_file():
         err_console.print(f"no local run in {workdir}")
         raise typer.Exit(1)
-    state = LocalStore(workdir).state
-    bodies = [r.body for r in state.resources.values()]
+    store = LocalStore(workdir)
+    state = store.state
+    bodies = with_interruptions(
+        [r.body for r in state.resources.values()], interrupted_resources(store)
+    )
     for table in status_tables(bodies, wide=wide):
         console.print(table)
         console.print()
-    for line in patched_lines(state.patched):
+    for line in patched_lines(state.patched) + usage_lines(bodies):
         console.print(line, markup=False)
+
+
+@app.command()
+def lineage(
+    target: Annotated[str, typer.Argument(help="KIND/NAME, e.g. Evaluation/support-eval.")],
+    workdir: Workdir = Path(".kubetune/run"),
+) -> None:
+    """Print the chain of artifacts behind a resource, back to raw data: each input's role,
+    URI, version and content hash, from the artifacts' manifests (local runs)."""
+    from kubetune.local.lineage import LineageError
+    from kubetune.local.lineage import lineage as chain
+    from kubetune.local.store import STATE_FILE
+
+    if not (workdir / STATE_FILE).is_file():
+        err_console.print(f"no local run in {workdir}")
+        raise typer.Exit(1)
+    try:
+        lines = chain(workdir.resolve(), target)
+    except LineageError as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("plan")
@@ -242,6 +285,10 @@ def plan_command(
     artifact_store: Annotated[
         str | None, typer.Option(help="Default output location, e.g. pvc://kubetune-artifacts.")
     ] = None,
+    allowed_image: Annotated[
+        list[str] | None,
+        typer.Option(help="An image spec.image may name, as `kubetune operator` (repeatable)."),
+    ] = None,
 ) -> None:
     """Print, as YAML, every Kubernetes object the operator would create for the manifests."""
     import yaml
@@ -250,13 +297,30 @@ def plan_command(
     from kubetune.plan.render import plan_manifests
 
     docs = _valid_manifests(files, "nothing was planned: fix the manifests first")
-    config = _operator_config(image_cpu, image_cuda, artifact_store)
-    resources = [KIND_INFO[doc["kind"]].model.model_validate(doc) for _, doc in docs]
-    rendered = plan_manifests(resources, config)  # type: ignore[arg-type]
+    config = dataclasses.replace(
+        _operator_config(image_cpu, image_cuda, artifact_store),
+        allowed_images=tuple(allowed_image or ()),
+    )
+    try:
+        resources = [KIND_INFO[doc["kind"]].model.model_validate(doc) for _, doc in docs]
+        rendered = plan_manifests(resources, config)  # type: ignore[arg-type]
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        err_console.print(f"[red]✗[/red] {escape(str(exc))}")
+        err_console.print("nothing was planned: fix the manifests first")
+        raise typer.Exit(1) from None
     objects = [child for item in rendered for child in item.plan.children]
     for item in rendered:
         if getattr(item, "waiting", None):
             err_console.print(f"# {item.waiting}", markup=False)
+    refused = [item for item in rendered if item.plan.status.get("phase") == "Failed"]
+    for item in refused:
+        what = f"{item.resource.kind}/{item.resource.name}"
+        err_console.print(
+            f"[red]✗[/red] {escape(what)}: {escape(str(item.plan.status['message']))}"
+        )
+    if refused:
+        err_console.print("nothing was planned: the operator would fail these resources")
+        raise typer.Exit(1)
 
     class BlockDumper(yaml.SafeDumper):
         """Multi-line strings (the step spec JSON) as readable literal blocks."""
@@ -311,6 +375,36 @@ def operator(
     standalone: Annotated[
         bool, typer.Option(help="Accepted for compatibility: the operator never uses peering.")
     ] = True,
+    allowed_image: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An image spec.image may name (repeatable; a trailing * matches a prefix). "
+            "Default: only the CPU and CUDA images."
+        ),
+    ] = None,
+    workload_service_account: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ServiceAccount of workload pods: NAME for every namespace, or NAMESPACE=NAME "
+            "(repeatable), e.g. for IRSA/workload identity of an s3:// store."
+        ),
+    ] = None,
+    image_pull_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="imagePullSecret of workload pods: NAME, or NAMESPACE=NAME (repeatable)."
+        ),
+    ] = None,
+    default_requests: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="CPU/memory requests of pods whose spec sets none: STEP=CPU,MEMORY (repeatable; "
+            "STEP is dataprep, finetune, compress, evaluate, feedback, or STEP-gpu)."
+        ),
+    ] = None,
+    metrics_bind_address: Annotated[
+        str, typer.Option(help="Address of /metrics (127.0.0.1 behind kube-rbac-proxy).")
+    ] = "0.0.0.0",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator against the cluster of the pod's service account or the kubeconfig.
@@ -332,7 +426,14 @@ def operator(
         )
         run_operator(
             namespaces=namespace or None,
-            config=_operator_config(image_cpu, image_cuda, artifact_store),
+            config=tenancy_config(
+                _operator_config(image_cpu, image_cuda, artifact_store),
+                allowed_images=allowed_image or [],
+                service_accounts=workload_service_account or [],
+                pull_secrets=image_pull_secret or [],
+                default_requests=default_requests or [],
+                metrics_bind_address=metrics_bind_address,
+            ),
             metrics_port=metrics_port,
             liveness=liveness,
             log_format=log_format,
@@ -373,6 +474,199 @@ def _operator_config(
         cpu_image=image_cpu or default.cpu_image,
         cuda_image=image_cuda or default.cuda_image,
         artifact_store=artifact_store or default.artifact_store,
+    )
+
+
+@app.command()
+def collector(
+    store: Annotated[
+        str,
+        typer.Option(
+            envvar="KUBETUNE_COLLECTOR_STORE",
+            help="Feedback store root (file://, pvc:// or s3://): loop NS/NAME writes under "
+            "STORE/NS/NAME, which is that FeedbackLoop's spec.feedback.uri.",
+        ),
+    ],
+    tokens: Annotated[
+        Path,
+        typer.Option(
+            envvar="KUBETUNE_COLLECTOR_TOKENS",
+            help="YAML list of {name, token, loops: [NS/LOOP patterns]} (a mounted Secret).",
+        ),
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port, printed).")] = 8080,
+    loop: Annotated[
+        list[str] | None,
+        typer.Option("--loop", help="Accept only these NS/LOOP (repeatable; default: any)."),
+    ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 8 << 20,
+    max_records: Annotated[int, typer.Option(help="Most records per request.")] = 10_000,
+    max_pending_bytes: Annotated[
+        int, typer.Option(help="Records waiting for a commit, over which requests get 429.")
+    ] = 64 << 20,
+    max_inflight: Annotated[int, typer.Option(help="Requests handled at once (429).")] = 64,
+    body_timeout: Annotated[float, typer.Option(help="Seconds to receive a body (408).")] = 30.0,
+    segment_bytes: Annotated[int, typer.Option(help="A segment's largest size.")] = 1 << 20,
+    segment_seconds: Annotated[float, typer.Option(help="A segment's longest life.")] = 300.0,
+    retention_hours: Annotated[
+        float, typer.Option(help="How long a record id is remembered (exactly once).")
+    ] = 168.0,
+    access_log: Annotated[bool, typer.Option(help="Log every request (no headers).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve POST /v1/feedback/NS/LOOP: durable, exactly-once feedback for FeedbackLoops."""
+    import asyncio
+    import logging
+
+    from kubetune.collector.auth import TokenFileError
+    from kubetune.collector.server import CollectorConfig, serve
+    from kubetune.collector.store import backend_for
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        backend_for(store)
+        config = CollectorConfig(
+            store=store,
+            tokens_file=tokens,
+            loops=tuple(loop or ()),
+            max_body_bytes=max_body_bytes,
+            max_records=max_records,
+            max_inflight=max_inflight,
+            max_pending_bytes=max_pending_bytes,
+            body_timeout=body_timeout,
+            segment_bytes=segment_bytes,
+            segment_seconds=segment_seconds,
+            retention_seconds=retention_hours * 3600.0,
+        )
+
+        def ready(bound: int) -> None:
+            console.print(f"collector listening on http://{host}:{bound}", markup=False)
+
+        asyncio.run(serve(config, host, port, access_log=access_log, on_ready=ready))
+    except (OSError, ValueError, TokenFileError) as exc:
+        err_console.print(f"[red]✗[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def approve(
+    loop: Annotated[str, typer.Argument(help="The FeedbackLoop's name.")],
+    cycle: Annotated[str, typer.Argument(help="The cycle waiting for approval, e.g. c3.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="A `kubetune run` workdir (else: the cluster of the kubeconfig)."),
+    ] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context.")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Annotate even if the cycle is not awaiting approval yet.")
+    ] = False,
+) -> None:
+    """Approve (promote) or reject a challenger waiting in AwaitingApproval.
+
+    The same as `kubectl annotate ktfl/LOOP kubetune.dev/approve=cN` (or kubetune.dev/reject).
+    With --workdir, the annotation goes into a local run's state: run `kubetune run` again.
+    """
+    import yaml
+
+    key = "kubetune.dev/reject" if reject else "kubetune.dev/approve"
+    other = "kubetune.dev/approve" if reject else "kubetune.dev/reject"
+    verb = "rejected" if reject else "approved"
+    if workdir is not None:
+        from kubetune.local.store import STATE_FILE, LocalStore, resource_key
+
+        if not (workdir / STATE_FILE).is_file():
+            err_console.print(f"no local run in {workdir}")
+            raise typer.Exit(1)
+        store = LocalStore(workdir)
+        stored = store.state.resources.get(resource_key("FeedbackLoop", loop))
+        if stored is None:
+            err_console.print(f"no FeedbackLoop {loop} in {workdir}")
+            raise typer.Exit(1)
+        body = stored.body
+    else:
+        from kubernetes import client, config
+
+        try:
+            config.load_kube_config(context=context)
+        except Exception:
+            config.load_incluster_config()
+        api = client.CustomObjectsApi()
+        body = api.get_namespaced_custom_object(
+            "kubetune.dev", "v1alpha1", namespace, "feedbackloops", loop
+        )
+    waiting = (body.get("status") or {}).get("awaitingApproval") or []
+    request = next((r for r in waiting if r.get("runId") == cycle), None)
+    if request is None and not force:
+        runs = ", ".join(str(r.get("runId")) for r in waiting) or "none"
+        err_console.print(f"{loop}: cycle {cycle} is not awaiting approval (waiting: {runs})")
+        raise typer.Exit(1)
+    if request is not None:
+        console.print(yaml.safe_dump(request, sort_keys=False).rstrip(), markup=False)
+    annotations = body["metadata"].get("annotations") or {}
+    if workdir is not None:
+        annotations = {k: v for k, v in annotations.items() if not (k == other and v == cycle)}
+        body["metadata"]["annotations"] = {**annotations, key: cycle}
+        store.save()
+        console.print(f"{loop} {cycle} {verb}: run `kubetune run` again to apply it")
+    else:
+        patch: dict[str, Any] = {key: cycle}
+        if annotations.get(other) == cycle:
+            patch[other] = None
+        api.patch_namespaced_custom_object(
+            "kubetune.dev",
+            "v1alpha1",
+            namespace,
+            "feedbackloops",
+            loop,
+            {"metadata": {"annotations": patch}},
+        )
+        console.print(f"feedbackloop.kubetune.dev/{loop} {cycle} {verb}")
+
+
+def tenancy_config(
+    config: OperatorConfig,
+    *,
+    allowed_images: list[str],
+    service_accounts: list[str],
+    pull_secrets: list[str],
+    default_requests: list[str],
+    metrics_bind_address: str = "0.0.0.0",
+) -> OperatorConfig:
+    """``config`` with the tenancy flags of `kubetune operator` (ValueError on a bad one)."""
+
+    def split(values: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        plain = [v for v in values if "=" not in v]
+        scoped = [tuple(v.split("=", 1)) for v in values if "=" in v]
+        return plain, [(ns, name) for ns, name in scoped]
+
+    accounts, scoped_accounts = split(service_accounts)
+    if len(accounts) > 1:
+        raise ValueError("--workload-service-account NAME may be given once (else NS=NAME)")
+    secrets, scoped_secrets = split(pull_secrets)
+    requests = dict((step, (cpu, memory)) for step, cpu, memory in config.default_requests)
+    for entry in default_requests:
+        step, _, amounts = entry.partition("=")
+        cpu, _, memory = amounts.partition(",")
+        if not step or not cpu or not memory:
+            raise ValueError(f"--default-requests {entry!r}: expected STEP=CPU,MEMORY")
+        requests[step] = (cpu, memory)
+    return dataclasses.replace(
+        config,
+        allowed_images=tuple(allowed_images),
+        service_account=accounts[0] if accounts else config.service_account,
+        namespace_service_accounts=tuple(scoped_accounts),
+        image_pull_secrets=(*config.image_pull_secrets, *secrets),
+        namespace_image_pull_secrets=tuple(scoped_secrets),
+        default_requests=tuple((s, c, m) for s, (c, m) in requests.items()),
+        metrics_bind_address=metrics_bind_address,
     )
 
 

@@ -18,7 +18,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from kubetune.api.common import API_VERSION, DNS_LABEL, DNS_SUBDOMAIN
+from kubetune.api.common import API_VERSION
+from kubetune.api.kube import object_meta_errors
 
 _OLD_SELF = re.compile(r"\boldSelf\b")
 _MISSING = object()
@@ -57,7 +58,8 @@ def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        # Beyond int64 a JSON number decodes as a float64 in the API server.
+        return "integer" if -(2**63) <= value < 2**63 else "number"
     if isinstance(value, float):
         return "number"
     if isinstance(value, str):
@@ -227,29 +229,8 @@ class _Walker:
         if not isinstance(meta, dict):
             self.error("metadata", f"Invalid value: {_render(meta)}: must be an object")
             return
-        name = meta.get("name")
-        if name is None and not meta.get("generateName"):
-            self.error("metadata.name", "Required value: name or generateName is required")
-        elif name is not None and (
-            not isinstance(name, str) or len(name) > 253 or not re.match(DNS_SUBDOMAIN, name)
-        ):
-            self.error(
-                "metadata.name",
-                f"Invalid value: {_render(name)}: a lowercase RFC 1123 subdomain must consist of "
-                "lower case alphanumeric characters, '-' or '.', and must start and end with an "
-                "alphanumeric character",
-            )
-        namespace = meta.get("namespace")
-        if namespace is not None and (
-            not isinstance(namespace, str)
-            or len(namespace) > 63
-            or not re.match(DNS_LABEL, namespace)
-        ):
-            self.error(
-                "metadata.namespace",
-                f"Invalid value: {_render(namespace)}: a lowercase RFC 1123 label must consist of "
-                "lower case alphanumeric characters or '-'",
-            )
+        for path, reason, detail in object_meta_errors(meta):
+            self.error(path, f"{reason}: {detail}" if detail else reason)
 
     # --- CEL ------------------------------------------------------------------------------
 

@@ -58,8 +58,14 @@ JOB_SECONDS = Histogram(
 )
 GPU_SECONDS = Counter(
     "kubetune_gpu_seconds",
-    "GPU-seconds consumed by finished runs (GPUs per node x nodes x wall time).",
-    ["namespace"],
+    "GPU-seconds of finished runs (requested GPUs x wall time of their pods; status.usage).",
+    ["namespace", "kind", "queue"],
+    registry=REGISTRY,
+)
+CPU_SECONDS = Counter(
+    "kubetune_cpu_seconds",
+    "CPU-seconds of finished runs (requested CPUs x wall time of their pods; status.usage).",
+    ["namespace", "kind", "queue"],
     registry=REGISTRY,
 )
 TRAINING_LOSS = Gauge(
@@ -142,13 +148,19 @@ def record_phase(kind: str, namespace: str, name: str, phase: str | None) -> Non
 
 
 def record_finished_run(
-    kind: str, namespace: str, outcome: str, seconds: float, gpus: int, nodes: int
+    kind: str,
+    namespace: str,
+    outcome: str,
+    seconds: float,
+    usage: Mapping[str, Any] | None = None,
 ) -> None:
-    """A run that just finished: its duration and the GPU-seconds it consumed."""
-    seconds = max(seconds, 0.0)
-    JOB_SECONDS.labels(kind, outcome).observe(seconds)
-    if gpus > 0:
-        GPU_SECONDS.labels(namespace).inc(seconds * gpus * max(nodes, 1))
+    """A run that just finished: its duration and the GPU- and CPU-seconds of its pods (the
+    status.usage the planner computed), by namespace, kind and Kueue queue."""
+    JOB_SECONDS.labels(kind, outcome).observe(max(seconds, 0.0))
+    if usage:
+        queue = str(usage.get("queue") or "")
+        GPU_SECONDS.labels(namespace, kind, queue).inc(max(float(usage.get("gpuSeconds", 0)), 0))
+        CPU_SECONDS.labels(namespace, kind, queue).inc(max(float(usage.get("cpuSeconds", 0)), 0))
 
 
 def record_loss(namespace: str, name: str, loss: float) -> None:

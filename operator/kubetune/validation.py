@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from kubetune.api.common import API_VERSION, DNS_LABEL, DNS_SUBDOMAIN, GROUP
+from kubetune.api.common import API_VERSION, GROUP
+from kubetune.api.kube import object_meta_errors
 from kubetune.api.resources import KIND_INFO
 from kubetune.crd_validation import validate_against_crd
 
@@ -57,8 +58,66 @@ _Loader.add_implicit_resolver(
 
 
 def load_yaml_documents(text: str) -> list[Any]:
-    """The non-empty documents of a (multi-document) YAML text."""
-    return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+    """The non-empty documents of a (multi-document) YAML text.
+
+    Strict, as kube-apiserver's field validation is: a mapping with a duplicated key raises
+    :class:`DuplicateKeys` (with every field path and line) instead of keeping the last value.
+    """
+    docs: list[Any] = []
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            data = loader.construct_document(node)
+            duplicates = _duplicates(node)
+            if duplicates and isinstance(data, dict):
+                data = StrictDocument(data, duplicates)
+            elif duplicates:
+                raise DuplicateKeys(duplicates)
+            if data is not None:
+                docs.append(data)
+    finally:
+        loader.dispose()
+    return docs
+
+
+class StrictDocument(dict[str, Any]):
+    """A mapping read from YAML whose text repeats keys: ``duplicates`` are the field errors
+    (``path: Duplicate value: ...``) that :func:`validate_manifest` reports first."""
+
+    def __init__(self, data: dict[str, Any], duplicates: list[str]) -> None:
+        super().__init__(data)
+        self.duplicates = duplicates
+
+
+class DuplicateKeys(ValueError):
+    """A YAML mapping repeats a key; each entry reads ``path: Duplicate value: ...``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def _duplicates(node: yaml.Node | None, path: str = "") -> list[str]:
+    out: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            child = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                out.append(
+                    f'{child}: Duplicate value: "{key}": duplicate key (line {line}; first at '
+                    f"line {seen[key]}); kube-apiserver rejects duplicate fields"
+                )
+            else:
+                seen[key] = line
+            out.extend(_duplicates(value_node, child))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.extend(_duplicates(item, f"{path}[{i}]"))
+    return out
 
 
 class ManifestError(Exception):
@@ -106,15 +165,34 @@ def _files(path: Path) -> list[Path]:
     raise ManifestError(f"{path}: no such file or directory")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a repeated key (kube-apiserver's strict decoding does)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKeys([f'{key}: Duplicate value: "{key}": duplicate key in an object'])
+        seen[key] = value
+    return seen
+
+
 def _documents(path: Path) -> list[Any]:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix.lower() == ".json":
             loaded = json.loads(text)
+            try:  # JSON is YAML: this names the field path and lines of a duplicated key
+                as_yaml = load_yaml_documents(text)
+            except yaml.YAMLError:
+                loaded = json.loads(text, object_pairs_hook=_unique_keys)
+            else:
+                if len(as_yaml) == 1 and as_yaml[0] == loaded:
+                    loaded = as_yaml[0]
             return loaded if isinstance(loaded, list) else [loaded]
         return load_yaml_documents(text)
     except json.JSONDecodeError as e:
         raise ManifestError(f"{path}: not valid JSON: {e.msg} (line {e.lineno})") from e
+    except DuplicateKeys as e:
+        raise ManifestError(f"{path}: strict decoding error: {e}") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -123,29 +201,80 @@ def _documents(path: Path) -> list[Any]:
 
 
 def load_manifests(
-    paths: Iterable[str | Path], notes: list[str] | None = None
+    paths: Iterable[str | Path],
+    notes: list[str] | None = None,
+    errors: list[str] | None = None,
 ) -> list[LoadedDocument]:
     """The kubetune documents in files and directories (recursively; .yaml, .yml, .json).
 
     Multi-document YAML and ``kind: List`` are expanded. Documents of other API groups are
-    skipped; a note saying so is appended to ``notes`` when given.
+    skipped; a note saying so is appended to ``notes`` when given. A file that cannot be read
+    raises :class:`ManifestError`, or, when ``errors`` is given, is reported there and the other
+    files are still read.
     """
     loaded: list[LoadedDocument] = []
     for root in paths:
-        for file in _files(Path(root)):
-            docs = _documents(file)
-            for index, doc in enumerate(docs, start=1):
-                source = f"{file}#{index}" if len(docs) > 1 else str(file)
-                items = doc.get("items", []) if isinstance(doc, dict) and _is_list(doc) else [doc]
-                for item in items:
-                    if not isinstance(item, dict):
-                        raise ManifestError(f"{source}: a manifest must be a mapping")
-                    if is_kubetune(item):
-                        loaded.append(LoadedDocument(source, item))
-                    elif notes is not None:
-                        what = f"{item.get('apiVersion', '?')} {item.get('kind', '?')}"
-                        notes.append(f"{source}: skipped {what} (not a kubetune resource)")
+        try:
+            files = _files(Path(root))
+        except ManifestError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
+        for file in files:
+            try:
+                loaded.extend(_file_manifests(file, notes))
+            except ManifestError as exc:
+                if errors is None:
+                    raise
+                errors.extend(str(exc).splitlines())
+                if isinstance(exc, PartialManifests):
+                    loaded.extend(exc.loaded)
     return loaded
+
+
+def _file_manifests(file: Path, notes: list[str] | None) -> list[LoadedDocument]:
+    """The kubetune documents of one file; every document that is not a mapping is reported
+    (all of them, in one :class:`ManifestError`, after the valid ones were seen)."""
+    loaded: list[LoadedDocument] = []
+    problems: list[str] = []
+    try:
+        docs = _documents(file)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{file}: cannot read: {exc}") from exc
+    for index, doc in enumerate(docs, start=1):
+        source = f"{file}#{index}" if len(docs) > 1 else str(file)
+        items = doc.get("items", []) if isinstance(doc, dict) and _is_list(doc) else [doc]
+        for item in items:
+            if not isinstance(item, dict):
+                problems.append(
+                    f"{source}: a manifest must be a mapping (an object with apiVersion, kind, "
+                    f"metadata and spec), not {_json_type_name(item)}"
+                )
+            elif is_kubetune(item):
+                loaded.append(LoadedDocument(source, item))
+            elif notes is not None:
+                what = f"{item.get('apiVersion', '?')} {item.get('kind', '?')}"
+                notes.append(f"{source}: skipped {what} (not a kubetune resource)")
+    if problems:
+        raise PartialManifests("\n".join(problems), loaded)
+    return loaded
+
+
+class PartialManifests(ManifestError):
+    """Some documents of a file are not manifests; ``loaded`` holds the ones that are."""
+
+    def __init__(self, message: str, loaded: list[LoadedDocument]) -> None:
+        super().__init__(message)
+        self.loaded = loaded
+
+
+def _json_type_name(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
+    return f"{type(value).__name__} ({value!r})"[:60]
 
 
 def _is_list(doc: dict[str, Any]) -> bool:
@@ -196,6 +325,12 @@ def _field_errors(error: ValidationError, prefix: str) -> list[FieldError]:
                     f"{_shown(value)}: supported values: {expected.replace(' or ', ', ')}",
                 )
             )
+        elif kind == "label_map":
+            key = ctx.get("key")
+            path = _path(loc) + (f"[{key}]" if key else "")
+            out.append(
+                FieldError(path, "Invalid value", f"{_shown(ctx.get('shown'))}: {ctx['message']}")
+            )
         elif kind == "cel_rule":
             where = str(ctx.get("where", "")).removesuffix(": ")
             path = _path(loc) + (f".{where}" if where else "")
@@ -208,37 +343,32 @@ def _field_errors(error: ValidationError, prefix: str) -> list[FieldError]:
 
 
 def _metadata_errors(meta: Any) -> list[FieldError]:
-    if not isinstance(meta, dict):
-        return [FieldError("metadata", "Required value", "metadata with a name is required")]
-    errors = []
-    name = meta.get("name")
-    if name is None and not meta.get("generateName"):
-        errors.append(FieldError("metadata.name", "Required value", "name or generateName"))
-    elif name is not None and (
-        not isinstance(name, str) or len(name) > 253 or not re.match(DNS_SUBDOMAIN, name)
-    ):
-        errors.append(
+    return [FieldError(path, reason, detail) for path, reason, detail in object_meta_errors(meta)]
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int64_errors(value: Any, path: str) -> list[FieldError]:
+    """Integers outside int64: the API server cannot store them (they decode as numbers)."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            return []
+        return [
             FieldError(
-                "metadata.name",
+                path,
                 "Invalid value",
-                f"{_shown(name)}: a lowercase RFC 1123 subdomain must consist of lower case "
-                "alphanumeric characters, '-' or '.', and must start and end with an "
-                "alphanumeric character (at most 253 characters)",
+                f"{value}: out of range: must be a 64-bit integer "
+                f"(between {INT64_MIN} and {INT64_MAX})",
             )
-        )
-    namespace = meta.get("namespace")
-    if namespace is not None and (
-        not isinstance(namespace, str) or len(namespace) > 63 or not re.match(DNS_LABEL, namespace)
-    ):
-        errors.append(
-            FieldError(
-                "metadata.namespace",
-                "Invalid value",
-                f"{_shown(namespace)}: a lowercase RFC 1123 label must consist of lower case "
-                "alphanumeric characters or '-' (at most 63 characters)",
-            )
-        )
-    return errors
+        ]
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _int64_errors(v, f"{path}.{k}".lstrip("."))]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in _int64_errors(v, f"{path}[{i}]")]
+    return []
 
 
 def validate_document(doc: dict[str, Any]) -> list[FieldError]:
@@ -261,7 +391,11 @@ def validate_document(doc: dict[str, Any]) -> list[FieldError]:
                 f"{_shown(doc.get('kind'))}: supported values: {supported}",
             )
         ]
-    errors = _metadata_errors(doc.get("metadata"))
+    errors = [FieldError.parse(d) for d in getattr(doc, "duplicates", ())]
+    errors += _metadata_errors(doc.get("metadata"))
+    overflow = _int64_errors({k: doc[k] for k in ("spec", "status") if k in doc}, "")
+    if overflow:
+        return errors + overflow
     for key in doc:
         if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
             errors.append(FieldError(key, "Unknown field", "field not declared in schema"))
@@ -296,6 +430,20 @@ def format_errors(doc: dict[str, Any], errors: Sequence[FieldError]) -> str:
     return f'{kind}.{GROUP} "{name}" is invalid: {joined}'
 
 
+def with_generated_name(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with a name when it only has ``metadata.generateName``: the prefix and
+    five characters derived from its content (as the API server appends five random ones; here
+    the same manifest gets the same name, so ``plan`` output is stable)."""
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or meta.get("name") or not meta.get("generateName"):
+        return doc
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    suffix = "".join("bcdfghjklmnpqrstvwxz2456789"[int(c, 16)] for c in digest[:5])
+    return {**doc, "metadata": {**meta, "name": f"{meta['generateName']}{suffix}"[:253]}}
+
+
 class InvalidManifests(Exception):
     """Some manifests are invalid; every error is listed (nothing should run)."""
 
@@ -306,17 +454,15 @@ class InvalidManifests(Exception):
 
 def load_and_validate(paths: Iterable[Path]) -> list[tuple[str, dict[str, Any]]]:
     """Load and validate every manifest; raise InvalidManifests listing all errors."""
-    try:
-        docs = [(d.source, d.doc) for d in load_manifests(list(paths))]
-    except ManifestError as exc:
-        raise InvalidManifests([str(exc)]) from None
     errors: list[str] = []
+    docs = [(d.source, d.doc) for d in load_manifests(list(paths), errors=errors)]
     for source, doc in docs:
         problems = validate_manifest(doc)
         if problems:
             errors.append(f"{source}: {format_errors(doc, problems)}")
-    if not docs:
+    if not docs and not errors:
         errors.append("no kubetune resources found in the given files")
+    docs = [(source, with_generated_name(doc)) for source, doc in docs]
     names: dict[tuple[str, str], str] = {}
     for source, doc in docs:
         key = (str(doc.get("kind")), str(doc.get("metadata", {}).get("name")))

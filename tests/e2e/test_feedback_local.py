@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def tiny_manifests(root: Path) -> Path:
     )
     loop = yaml.safe_load((EXAMPLE / "feedback-loop.yaml").read_text())
     spec = loop["spec"]
+    spec["promotion"]["approval"] = "auto"  # the example asks a person; tests choose
     spec["baseDataset"] = {"name": "tickets"}
     spec["champion"] = {"kind": "FinetuneJob", "name": "tune"}
     spec["finetune"] = {
@@ -180,3 +182,65 @@ def test_feedback_loop_cycles_promotes_and_waits_for_new_records(tmp_path: Path)
     assert loop["champion"] == c2_model
     run(manifests, workdir)
     assert status_of(workdir, f"FeedbackLoop/{LOOP}")["cycles"] == 3
+
+
+def set_promotion(manifests: Path, **promotion: Any) -> None:
+    pipeline = manifests / "pipeline.yaml"
+    docs = list(yaml.safe_load_all(pipeline.read_text()))
+    docs[-1]["spec"]["promotion"].update(promotion)
+    pipeline.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def add_batch(manifests: Path, number: int) -> None:
+    batch = [json.dumps(r) + "\n" for r in generator().records(number)]
+    (manifests / "data" / "feedback" / f"batch-{number}.jsonl").write_text("".join(batch))
+
+
+@pytest.mark.slow
+def test_manual_approval_approve_reject_and_timeout_under_kubetune_run(tmp_path: Path) -> None:
+    manifests = tiny_manifests(tmp_path)
+    set_promotion(manifests, approval="manual")
+    workdir = tmp_path / "work"
+
+    # 1. c1 passes its gates and waits: the run ends (exit 0) with the loop awaiting approval.
+    out = run(manifests, workdir)
+    loop = status_of(workdir, f"FeedbackLoop/{LOOP}")
+    assert loop["activeRuns"] == ["c1"] and loop.get("championCycle") is None, loop
+    (request,) = loop["awaitingApproval"]
+    assert request["runId"] == "c1" and request["reportUri"].endswith("report.html")
+    assert Path(request["feedbackUri"].removeprefix("file://")).is_file()
+    assert f"c1 awaits approval: `kubetune approve {LOOP} c1" in out
+    assert TARGET not in state(workdir)["patched"]
+    events = [e.get("reason") for e in state(workdir)["events"]]
+    assert "AwaitingApproval" in events
+    assert kubetune("approve", LOOP, "c2", "--workdir", str(workdir)).returncode == 1
+    approved = kubetune("approve", LOOP, "c1", "--workdir", str(workdir))
+    assert approved.returncode == 0, approved.stderr
+    run(manifests, workdir)  # the manifest does not carry the annotation: it stays
+    loop = status_of(workdir, f"FeedbackLoop/{LOOP}")
+    assert (loop["history"][0]["runId"], loop["history"][0]["reason"]) == ("c1", "Promoted")
+    assert loop["championCycle"] == 1 and not loop.get("awaitingApproval")
+    assert TARGET in state(workdir)["patched"]
+
+    # 2. New feedback: c2 waits and is rejected; the champion stays.
+    add_batch(manifests, 2)
+    run(manifests, workdir)
+    assert status_of(workdir, f"FeedbackLoop/{LOOP}")["awaitingApproval"][0]["runId"] == "c2"
+    rejected = kubetune("approve", LOOP, "c2", "--reject", "--workdir", str(workdir))
+    assert rejected.returncode == 0, rejected.stderr
+    run(manifests, workdir)
+    loop = status_of(workdir, f"FeedbackLoop/{LOOP}")
+    assert (loop["history"][0]["runId"], loop["history"][0]["reason"]) == ("c2", "Rejected")
+    assert "kubetune.dev/reject=c2" in loop["history"][0]["message"]
+    assert loop["championCycle"] == 1
+
+    # 3. With a timeout nobody meets, c3 is rejected once it has passed.
+    set_promotion(manifests, approvalTimeoutSeconds=1)
+    add_batch(manifests, 3)
+    run(manifests, workdir)
+    time.sleep(1.5)
+    run(manifests, workdir)
+    loop = status_of(workdir, f"FeedbackLoop/{LOOP}")
+    assert (loop["history"][0]["runId"], loop["history"][0]["reason"]) == ("c3", "Rejected")
+    assert "not approved within 1s" in loop["history"][0]["message"]
+    assert loop["championCycle"] == 1 and loop["phase"] == "Ready"

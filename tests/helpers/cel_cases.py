@@ -14,7 +14,7 @@ from kubetune.api.common import ArtifactRef, DatasetRef, Resources
 from kubetune.api.compression import CompressionStep, CompressionTemplate
 from kubetune.api.dataset import Balance, Cleaning, TokenizerSpec
 from kubetune.api.evaluation import EvaluationSpec, Gate, PromptCase, PromptSources
-from kubetune.api.feedback import FeedbackLoopSpec, Promotion, Triggers
+from kubetune.api.feedback import FeedbackLoopSpec, ObjectTarget, Promotion, Triggers
 from kubetune.api.finetune import (
     Architecture,
     FinetuneJobSpec,
@@ -22,6 +22,7 @@ from kubetune.api.finetune import (
     ModelSource,
     TrainingSettings,
 )
+from kubetune.api.scheduling import NodeSelectorRequirement, Toleration
 from pydantic import BaseModel
 
 
@@ -264,10 +265,46 @@ CEL_CASES: tuple[CelCase, ...] = (
         {"mode": "patch"},
     ),
     CelCase(
-        FeedbackLoopSpec,
-        "baseDataset must name a Dataset",
-        {**LOOP, "baseDataset": {"name": "tickets"}},
-        {**LOOP, "baseDataset": {"uri": "s3://bucket/datasets/tickets/v3"}},
+        ObjectTarget,
+        "must not go through a list",
+        TARGET,
+        {**TARGET, "fieldPath": "spec.template.spec.containers.0.image"},
+    ),
+    CelCase(
+        Toleration,
+        "operator must be Exists when `key` is empty",
+        {"operator": "Exists"},
+        {"operator": "Equal", "value": "x"},
+    ),
+    CelCase(
+        Toleration,
+        "value must be empty when `operator` is 'Exists'",
+        {"key": "gpu", "operator": "Exists"},
+        {"key": "gpu", "operator": "Exists", "value": "x"},
+    ),
+    CelCase(
+        Toleration,
+        "effect must be 'NoExecute' when `tolerationSeconds` is set",
+        {"key": "gpu", "effect": "NoExecute", "tolerationSeconds": 30},
+        {"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 30},
+    ),
+    CelCase(
+        NodeSelectorRequirement,
+        "must be specified when `operator` is 'In' or 'NotIn'",
+        {"key": "zone", "operator": "In", "values": ["a"]},
+        {"key": "zone", "operator": "In"},
+    ),
+    CelCase(
+        NodeSelectorRequirement,
+        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        {"key": "zone", "operator": "Exists"},
+        {"key": "zone", "operator": "Exists", "values": ["a"]},
+    ),
+    CelCase(
+        NodeSelectorRequirement,
+        "must be specified single value when `operator` is 'Lt' or 'Gt'",
+        {"key": "cores", "operator": "Gt", "values": ["8"]},
+        {"key": "cores", "operator": "Gt", "values": ["eight"]},
     ),
     CelCase(
         FeedbackLoopSpec,

@@ -9,6 +9,9 @@ The planners read "now" from a clock the tests move by hand, so a count interval
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -402,3 +405,96 @@ def test_api_faults_during_a_cycle_converge_to_one_promotion(
         assert owned == [CYCLE], (resource, owned)
     collects = [j for j in jobs_of(emu, "FeedbackLoop", LOOP) if j["metadata"]["name"] == COLLECT]
     assert len(collects) == 1
+
+
+# --- human approval ---------------------------------------------------------------------------
+
+REPORT = "s3://out/loop-c1-eval/report.html"
+REJECT = "kubetune.dev/reject"
+
+
+def start_manual_world(emu: Emulator, kubelet: Kubelet, timeout: int | None = None) -> None:
+    succeeded_finetune(emu, kubelet)
+    emu.create(DEPLOYMENTS, server_deployment())
+    manifest = loop_manifest()
+    manifest["spec"]["promotion"]["approval"] = "manual"
+    if timeout is not None:
+        manifest["spec"]["promotion"]["approvalTimeoutSeconds"] = timeout
+    emu.create(FEEDBACKLOOPS, manifest, admit=True)
+
+
+def pass_gates_and_wait(emu: Emulator, kubelet: Kubelet) -> dict[str, Any]:
+    start_cycle(emu, kubelet)
+    passed = step_result("evaluate", metrics={"rougeL": 0.6}, passed=True, reportUri=REPORT)
+    run_children(emu, kubelet, passed)
+    status = wait_loop(emu, lambda s: s.get("awaitingApproval"))
+    [request] = status["awaitingApproval"]
+    assert (request["runId"], request["challenger"]) == ("c1", CHALLENGER_URI)
+    assert condition(status, "AwaitingApproval")["status"] == "True"
+    assert condition(status, "Cycling")["reason"] == "AwaitingApproval"
+    assert "kubetune.dev/approve=c1" in wait_event(emu, LOOP, "AwaitingApproval")[2]
+    assert served_model(emu) == CHAMPION_URI and status.get("championCycle") is None
+    return request
+
+
+def kubetune_cli(emu: Emulator, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    kubeconfig = emu.write_kubeconfig(tmp_path / "cli-kubeconfig")
+    return subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+    )
+
+
+def test_manual_approval_waits_and_kubetune_approve_promotes(
+    emu: Emulator, kubelet: Kubelet, loop_operator: LoopOperator, tmp_path: Path
+) -> None:
+    with loop_operator():
+        start_manual_world(emu, kubelet)
+        request = pass_gates_and_wait(emu, kubelet)
+        assert request["reportUri"] == REPORT
+        early = kubetune_cli(emu, tmp_path, "approve", LOOP, "c2", "-n", NS)
+        assert early.returncode == 1 and "not awaiting approval" in early.stderr
+        done = kubetune_cli(emu, tmp_path, "approve", LOOP, "c1", "-n", NS)
+        assert done.returncode == 0, done.stderr
+        assert REPORT in done.stdout
+        status = wait_loop(emu, lambda s: s.get("championCycle") == 1)
+        assert status["history"][0]["reason"] == "Promoted"
+        assert "approved" in status["history"][0]["message"]
+        assert status.get("awaitingApproval") is None
+        assert condition(status, "AwaitingApproval")["status"] == "False"
+    assert served_model(emu) == CHALLENGER_URI
+
+
+def test_manual_approval_reject_annotation_keeps_the_champion(
+    emu: Emulator, kubelet: Kubelet, loop_operator: LoopOperator
+) -> None:
+    with loop_operator():
+        start_manual_world(emu, kubelet)
+        pass_gates_and_wait(emu, kubelet)
+        emu.patch(FEEDBACKLOOPS, NS, LOOP, {"metadata": {"annotations": {REJECT: "c1"}}})
+        status = wait_loop(emu, lambda s: s.get("generation") == 1)
+        assert status["history"][0]["reason"] == "Rejected"
+        assert f"{REJECT}=c1" in status["history"][0]["message"]
+        assert (status["champion"], status.get("championCycle")) == (CHAMPION_URI, None)
+        assert wait_event(emu, LOOP, "CycleRejected")
+    assert served_model(emu) == CHAMPION_URI
+    assert emu.requests("PATCH", DEPLOYMENTS) == []
+
+
+def test_manual_approval_times_out_into_a_rejection(
+    emu: Emulator, kubelet: Kubelet, loop_operator: LoopOperator, clock: Clock
+) -> None:
+    with loop_operator():
+        start_manual_world(emu, kubelet, timeout=3600)
+        request = pass_gates_and_wait(emu, kubelet)
+        assert request["deadline"]
+        clock.advance(3600 + 120)
+        emu.patch(FEEDBACKLOOPS, NS, LOOP, {"metadata": {"annotations": {"test/poke": "1"}}})
+        status = wait_loop(emu, lambda s: s.get("generation") == 1)
+        assert status["history"][0]["reason"] == "Rejected"
+        assert "not approved within 3600s" in status["history"][0]["message"]
+        assert status["champion"] == CHAMPION_URI
+    assert served_model(emu) == CHAMPION_URI

@@ -11,6 +11,7 @@ import kubetune.api.dataset
 import kubetune.api.evaluation
 import kubetune.api.feedback
 import kubetune.api.finetune
+import kubetune.api.scheduling
 import pytest
 from kubetune.api import (
     Compression,
@@ -34,6 +35,7 @@ API_MODULES = (
     kubetune.api.compression,
     kubetune.api.evaluation,
     kubetune.api.feedback,
+    kubetune.api.scheduling,
 )
 MINIMAL_FT = {
     "model": {"base": {"uri": "hf://org/model"}},

@@ -50,6 +50,24 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
         '"namespaces":["support"]},{"apiGroup":"serving.knative.dev","resource":"services"}]',
     ),
     "example": (f"--values={EXAMPLE_VALUES}",),
+    "everything-on": (
+        *MONITORING,
+        "--set=replicas=2",
+        "--set=networkPolicy.enabled=true",
+        "--set=networkPolicy.restrictEgress=true",
+        '--set-json=networkPolicy.apiServerCIDRs=["10.0.0.1/32"]',
+        '--set-json=networkPolicy.metricsFrom=[{"namespaceSelector":'
+        '{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]',
+        "--set=podDisruptionBudget.enabled=true",
+        '--set-json=operator.workloadImages.allowed=["registry.example.com/kubetune/*"]',
+        '--set-json=operator.workloads={"serviceAccount":"kubetune-workload",'
+        '"namespaceServiceAccounts":{"ml":"ml-irsa"},"imagePullSecrets":["regcred"],'
+        '"namespaceImagePullSecrets":{"ml":["ml-registry"]},'
+        '"defaultRequests":{"finetune-gpu":{"cpu":"8","memory":"64Gi"}}}',
+        '--set-json=metrics.readers=[{"kind":"ServiceAccount","name":"prometheus",'
+        '"namespace":"monitoring"}]',
+        '--set-json=promotionTargets=[{"apiGroup":"apps","resource":"deployments"}]',
+    ),
 }
 
 
@@ -110,7 +128,7 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> di
 
 def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
-    [operator] = pod["containers"]
+    [operator] = [c for c in pod["containers"] if c["name"] == "operator"]
     return dict(operator)
 
 
@@ -135,7 +153,7 @@ def documented_rbac() -> dict[str, frozenset[Triple]]:
         if line.startswith("| ") and not line.startswith("| API group")
     ]
     groups: dict[str, set[Triple]] = {
-        k: set() for k in ("namespaced", "cluster", "clusterwide", "leader")
+        k: set() for k in ("namespaced", "cluster", "clusterwide", "leader", "metricsauth")
     }
     five: list[str] = []
     for api_groups, resources_cell, verbs_cell, why in rows:
@@ -149,7 +167,9 @@ def documented_rbac() -> dict[str, frozenset[Triple]]:
         triples = {
             (g, r, v) for g in _ticked(api_groups) for r in resources for v in _ticked(verbs_cell)
         }
-        if "leader election" in why:
+        if "metrics auth" in why:
+            groups["metricsauth"] |= triples
+        elif "leader election" in why:
             groups["leader"] |= triples
         elif "cluster-wide" in why:
             groups["clusterwide"] |= triples
@@ -186,10 +206,10 @@ def test_cluster_wide_rbac_is_exactly_the_documented_table(
     objects = render(helm, *SCENARIOS["defaults" if leader_election else "no-leader-election"])
     table = documented_rbac()
     expected = table["namespaced"] | table["cluster"] | table["clusterwide"]
-    assert triples(one(objects, "ClusterRole")["rules"]) == expected
+    assert triples(one(objects, "ClusterRole", "kubetune")["rules"]) == expected
     assert not [o for o in objects if o["kind"] == "RoleBinding" and not leader_election]
-    binding = one(objects, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
+    binding = one(objects, "ClusterRoleBinding", "kubetune")
+    assert binding["roleRef"]["name"] == one(objects, "ClusterRole", "kubetune")["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "kubetune", "namespace": RELEASE_NS}
     ]
@@ -216,7 +236,7 @@ def test_watched_namespaces_get_roles_and_no_cluster_wide_writes(helm: str) -> N
     assert triples(roles[RELEASE_NS]["rules"]) == table["leader"]
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b", RELEASE_NS]
-    cluster_rules = triples(one(objects, "ClusterRole")["rules"])
+    cluster_rules = triples(one(objects, "ClusterRole", "kubetune")["rules"])
     assert cluster_rules == table["cluster"]
     assert {verb for _, _, verb in cluster_rules} <= {"list", "watch"}
     args = container(objects)["args"]
@@ -318,7 +338,11 @@ def test_rendered_objects_are_valid_kubernetes(helm: str, scenario: str) -> None
             assert labels["app.kubernetes.io/instance"] == "kubetune", obj["kind"]
 
 
-@pytest.mark.parametrize("values", [(), SCENARIOS["example"]], ids=["defaults", "example"])
+@pytest.mark.parametrize(
+    "values",
+    [(), SCENARIOS["example"], SCENARIOS["everything-on"]],
+    ids=["defaults", "example", "everything-on"],
+)
 def test_helm_lint_strict(helm: str, values: tuple[str, ...]) -> None:
     done = _run_helm(helm, "lint", "--strict", str(CHART), *values)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -358,7 +382,14 @@ def test_probes_hit_kopf_liveness_endpoint(helm: str) -> None:
     operator = container(render(helm, "--set=operator.healthPort=9000"))
     assert "--liveness=http://0.0.0.0:9000/healthz" in operator["args"]
     ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
-    assert ports == {"metrics": 8080, "health": 9000}
+    assert ports == {"health": 9000}  # /metrics only through kube-rbac-proxy, on 127.0.0.1
+    assert "--metrics-bind-address=127.0.0.1" in operator["args"]
+    plain = container(render(helm, "--set=metrics.rbacProxy.enabled=false"))
+    assert {p["name"]: p["containerPort"] for p in plain["ports"]} == {
+        "metrics": 8080,
+        "health": 8081,
+    }
+    assert not [a for a in plain["args"] if a.startswith("--metrics-bind-address")]
     for probe in ("livenessProbe", "readinessProbe"):
         assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
 
@@ -383,7 +414,7 @@ def test_metrics_port_zero_drops_service_and_port(helm: str) -> None:
 def test_existing_service_account(helm: str) -> None:
     objects = render(helm, "--set=serviceAccount.create=false", "--set=serviceAccount.name=ops")
     assert not [o for o in objects if o["kind"] == "ServiceAccount"]
-    assert one(objects, "ClusterRoleBinding")["subjects"][0]["name"] == "ops"
+    assert one(objects, "ClusterRoleBinding", "kubetune")["subjects"][0]["name"] == "ops"
     error = render_error(helm, "--set=serviceAccount.create=false")
     assert "serviceAccount.name is required" in error
 
@@ -496,11 +527,27 @@ def test_values_are_documented() -> None:
 
 
 def test_chart_crds_are_the_generated_ones() -> None:
-    assert check_crds(CHART / "crds") == []
+    copy = CHART / "files" / "crds"
+    assert check_crds(copy) == []
     repo = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
-    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.kubetune.dev.yaml")}
+    chart = {p.name: p.read_bytes() for p in copy.glob("*.kubetune.dev.yaml")}
     assert chart == repo
-    assert {p.name for p in (CHART / "crds").iterdir()} == set(repo)
+    assert {p.name for p in copy.iterdir()} == set(repo)
+    assert not (CHART / "crds").exists(), "Helm never upgrades crds/: keep them in templates"
+
+
+def test_crds_are_rendered_so_helm_upgrade_upgrades_them(helm: str) -> None:
+    objects = render(helm)
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    repo = {yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "crds").glob("*")}
+    assert {c["metadata"]["name"] for c in crds} == repo
+    for crd in crds:
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kubetune"
+        generated = yaml.safe_load((REPO / "crds" / f"{crd['metadata']['name']}.yaml").read_text())
+        assert crd["spec"] == generated["spec"]
+    off = render(helm, "--set=crds.install=false")
+    assert not [o for o in off if o["kind"] == "CustomResourceDefinition"]
 
 
 def test_crds_generate_writes_and_checks_the_chart_copy(tmp_path: Path) -> None:
@@ -509,7 +556,7 @@ def test_crds_generate_writes_and_checks_the_chart_copy(tmp_path: Path) -> None:
     runner = CliRunner()
     crds = tmp_path / "crds"
     assert runner.invoke(app, ["crds", "generate", "--dir", str(crds)]).exit_code == 0
-    chart_copy = tmp_path / "charts/kubetune/crds"
+    chart_copy = tmp_path / "charts/kubetune/files/crds"
     assert sorted(p.name for p in chart_copy.iterdir()) == sorted(p.name for p in crds.iterdir())
     assert runner.invoke(app, ["crds", "check", "--dir", str(crds)]).exit_code == 0
     stale = next(chart_copy.iterdir())
@@ -521,9 +568,11 @@ def test_crds_generate_writes_and_checks_the_chart_copy(tmp_path: Path) -> None:
 @functools.cache
 def exported_series() -> frozenset[str]:
     from kubetune import metrics
+    from kubetune.collector.server import Metrics as CollectorMetrics
 
     names = set()
-    for family in metrics.REGISTRY.collect():
+    families = [*metrics.REGISTRY.collect(), *CollectorMetrics().registry.collect()]
+    for family in families:
         suffixes = {
             "counter": ["_total"],
             "histogram": ["_bucket", "_count", "_sum"],
@@ -546,7 +595,8 @@ def test_alerts_and_dashboard_use_exported_metrics(helm: str) -> None:
         "KubetuneRunsFailing",
         "KubetuneFeedbackLoopNotPromoting",
     } <= set(alerts)
-    assert 'job="kubetune-metrics", namespace="kubetune"' in alerts["KubetuneOperatorDown"]
+    job, namespace = scrape_target_labels(objects)
+    assert f'job="{job}", namespace="{namespace}"' in alerts["KubetuneOperatorDown"]
     used = set().union(*(_metric_names(e) for e in alerts.values()))
     assert used and used <= exported_series(), used - exported_series()
 
@@ -559,6 +609,96 @@ def test_alerts_and_dashboard_use_exported_metrics(helm: str) -> None:
     # Every exported series is on the dashboard (the histograms through _bucket or _count).
     shown = {re.sub(r"_(bucket|count|sum)$", "", n) for n in used}
     assert {re.sub(r"_(bucket|count|sum)$", "", n) for n in exported_series()} <= shown
+
+
+def scrape_target_labels(objects: list[dict[str, Any]]) -> tuple[str, str]:
+    """The job and namespace labels Prometheus Operator gives the operator's `up` series: for
+    each Service the ServiceMonitor selects, job is the value of the Service's label named by
+    spec.jobLabel when set (and present), else the Service's name."""
+    monitor = one(objects, "ServiceMonitor")
+    spec = monitor["spec"]
+    selector = spec["selector"]["matchLabels"]
+    namespaces = spec.get("namespaceSelector", {}).get("matchNames") or [
+        monitor["metadata"]["namespace"]
+    ]
+    services = [
+        o
+        for o in objects
+        if o["kind"] == "Service"
+        and o["metadata"]["namespace"] in namespaces
+        and selector.items() <= o["metadata"].get("labels", {}).items()
+        and {p.get("name") for p in o["spec"]["ports"]} & {e["port"] for e in spec["endpoints"]}
+    ]
+    assert len(services) == 1, [s["metadata"]["name"] for s in services]
+    [service] = services
+    labels = service["metadata"].get("labels", {})
+    job_label = spec.get("jobLabel")
+    job = labels[job_label] if job_label and job_label in labels else service["metadata"]["name"]
+    return job, service["metadata"]["namespace"]
+
+
+def test_operator_down_alert_selects_the_scraped_target(helm: str) -> None:
+    """The critical alert must select the series Prometheus actually records; a jobLabel on the
+    ServiceMonitor (job = the app.kubernetes.io/name label) once made it fire forever."""
+    for args in (MONITORING, SCENARIOS["everything-on"], (*MONITORING, "--set=nameOverride=kt")):
+        objects = render(helm, *args)
+        job, namespace = scrape_target_labels(objects)
+        rule = one(objects, "PrometheusRule")
+        [expr] = [
+            r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]
+            if r.get("alert") == "KubetuneOperatorDown"
+        ]  # fmt: skip
+        selectors = dict(re.findall(r'(\w+)="([^"]*)"', expr.split("up{", 1)[1].split("}")[0]))
+        assert selectors == {"job": job, "namespace": namespace}, (expr, job)
+
+
+def test_metrics_are_served_behind_kube_rbac_proxy(helm: str) -> None:
+    objects = render(helm, *MONITORING)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    [proxy] = [c for c in pod["containers"] if c["name"] == "kube-rbac-proxy"]
+    assert "--upstream=http://127.0.0.1:8080/" in proxy["args"]
+    assert proxy["ports"] == [{"name": "metrics", "containerPort": 8443, "protocol": "TCP"}]
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+    endpoint = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https" and endpoint["bearerTokenFile"]
+    auth = one(objects, "ClusterRole", "kubetune-metrics-auth")
+    assert triples(auth["rules"]) == documented_rbac()["metricsauth"]
+    reader = one(objects, "ClusterRole", "kubetune-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    service = one(objects, "Service", "kubetune-metrics")
+    assert service["spec"]["ports"][0]["port"] == 8443
+
+
+def test_network_policy_and_pdb_are_off_by_default_and_render_when_enabled(helm: str) -> None:
+    kinds = {o["kind"] for o in render(helm)}
+    assert not kinds & {"NetworkPolicy", "PodDisruptionBudget"}
+    objects = render(helm, *SCENARIOS["everything-on"])
+    policy = one(objects, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    selector = one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == selector
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+
+
+def test_workload_tenancy_values_become_operator_flags(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kubetune.controllers.main
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(kubetune.controllers.main, "run_operator", lambda **kw: calls.append(kw))
+    operator = container(render(helm, *SCENARIOS["everything-on"]))
+    result = CliRunner().invoke(app, ["operator", *operator["args"]])
+    assert result.exit_code == 0, result.output
+    config = calls[0]["config"]
+    assert config.allowed_images == ("registry.example.com/kubetune/*",)
+    assert config.service_account_for("ml") == "ml-irsa"
+    assert config.service_account_for("other") == "kubetune-workload"
+    assert config.image_pull_secrets_for("ml") == ("regcred", "ml-registry")
+    assert config.requests_for("finetune", 1) == ("8", "64Gi")
+    assert config.metrics_bind_address == "127.0.0.1"
 
 
 def test_alert_thresholds_come_from_values(helm: str) -> None:

@@ -653,3 +653,133 @@ def test_a_new_trigger_annotation_starts_one_cycle_when_one_may_start() -> None:
     busy.loop = FeedbackLoop.model_validate(resumed)
     busy.step()
     assert busy.status()["cycles"] == 1 and busy.status()["lastManualTrigger"] == "now"
+
+
+# --- human approval ------------------------------------------------------------------------
+
+
+def annotate(shell: Shell, **annotations: str) -> None:
+    body = shell.loop.body()
+    body["metadata"]["annotations"] = {f"kubetune.dev/{k}": v for k, v in annotations.items()}
+    shell.loop = FeedbackLoop.model_validate(body)
+
+
+def manual(timeout: int | None = None) -> Shell:
+    promotion = {**loop_body()["spec"]["promotion"], "approval": "manual"}
+    if timeout is not None:
+        promotion["approvalTimeoutSeconds"] = timeout
+    shell = Shell(loop_body(promotion=promotion))
+    shell.step()
+    shell.count_to(9)
+    return shell
+
+
+def finish_evaluation(shell: Shell, number: int) -> None:
+    """Run cycle ``number`` to a passed evaluation that completed at ``shell.now``."""
+    shell.finish(shell.job(f"loop-feedback-c{number}"), result("feedback", usedRecords=7))
+    collect = shell.jobs[f"loop-feedback-c{number}"]
+    pod = ObservedPod(
+        "p",
+        "Succeeded",
+        termination_message=StepResult(
+            step="feedback",
+            ok=True,
+            reason="Collected",
+            output_uri=f"s3://store/ml/feedbackloop/loop/c{number}",
+            metrics={"usedRecords": 7.0},
+        ).termination_message(),
+    )
+    shell.jobs[collect.name] = ObservedJob(
+        collect.name,
+        collect.run_id,
+        succeeded=1,
+        conditions=({"type": "Complete", "status": "True"},),
+        pods=(pod,),
+    )
+    shell.step()
+    name = f"loop-c{number}"
+    for kind in ("Dataset", "FinetuneJob", "Compression"):
+        shell.set_status(kind, name, done_status(kind, f"s3://out/{kind.lower()}/{name}"))
+    evaluation = done_status(
+        "Evaluation",
+        f"s3://store/ev/{name}",
+        passed=True,
+        results={"rougeL": 0.4},
+        reportUri=f"s3://store/ev/{name}/report.html",
+        completionTime=shell.now.isoformat(),
+    )
+    shell.set_status("Evaluation", name, evaluation)
+    shell.step()
+
+
+def test_manual_approval_waits_then_the_annotation_promotes() -> None:
+    shell = manual()
+    finish_evaluation(shell, 1)
+    status = shell.status()
+    assert status["champion"] == "s3://models/champ" and shell.patches == []
+    assert status["activeRuns"] == ["c1"] and status["phase"] == "Running"
+    assert shell.condition("Cycling")["reason"] == "AwaitingApproval"
+    waiting = shell.condition("AwaitingApproval")
+    assert (waiting["status"], waiting["reason"]) == ("True", "GatesPassed")
+    assert "kubectl annotate ktfl/loop kubetune.dev/approve=c1" in waiting["message"]
+    [request] = status["awaitingApproval"]
+    assert request["runId"] == "c1" and request["evaluation"] == "loop-c1"
+    assert request["challenger"] == "s3://out/compression/loop-c1"
+    assert request["reportUri"] == "s3://store/ev/loop-c1/report.html"
+    assert request["feedbackUri"] == "s3://store/ml/feedbackloop/loop/c1/feedback.jsonl"
+    assert "deadline" not in request
+    assert reasons(shell).count("AwaitingApproval") == 1
+    shell.now += timedelta(days=3)
+    shell.step()  # waiting announces nothing new and starts no other cycle
+    assert reasons(shell).count("AwaitingApproval") == 1 and shell.status()["cycles"] == 1
+    annotate(shell, approve="c0")  # another cycle's approval does nothing
+    shell.step()
+    assert shell.status()["activeRuns"] == ["c1"]
+    annotate(shell, approve="c1")
+    shell.step()
+    status = shell.status()
+    assert status["champion"] == "s3://out/compression/loop-c1" and status["championCycle"] == 1
+    assert status["history"][0]["reason"] == "Promoted"
+    assert "approved" in status["history"][0]["message"]
+    assert status["awaitingApproval"] is None
+    assert shell.condition("AwaitingApproval")["status"] == "False"
+    assert len(shell.patches) == 1 and "Promoted" in reasons(shell)
+
+
+def test_manual_approval_reject_annotation_rejects() -> None:
+    shell = manual()
+    finish_evaluation(shell, 1)
+    annotate(shell, reject="c1", approve="c1")  # reject wins over a stale approve
+    shell.step()
+    status = shell.status()
+    assert status["champion"] == "s3://models/champ" and shell.patches == []
+    assert status["history"][0]["reason"] == "Rejected"
+    assert "kubetune.dev/reject=c1" in status["history"][0]["message"]
+    assert "CycleRejected" in reasons(shell)
+
+
+def test_manual_approval_times_out_into_a_rejection() -> None:
+    shell = manual(timeout=3600)
+    finish_evaluation(shell, 1)
+    [request] = shell.status()["awaitingApproval"]
+    assert request["deadline"].startswith((shell.now + timedelta(hours=1)).isoformat()[:19])
+    assert shell.last is not None and shell.last.requeue_after is not None
+    assert shell.last.requeue_after <= 3600
+    shell.now += timedelta(minutes=59)
+    shell.step()
+    assert shell.status()["activeRuns"] == ["c1"]
+    shell.now += timedelta(minutes=2)
+    shell.step()
+    status = shell.status()
+    assert status["history"][0]["reason"] == "Rejected"
+    assert "not approved within 3600s" in status["history"][0]["message"]
+    assert status["champion"] == "s3://models/champ" and shell.patches == []
+
+
+def test_approval_fields_reach_the_crd() -> None:
+    body = loop_body(
+        promotion={"mode": "status", "approval": "manual", "approvalTimeoutSeconds": 60}
+    )
+    assert validate_against_crd(body) == []
+    bad = loop_body(promotion={"mode": "status", "approval": "sometimes"})
+    assert validate_against_crd(bad) != []

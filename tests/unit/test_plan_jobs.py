@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -259,7 +260,8 @@ def test_s3_output_needs_no_claim_and_cpu_runs_use_the_cpu_image() -> None:
     assert claims == {"datasets"}
     container = pod["containers"][0]
     assert container["image"] == "registry.example/kt-cpu:1"
-    assert "resources" not in container
+    # No limits without a spec, but always requests (the operator's defaults for the step).
+    assert container["resources"] == {"requests": {"cpu": "2", "memory": "8Gi"}}
     assert "tolerations" not in pod
     assert not any(m["mountPath"] == "/dev/shm" for m in container["volumeMounts"])
 
@@ -276,8 +278,10 @@ def test_dataset_job_uses_cpu_image_and_spec_image_overrides() -> None:
     step = parse_step_spec(children(dataset)["ConfigMap"]["data"]["spec.json"])
     assert isinstance(step, DataprepStepSpec)
     custom = finetune(image="registry.example/custom:2", resources={"gpus": 1})
+    allowed = dataclasses.replace(CONFIG, allowed_images=("registry.example/custom:2",))
     assert (
-        pod_spec(children(custom)["Job"])["containers"][0]["image"] == "registry.example/custom:2"
+        pod_spec(children(custom, allowed)["Job"])["containers"][0]["image"]
+        == "registry.example/custom:2"
     )
 
 
@@ -342,3 +346,55 @@ def test_planning_twice_gives_identical_children() -> None:
     first = json.dumps(list(children(finetune(**GPU_SPEC)).values()), sort_keys=True)
     second = json.dumps(list(children(finetune(**GPU_SPEC)).values()), sort_keys=True)
     assert first == second
+
+
+def test_gpu_pods_always_get_requests_and_a_bounded_shm() -> None:
+    job = children(finetune(resources={"gpus": 1}))["Job"]
+    pod = pod_spec(job)
+    container = pod["containers"][0]
+    assert container["resources"] == {
+        "requests": {"cpu": "4", "memory": "32Gi"},
+        "limits": {"nvidia.com/gpu": "1"},
+    }
+    (shm,) = [v for v in pod["volumes"] if v["name"] == "dshm"]
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
+
+
+def test_default_requests_are_overridable_per_step() -> None:
+    config = dataclasses.replace(CONFIG, default_requests=(("finetune-gpu", "16", "128Gi"),))
+    job = children(finetune(resources={"gpus": 1}), config)["Job"]
+    container = pod_spec(job)["containers"][0]
+    assert container["resources"]["requests"] == {"cpu": "16", "memory": "128Gi"}
+
+
+def test_workload_service_account_and_pull_secrets_per_namespace() -> None:
+    config = dataclasses.replace(
+        CONFIG,
+        service_account="kubetune-workload",
+        namespace_service_accounts=(("ml", "ml-team-irsa"),),
+        image_pull_secrets=("global-registry",),
+        namespace_image_pull_secrets=(("ml", "team-registry"), ("other", "not-ours")),
+    )
+    pod = pod_spec(children(finetune(), config)["Job"])
+    assert pod["serviceAccountName"] == "ml-team-irsa"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["imagePullSecrets"] == [{"name": "global-registry"}, {"name": "team-registry"}]
+    assert config.service_account_for("elsewhere") == "kubetune-workload"
+
+
+def test_an_image_outside_the_allowlist_fails_the_run_and_creates_nothing() -> None:
+    world = ObservedWorld(now=NOW, resources={("Dataset", "support"): ready_dataset()})
+    resource = finetune(image="evil.example/miner:latest")
+    result = plan(resource, world, CONFIG)
+    assert result.children == []
+    assert result.status["phase"] == "Failed"
+    (succeeded,) = [c for c in result.status["conditions"] if c["type"] == "Succeeded"]
+    assert succeeded["reason"] == "ImageNotAllowed"
+    assert "evil.example/miner:latest" in succeeded["message"]
+    assert any(e.reason == "ImageNotAllowed" and e.type == "Warning" for e in result.events)
+
+    allowed = dataclasses.replace(CONFIG, allowed_images=("registry.example/kt-*",))
+    ok = plan(finetune(image="registry.example/kt-cuda:2"), world, allowed)
+    job = next(c for c in ok.children if c["kind"] == "Job")
+    assert pod_spec(job)["containers"][0]["image"] == "registry.example/kt-cuda:2"
+    assert plan(finetune(image=CONFIG.cpu_image), world, CONFIG).children

@@ -615,3 +615,35 @@ def test_s3_source_cursor_and_output_against_moto(
         assert not missing.ok and missing.reason == "CursorUnreadable"
         empty = run_spec(tmp_path, feedback_spec("s3://feedback-bucket/nothing/", mode="count"))
         assert empty.ok and empty.metrics["pendingRecords"] == 0
+
+
+def test_collector_segments_replaced_by_longer_versions_resume_at_the_cursor(
+    tmp_path: Path,
+) -> None:
+    """The collector commits by renaming a longer copy over its open segment: the cursor of
+    the previous collect still holds (no rotation, nothing read twice), and its temporary
+    files are never read."""
+    from kubetune.collector.records import encode_line
+    from kubetune.collector.store import LocalBackend, LoopStore
+
+    root = tmp_path / "loop"
+    store = LoopStore(LocalBackend(root), "writer-1")
+
+    def commit(ids: range) -> None:
+        rows = [{"id": f"r{i}", "prompt": f"q{i}", "response": f"a{i}"} for i in ids]
+        store.commit([(r["id"], encode_line(r)) for r in rows])
+
+    commit(range(3))
+    (segment,) = root.rglob("*.jsonl")
+    (segment.parent / f".{segment.name}.tmp-dead").write_text('{"prompt": "half')  # a crash
+    first = run_spec(tmp_path, feedback_spec(root, tmp_path / "c1"))
+    assert first.metrics["usedRecords"] == 3, first.message
+    commit(range(3, 5))
+    commit(range(1, 4))  # already committed ids: nothing written
+    assert list(root.rglob("*.jsonl")) == [segment]
+    second = run_spec(
+        tmp_path, feedback_spec(root, tmp_path / "c2", since=tmp_path / "c1" / CURSOR_FILE)
+    )
+    assert second.metrics["usedRecords"] == 2 and second.details["rotatedFiles"] == 0
+    collected = (tmp_path / "c2" / FEEDBACK_FILE).read_text().splitlines()
+    assert [json.loads(r)["instruction"] for r in collected] == ["q3", "q4"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
 from kubetune.api.base import KubeModel
+from kubetune.api.kube import DNSSubdomain, LabelMap, LabelValue
+from kubetune.api.scheduling import Affinity, Toleration
 
 GROUP = "kubetune.dev"
 VERSION = "v1alpha1"
@@ -44,6 +46,13 @@ def check_uri(value: str, schemes: tuple[str, ...]) -> str:
         raise ValueError(f"{value!r} contains a '..' path segment")
     if any(c.isspace() for c in value):
         raise ValueError(f"{value!r} contains whitespace")
+    if scheme == "pvc":
+        claim = rest.split("/", 1)[0]
+        if len(claim) > 253 or not re.match(DNS_SUBDOMAIN, claim):
+            raise ValueError(
+                f"{value!r}: the claim {claim!r} is not a PersistentVolumeClaim name (a lowercase "
+                "RFC 1123 subdomain); the pod mounting it would never start"
+            )
     return value
 
 
@@ -77,7 +86,11 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 ResourceName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]
 Quantity = Annotated[
     str,
-    StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|Ki|Mi|Gi|Ti|Pi|M|G|T|P|E|Ei)?$"),
+    StringConstraints(
+        pattern=r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
+        r"((Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|[eE][+-]?[0-9]+)?$",
+        max_length=64,
+    ),
 ]
 
 
@@ -156,13 +169,31 @@ class DatasetRef(KubeModel):
         return None if v is None else check_uri(v, ARTIFACT_SCHEMES)
 
 
+class DatasetNameRef(KubeModel):
+    """A `Dataset` resource in the same namespace, by name (no URI: its settings are needed)."""
+
+    name: ResourceName = Field(description="Name of a Dataset resource in the same namespace.")
+    namespace: str | None = Field(
+        None, description="Not supported: datasets must be in the same namespace."
+    )
+
+    __cel_rules__ = (
+        {
+            "rule": "!has(self.namespace)",
+            "message": "cross-namespace references are not allowed; "
+            "the referenced resource must be in the same namespace",
+            "fieldPath": ".namespace",
+        },
+    )
+
+
 class SecretKeySelector(KubeModel):
     """A key of a Secret in the resource's namespace; the value is only ever injected as env."""
 
     name: ResourceName = Field(description="Name of the Secret.")
-    key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
-        description="Key within the Secret."
-    )
+    key: Annotated[
+        str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    ] = Field(description="Key within the Secret (a valid Secret key: [-._a-zA-Z0-9]+).")
 
 
 class SecretRef(KubeModel):
@@ -192,27 +223,11 @@ class Credentials(KubeModel):
 # --- scheduling and resources ---------------------------------------------------------------
 
 
-class Toleration(KubeModel):
-    """A Kubernetes toleration (same fields as core/v1 Toleration)."""
-
-    key: str | None = Field(None, description="Taint key the toleration applies to.")
-    operator: Literal["Exists", "Equal"] | None = Field(
-        None, description="Exists or Equal (default Equal)."
-    )
-    value: str | None = Field(None, description="Taint value for the Equal operator.")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        None, description="Taint effect to match; empty matches all effects."
-    )
-    toleration_seconds: int | None = Field(
-        None, description="For NoExecute: how long the pod stays bound after the taint appears."
-    )
-
-
 class Resources(KubeModel):
     """Compute for the step's pods: GPUs, CPU, memory, placement and queueing."""
 
     gpus: int = Field(0, ge=0, le=64, description="GPUs per node (nvidia.com/gpu).")
-    gpu_type: str | None = Field(
+    gpu_type: LabelValue | None = Field(
         None,
         description="GPU product to schedule on (matched against the node label "
         "nvidia.com/gpu.product), e.g. NVIDIA-H100-80GB-HBM3.",
@@ -225,15 +240,15 @@ class Resources(KubeModel):
     shared_memory: Quantity | None = Field(
         None, description="Size of the /dev/shm emptyDir for GPU jobs (default: half of memory)."
     )
-    node_selector: dict[str, str] | None = Field(None, description="Node labels to select on.")
-    tolerations: list[Toleration] | None = Field(None, description="Tolerations for tainted nodes.")
-    affinity: dict[str, Any] | None = Field(
-        None,
-        description="A core/v1 Affinity object, copied to the pod spec as is.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    node_selector: LabelMap | None = Field(None, description="Node labels to select on.")
+    tolerations: list[Toleration] | None = Field(
+        None, max_length=32, description="Tolerations for tainted nodes."
     )
-    priority_class_name: str | None = Field(None, description="PriorityClass of the pods.")
-    queue_name: str | None = Field(
+    affinity: Affinity | None = Field(
+        None, description="A core/v1 Affinity, copied to the pod spec (validated as the API does)."
+    )
+    priority_class_name: DNSSubdomain | None = Field(None, description="PriorityClass of the pods.")
+    queue_name: LabelValue | None = Field(
         None, description="Kueue LocalQueue name (sets the kueue.x-k8s.io/queue-name label)."
     )
 
@@ -279,7 +294,11 @@ class RunSettings(KubeModel):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retry policy.")
     image: str | None = Field(
-        None, description="Override the workload image configured in the operator."
+        None,
+        pattern=r"^\S+$",
+        max_length=1024,
+        description="Override the workload image configured in the operator; it must be in "
+        "the operator's allowlist (else the run fails with ImageNotAllowed).",
     )
 
 
@@ -317,6 +336,19 @@ class RunRecord(KubeModel):
     results: dict[str, float] | None = Field(None, description="Key metrics of the run.")
 
 
+class Usage(KubeModel):
+    """Compute a run consumed, for chargeback and quotas (requested amounts x pod wall time)."""
+
+    gpu_seconds: float = Field(
+        0, description="Requested GPUs per pod x wall time of the run's pods, summed."
+    )
+    cpu_seconds: float = Field(
+        0, description="Requested CPUs per pod x wall time of the run's pods, summed."
+    )
+    gpus: int = Field(0, description="GPUs requested by the run (per node x nodes).")
+    queue: str | None = Field(None, description="Kueue queue of the run, if any.")
+
+
 class CommonStatus(KubeModel):
     """Status fields of every kind. Recomputed from the world; never edited by users."""
 
@@ -340,6 +372,9 @@ class CommonStatus(KubeModel):
     log_path: str | None = Field(None, description="Where the current run's logs are (local runs).")
     history: list[RunRecord] = Field(
         default_factory=list, description="Earlier runs, newest first."
+    )
+    usage: Usage | None = Field(
+        None, description="GPU- and CPU-seconds of the current run (so far, while it runs)."
     )
 
 

@@ -196,6 +196,13 @@ class EvaluationTemplate(RunSettings):
     judge: JudgeSpec | None = Field(None, description="Judge endpoint for the judge metric.")
     bias_probes: list[BiasProbe] | None = Field(None, description="Counterfactual probes.")
     gates: list[Gate] | None = Field(None, description="Pass/fail rules.")
+    max_skipped_ratio: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="A gate on the share of cases left out of the verdict (skipped by the "
+        "candidate or, with a baseline, by either model: verdicts use only paired cases).",
+    )
     bootstrap_samples: int = Field(
         1000, ge=0, le=100000, description="Bootstrap resamples for confidence intervals."
     )

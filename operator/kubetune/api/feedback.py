@@ -14,7 +14,7 @@ from kubetune.api.common import (
     ArtifactURI,
     CommonStatus,
     Credentials,
-    DatasetRef,
+    DatasetNameRef,
     check_uri,
 )
 from kubetune.api.compression import CompressionTemplate
@@ -109,6 +109,29 @@ class Triggers(KubeModel):
         return v
 
 
+# Path segments a merge patch cannot go through: list indexes and the list fields of the
+# objects a promotion usually patches (Deployments, StatefulSets, InferenceServices...).
+LIST_FIELDS = (
+    "[0-9]+",
+    "containers",
+    "initContainers",
+    "ephemeralContainers",
+    "env",
+    "envFrom",
+    "volumes",
+    "volumeMounts",
+    "ports",
+    "args",
+    "command",
+    "tolerations",
+    "imagePullSecrets",
+    "hostAliases",
+    "finalizers",
+    "ownerReferences",
+    "conditions",
+)
+
+
 class ObjectTarget(KubeModel):
     """An object whose field is patched with the champion's URI on promotion."""
 
@@ -119,6 +142,16 @@ class ObjectTarget(KubeModel):
         description="Dotted path of the field set to the model URI, e.g. "
         "spec.template.metadata.annotations.model",
         pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$",
+        max_length=1024,
+    )
+
+    __cel_rules__ = (
+        {
+            "rule": "!self.fieldPath.matches('(^|[.])(" + "|".join(LIST_FIELDS) + ")([.]|$)')",
+            "message": "must not go through a list (a numeric index or a list field such as "
+            "containers or env): a merge patch would replace the whole list with a map",
+            "fieldPath": ".fieldPath",
+        },
     )
 
 
@@ -129,6 +162,19 @@ class Promotion(KubeModel):
         "status", description="status: record the champion only; patch: also patch a target."
     )
     target: ObjectTarget | None = Field(None, description="The object to patch.")
+    approval: Literal["auto", "manual"] = Field(
+        "auto",
+        description="auto: a challenger that passes its gates is promoted; manual: it waits in "
+        "AwaitingApproval until the annotation kubetune.dev/approve=cN promotes it or "
+        "kubetune.dev/reject=cN rejects it (`kubetune approve`).",
+    )
+    approval_timeout_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=90 * 24 * 3600,
+        description="With manual approval: a challenger not approved within this many seconds "
+        "of its evaluation is rejected. Unset: it waits until approved or rejected.",
+    )
 
     __cel_rules__ = (
         {
@@ -143,7 +189,10 @@ class FeedbackLoopSpec(KubeModel):
     """Desired state of a FeedbackLoop."""
 
     feedback: FeedbackSource = Field(description="Where feedback accumulates.")
-    base_dataset: DatasetRef = Field(description="Dataset mixed with the new feedback.")
+    base_dataset: DatasetNameRef = Field(
+        description="The Dataset (by name) mixed with the new feedback: its schema, cleaning "
+        "and safety settings are applied to the feedback too."
+    )
     champion: ArtifactRef = Field(description="The model in production at the start.")
     finetune: TrainingSettings = Field(description="Template of each cycle's FinetuneJob.")
     compression: CompressionTemplate | None = Field(
@@ -162,16 +211,27 @@ class FeedbackLoopSpec(KubeModel):
 
     __cel_rules__ = (
         {
-            "rule": "has(self.baseDataset.name)",
-            "message": "baseDataset must name a Dataset: its schema, cleaning and safety "
-            "settings are applied to the feedback before it is mixed in",
-            "fieldPath": ".baseDataset",
-        },
-        {
             "rule": "has(self.evaluation.gates) && size(self.evaluation.gates) > 0",
             "message": "the evaluation needs gates: they decide whether a challenger is promoted",
             "fieldPath": ".evaluation.gates",
         },
+    )
+
+
+class ApprovalRequest(KubeModel):
+    """A challenger that passed its gates and waits for a person (promotion.approval manual)."""
+
+    run_id: str = Field(description="The cycle (c3): approve with kubetune.dev/approve=c3.")
+    challenger: str | None = Field(None, description="URI of the model that would be promoted.")
+    evaluation: str = Field(description="Name of the cycle's Evaluation.")
+    report_uri: str | None = Field(None, description="The evaluation's HTML report.")
+    feedback_uri: str | None = Field(
+        None, description="The feedback the challenger learned from (the collected JSONL)."
+    )
+    results: dict[str, float] | None = Field(None, description="The evaluation's scores.")
+    since: datetime | None = Field(None, description="When the evaluation passed.")
+    deadline: datetime | None = Field(
+        None, description="When it is rejected unless approved (promotion.approvalTimeoutSeconds)."
     )
 
 
@@ -202,3 +262,6 @@ class FeedbackLoopStatus(CommonStatus):
         None, description="The champion's latest score on the drift metric."
     )
     active_runs: list[str] | None = Field(None, description="Cycles running now (c1, c2...).")
+    awaiting_approval: list[ApprovalRequest] | None = Field(
+        None, description="Challengers that passed their gates and wait for approval."
+    )

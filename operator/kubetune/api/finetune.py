@@ -193,6 +193,43 @@ class Checkpointing(KubeModel):
     resume: Literal["auto", "never"] = Field(
         "auto", description="auto: resume from the latest complete checkpoint on restart."
     )
+    grace_period_seconds: int = Field(
+        300,
+        ge=1,
+        le=86400,
+        description="The pod's terminationGracePeriodSeconds: time after SIGTERM (preemption, "
+        "node drain) to finish the optimizer step and write a complete checkpoint.",
+    )
+
+
+class DivergenceGuard(KubeModel):
+    """Stop (or roll back) a run whose loss explodes instead of reporting success."""
+
+    enabled: bool = Field(True, description="Check the training and evaluation losses.")
+    loss_factor: float = Field(
+        4.0,
+        gt=1,
+        description="A step's loss counts as diverged above max(factor x reference, reference "
+        "+ 1), the reference being the lowest running median of the recent losses.",
+    )
+    window: int = Field(20, ge=1, le=1000, description="Steps in the running median.")
+    patience: int = Field(
+        5, ge=1, description="Consecutive diverged steps that fail (or roll back) the run."
+    )
+    eval_factor: float = Field(
+        4.0,
+        gt=1,
+        description="An evaluation loss above max(factor x best, best + 1) is a divergence.",
+    )
+    rollback: bool = Field(
+        False,
+        description="Roll back to the last complete checkpoint with a lower learning rate "
+        "instead of failing (needs checkpointing.everySteps).",
+    )
+    rollback_lr_factor: float = Field(
+        0.5, gt=0, lt=1, description="Learning-rate multiplier applied at each rollback."
+    )
+    max_rollbacks: int = Field(2, ge=1, le=10, description="Rollbacks before the run fails.")
 
 
 class Distributed(KubeModel):
@@ -221,6 +258,9 @@ class TrainingSettings(RunSettings):
     evaluation: EvalSettings = Field(default_factory=EvalSettings, description="Validation.")
     checkpointing: Checkpointing = Field(
         default_factory=Checkpointing, description="Checkpoints and resume."
+    )
+    divergence: DivergenceGuard = Field(
+        default_factory=DivergenceGuard, description="Divergence guard (on by default)."
     )
     distributed: Distributed = Field(default_factory=Distributed, description="Parallelism.")
     merge_adapter: bool = Field(

@@ -132,6 +132,13 @@ class KindInfo:
 
 _PHASE = PrinterColumn("Phase", ".status.phase", description="Summary of the conditions.")
 _AGE = PrinterColumn("Age", ".metadata.creationTimestamp", type="date")
+_GPU_SECONDS = PrinterColumn(
+    "GPU-Seconds",
+    ".status.usage.gpuSeconds",
+    type="number",
+    priority=1,
+    description="GPU-seconds of the current run.",
+)
 
 KIND_INFO: dict[str, KindInfo] = {
     "Dataset": KindInfo(
@@ -151,6 +158,7 @@ KIND_INFO: dict[str, KindInfo] = {
             PrinterColumn("Records", ".status.records", type="integer"),
             PrinterColumn("Tokens", ".status.tokens", type="integer", priority=1),
             PrinterColumn("Version", ".status.version", priority=1),
+            _GPU_SECONDS,
             _AGE,
         ),
     ),
@@ -171,6 +179,7 @@ KIND_INFO: dict[str, KindInfo] = {
             PrinterColumn("Objective", ".spec.objective", priority=1),
             PrinterColumn("Step", ".status.progress.step", type="integer"),
             PrinterColumn("Loss", ".status.progress.loss", type="number"),
+            _GPU_SECONDS,
             _AGE,
         ),
     ),
@@ -189,6 +198,7 @@ KIND_INFO: dict[str, KindInfo] = {
             _PHASE,
             PrinterColumn("Size-Ratio", ".status.sizeRatio", type="number"),
             PrinterColumn("PPL-Delta", ".status.perplexityDelta", type="number"),
+            _GPU_SECONDS,
             _AGE,
         ),
     ),
@@ -207,6 +217,7 @@ KIND_INFO: dict[str, KindInfo] = {
             _PHASE,
             PrinterColumn("Passed", ".status.passed", type="boolean"),
             PrinterColumn("Message", ".status.message", priority=1),
+            _GPU_SECONDS,
             _AGE,
         ),
     ),

@@ -57,6 +57,10 @@ class InputArtifact(_Contract):
 
     uri: str
     content_hash: str | None = None
+    role: str | None = Field(
+        None, description="What the input is for: dataset, model, candidate, prompts, judge..."
+    )
+    version: str | None = Field(None, description="A Dataset artifact's version (v...).")
 
 
 class _StepBase(_Contract):
@@ -151,6 +155,70 @@ def parse_step_spec(data: str | bytes | dict[str, Any]) -> StepSpec:
     if isinstance(data, dict):
         return _STEP_ADAPTER.validate_python(data)
     return _STEP_ADAPTER.validate_json(data)
+
+
+# --- failure reasons --------------------------------------------------------------------
+
+FailureKind = Literal["permanent", "retryable"]
+# Exit code of a step that failed for a permanent reason: the Job's podFailurePolicy fails the
+# Job at once (FailJob) instead of spending its backoffLimit on retries that cannot help.
+EXIT_PERMANENT = 2
+EXIT_RETRYABLE = 1
+
+# Every reason a workload reports in its StepResult when it fails, decided on purpose:
+# permanent (the same inputs fail the same way: fix the spec or the data) or retryable (the
+# next pod may succeed: storage, memory, interruptions, bugs). The workloads exit with
+# EXIT_PERMANENT or EXIT_RETRYABLE from this table, the planners build the Job's
+# podFailurePolicy from it, and docs/operator.md lists it. tests/workloads check that every
+# reason a workload raises is here.
+FAILURE_REASONS: dict[str, tuple[FailureKind, str]] = {
+    # the step contract
+    "InvalidSpec": ("permanent", "the step spec does not parse (operator/workload mismatch)"),
+    "SpecUnreadable": ("permanent", "the step spec file cannot be read"),
+    "InvalidInput": ("permanent", "inputs are wrong: missing fields, a bad source, a bad case"),
+    # dataprep
+    "EmptyDataset": ("permanent", "the sources hold no records, or none survive preparation"),
+    "TooManyMalformedRecords": ("permanent", "more malformed records than maxErrorRatio"),
+    # finetune
+    "UnsafeWeights": ("permanent", "pickle weights without allowPickle"),
+    "UnsupportedArchitecture": ("permanent", "the model's architecture cannot be loaded"),
+    "NaNLoss": ("permanent", "the training loss became NaN or infinite"),
+    "Diverged": ("permanent", "the loss diverged and no rollback could recover it"),
+    # compress
+    "UnsupportedMerge": ("permanent", "the adapter cannot be merged into this base"),
+    "NoAdapter": ("permanent", "mergeAdapter on a model without an adapter"),
+    "AlreadyQuantized": ("permanent", "quantize on an already quantized model"),
+    "AdapterNotMerged": ("permanent", "quantize/prune an adapter before mergeAdapter"),
+    "PruneQuantized": ("permanent", "prune after quantize"),
+    "QuantizationFailed": ("permanent", "bitsandbytes cannot quantize this model"),
+    "QualityGateFailed": ("permanent", "the compressed model is worse than maxPerplexityIncrease"),
+    "NothingToQuantize": ("permanent", "quantize on a model with no layer bitsandbytes quantizes"),
+    # evaluate
+    "PromptTooLong": ("permanent", "a prompt does not fit the model's context"),
+    "JudgeUnauthorized": ("permanent", "the judge endpoint refused the API key (401/403)"),
+    # feedback
+    "InvalidCursor": ("permanent", "the since-cursor is not a kubetune cursor"),
+    "CursorUnreadable": ("retryable", "the since-cursor cannot be read (storage)"),
+    # anything
+    "StorageError": ("retryable", "reading or writing an artifact failed"),
+    "OutOfMemory": ("retryable", "the process ran out of memory (MemoryError)"),
+    "Interrupted": ("retryable", "SIGINT: the step was interrupted"),
+    "Preempted": ("retryable", "SIGTERM: the pod was stopped (preemption, drain)"),
+    "OutputLocked": ("retryable", "another live process is writing the same output"),
+    "InternalError": ("retryable", "an unexpected exception (a bug, or a transient failure)"),
+    "Failed": ("retryable", "a parallel dataprep map task did not complete"),
+}
+PERMANENT_REASONS = frozenset(r for r, (kind, _) in FAILURE_REASONS.items() if kind == "permanent")
+
+
+def is_permanent(reason: str) -> bool:
+    """Whether a failure reason is permanent (unknown reasons are retryable)."""
+    return reason in PERMANENT_REASONS
+
+
+def exit_code_for(reason: str) -> int:
+    """The exit code of a failed step: EXIT_PERMANENT for a permanent reason, else 1."""
+    return EXIT_PERMANENT if is_permanent(reason) else EXIT_RETRYABLE
 
 
 class StepResult(_Contract):

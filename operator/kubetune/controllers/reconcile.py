@@ -79,6 +79,16 @@ class InvalidSpec(kopf.PermanentError):
     """The resource's spec does not validate; retrying cannot help until it changes."""
 
 
+class ChildRejected(InvalidSpec):
+    """The API server refused (422 Invalid) a Job, ConfigMap or Service built from the spec:
+    the run is Failed with reason ``ChildRejected`` and the server's message, one Warning
+    event is posted, and nothing is retried until the spec changes (a new generation)."""
+
+
+# Children whose 422 ends the run: the operator builds them from the spec alone.
+REJECTABLE_CHILDREN = frozenset({("batch/v1", "Job"), ("v1", "ConfigMap"), ("v1", "Service")})
+
+
 # API answers to a write that a retry alone will not fix (RBAC, a missing object or kind, a
 # manifest the API server rejects): the loop logs them as warnings and retries with backoff.
 REFUSALS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 422: "Invalid"}
@@ -156,9 +166,16 @@ class Reconciler:
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return None
         resource = await self._parse_or_report(body)
+        if status_writes.rejected_generation(body):
+            # A child of this generation was refused: wait for a spec change, do not retry.
+            return Outcome(phase="Failed", requeue_after=None)
         world = await self._observe(key, resource, poll_progress)
         result = plan(resource, world, self.runtime.config)
-        await self._apply(key, body, result)
+        try:
+            await self._apply(key, body, result)
+        except ChildRejected as exc:
+            await self._report_rejected(body, str(exc))
+            raise
         written = await self._write_status(body, result.status)
         if written is not None:
             self._post_events(written, result.events)
@@ -185,6 +202,15 @@ class Reconciler:
             self._post_events(written, [event])
             metrics.record_phase(body["kind"], *_ns_name(body), "Failed")
         raise InvalidSpec(f"invalid spec: {message}")
+
+    async def _report_rejected(self, body: dict[str, Any], message: str) -> None:
+        """Fail the run with reason ChildRejected: status, one Warning event, the metric."""
+        reason = status_writes.CHILD_REJECTED
+        desired = status_writes.invalid_spec_status(body, message, self.runtime.clock(), reason)
+        written = await self._write_status(body, desired)
+        if written is not None:
+            self._post_events(written, [Event("Warning", reason, message)])
+            metrics.record_phase(body["kind"], *_ns_name(body), "Failed")
 
     # --- observing --------------------------------------------------------------------------
 
@@ -287,11 +313,23 @@ class Reconciler:
             if await self._refusing("delete", ref, self.client.delete(ref)):
                 self.logger.info("deleted %s", describe(ref))
         for child in result.children:
-            _, created = await self._refusing("create", child, self.client.create(child))
+            _, created = await self._refusing("create", child, self._create(child))
             if created:
                 self.logger.info("created %s", describe(child))
         for patch in result.patches:
             await self._patch(patch)
+
+    async def _create(self, child: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create a child; a 422 on a Job, ConfigMap or Service is :class:`ChildRejected`."""
+        try:
+            return await self.client.create(child)
+        except Unprocessable as exc:
+            if (child.get("apiVersion"), child.get("kind")) not in REJECTABLE_CHILDREN:
+                raise
+            raise ChildRejected(
+                f"the API server rejected {describe(child)}: {exc}; fix the spec "
+                "(a new generation starts a new run)"
+            ) from exc
 
     async def _patch(self, patch: Mapping[str, Any]) -> None:
         """Merge-patch any object; a missing target that the operator does not create is an
@@ -380,14 +418,12 @@ class Reconciler:
         start, end = _time(new.get("startTime")), _time(new.get("completionTime"))
         if not just_finished or start is None or end is None:
             return
-        resources = getattr(resource.spec, "resources", None)
         metrics.record_finished_run(
             resource.kind,
             namespace,
             "Failed" if phase == "Failed" else "Succeeded",
             (end - start).total_seconds(),
-            int(getattr(resources, "gpus", 0) or 0),
-            int(getattr(resources, "nodes", 1) or 1),
+            new.get("usage"),
         )
 
 

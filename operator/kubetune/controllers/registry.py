@@ -85,7 +85,9 @@ def build_registry(
         )
         memo[MEMO_KEY] = (runtime, Wakers())
         if metrics_port:
-            memo["kubetune_exporter"] = metrics.start_exporter(metrics_port)
+            memo["kubetune_exporter"] = metrics.start_exporter(
+                metrics_port, config.metrics_bind_address
+            )
             logger.info("serving Prometheus metrics on port %d", metrics_port)
 
     @kopf.on.cleanup(registry=registry)

@@ -18,8 +18,29 @@ from pydantic import ValidationError
 from kubetune.api.resources import KIND_INFO
 
 # Condition types the planners write; any other type belongs to someone else.
-MANAGED_CONDITIONS = frozenset({"Ready", "Succeeded", "Waiting", "Running", "Passed", "Cycling"})
+MANAGED_CONDITIONS = frozenset(
+    {"Ready", "Succeeded", "Waiting", "Running", "Passed", "Cycling", "Reconciling", "Stalled"}
+)
 INVALID_SPEC = "InvalidSpec"
+CHILD_REJECTED = "ChildRejected"
+
+
+def rejected_generation(body: Mapping[str, Any]) -> bool:
+    """Whether the API server refused a child of the current generation (status says so)."""
+    kind = str(body.get("kind"))
+    info = KIND_INFO.get(kind)
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation") or 1
+    if info is None or status.get("phase") != "Failed":
+        return False
+    done = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == info.done_condition), None
+    )
+    return bool(
+        done
+        and done.get("reason") == CHILD_REJECTED
+        and done.get("observedGeneration") == generation
+    )
 
 
 def _compact(status: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -58,8 +79,11 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def invalid_spec_status(body: Mapping[str, Any], message: str, now: datetime) -> dict[str, Any]:
-    """Status of a resource whose spec cannot be read: Failed, done condition InvalidSpec."""
+def invalid_spec_status(
+    body: Mapping[str, Any], message: str, now: datetime, reason: str = INVALID_SPEC
+) -> dict[str, Any]:
+    """Status of a resource whose spec cannot be read (or whose child the API server refused,
+    reason ``ChildRejected``): Failed, done condition with the reason."""
     kind = str(body["kind"])
     done_type = KIND_INFO[kind].done_condition
     generation = (body.get("metadata") or {}).get("generation") or 1
@@ -69,16 +93,35 @@ def invalid_spec_status(body: Mapping[str, Any], message: str, now: datetime) ->
     done = {
         "type": done_type,
         "status": "False",
-        "reason": INVALID_SPEC,
+        "reason": reason,
         "message": message,
         "observedGeneration": generation,
         "lastTransitionTime": since or now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    others = [c for c in current.get("conditions") or [] if c.get("type") != done_type]
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def cond(type_: str, status: str, text: str = "") -> dict[str, Any]:
+        before = next((c for c in current.get("conditions") or [] if c.get("type") == type_), None)
+        same = before is not None and before.get("status") == status
+        return {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": text,
+            "observedGeneration": generation,
+            "lastTransitionTime": (before or {}).get("lastTransitionTime") if same else stamp,
+        }
+
+    # kstatus: Stalled (Flux and `kubectl wait` see a failure, not a reconciliation in progress).
+    kstatus = [cond("Reconciling", "False"), cond("Stalled", "True", message)]
+    if done_type != "Ready":
+        kstatus.append(cond("Ready", "False", message))
+    replaced = {done_type, *(c["type"] for c in kstatus)}
+    others = [c for c in current.get("conditions") or [] if c.get("type") not in replaced]
     return {
         **current,
         "phase": "Failed",
         "observedGeneration": generation,
         "message": message,
-        "conditions": [done, *others],
+        "conditions": [done, *kstatus, *others],
     }

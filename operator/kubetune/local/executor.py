@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kubetune.local.procs import die_with_parent, process_start
 from kubetune.local.store import Execution, now
 from kubetune.plan.naming import ANNOTATION_SPEC_HASH
 from kubetune.plan.world import ObservedJob, ObservedPod
@@ -171,7 +173,7 @@ class LocalExecutor:
         log.write(f"--- {now().isoformat()} starting {name}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            local_command(job, files["spec"]),
+            die_with_parent(local_command(job, files["spec"])),  # SIGTERM when we die
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -186,6 +188,8 @@ class LocalExecutor:
             run_id=labels.get("kubetune.dev/run-id", ""),
             state="Running",
             pid=proc.pid,
+            pid_start=process_start(proc.pid),
+            host=socket.gethostname(),
             started=now().isoformat(),
             log_path=str(files["log"]),
             termination_log=str(files["termination"]),

@@ -15,6 +15,8 @@ checkpoint).
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from kubetune.api.steps import LiveProgress
 from kubetune.local.applier import PlanApplier
 from kubetune.local.executor import LocalExecutor, LocalPaths, observe, read_progress
 from kubetune.local.loops import LOOP_KIND, PeriodicChecks, forget_finished_counts
+from kubetune.local.procs import alive, end_orphan
 from kubetune.local.store import LocalStore, StoredResource, now, resource_key
 from kubetune.plan import plan
 from kubetune.plan.world import ObservedWorld, OperatorConfig
@@ -41,6 +44,7 @@ class RunSummary:
     workdir: Path
     resources: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    signal: int | None = None  # what interrupted the run (SIGINT or SIGTERM)
     # Objects outside the store that planners patched (recorded only): "Kind/name" -> merge.
     patched: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -48,19 +52,95 @@ class RunSummary:
     def ok(self) -> bool:
         return not self.interrupted and all(is_done(r) for r in self.resources)
 
+    @property
+    def failed_gates(self) -> list[str]:
+        """'Evaluation/name: gate, gate' for each of your Evaluations whose verdict is a fail.
+
+        A FeedbackLoop's own cycle Evaluations are left out: a challenger that fails its gates
+        is a normal outcome of the loop (it is not promoted)."""
+        found = []
+        for body in self.resources:
+            status = body.get("status") or {}
+            owned = body["metadata"].get("ownerReferences")
+            if body["kind"] == "Evaluation" and status.get("passed") is False and not owned:
+                gates = ", ".join(status.get("failedGates") or []) or "a gate"
+                found.append(f"Evaluation/{body['metadata']['name']}: {gates}")
+        return found
+
+    @property
+    def exit_code(self) -> int:
+        """0 all done and passed; 1 a resource failed or could not finish; 3 every step
+        finished but a gate failed; 130 stopped by SIGINT (Ctrl-C), 143 by SIGTERM."""
+        if self.interrupted:
+            return 143 if self.signal == signal.SIGTERM else 130
+        if not self.ok:
+            return EXIT_FAILED
+        return EXIT_GATE_FAILED if self.failed_gates else 0
+
+
+EXIT_FAILED = 1
+EXIT_GATE_FAILED = 3
+
+
+def interrupted_resources(store: LocalStore) -> dict[str, str]:
+    """'Kind/name' -> message for resources whose status says Running but whose current run's
+    process is not running any more (stopped by Ctrl-C or SIGTERM, or its runner was killed)."""
+    found = {}
+    for stored in store.state.resources.values():
+        status = stored.body.get("status") or {}
+        if status.get("phase") != "Running":
+            continue
+        for job in store.jobs_of(stored.kind, stored.name):
+            if job["metadata"].get("labels", {}).get("kubetune.dev/run-id") != status.get("runId"):
+                continue
+            execution = store.state.executions.get(job["metadata"]["name"])
+            if execution is None:
+                continue  # not started yet
+            live = execution.pid and alive(execution.pid, execution.pid_start, execution.host)
+            if execution.state == "Running" and live:
+                continue
+            step = (status.get("progress") or {}).get("step")
+            where = f" at step {step}" if step else ""
+            found[stored.key_text] = (
+                f"interrupted{where}: rerun `kubetune run` with this workdir to resume"
+            )
+    return found
+
+
+def with_interruptions(
+    bodies: list[dict[str, Any]], interrupted: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Bodies to show: phase Interrupted (and why) where the run is not running any more."""
+    shown = []
+    for body in bodies:
+        key = resource_key(body["kind"], body["metadata"]["name"])
+        if key in interrupted:
+            status = {**body["status"], "phase": "Interrupted", "message": interrupted[key]}
+            body = {**body, "status": status}
+        shown.append(body)
+    return shown
+
 
 def is_done(body: dict[str, Any]) -> bool:
-    """Ready or Succeeded; a FeedbackLoop also when suspended with no cycle running."""
+    """Ready or Succeeded; a FeedbackLoop also when suspended with no cycle running, or when
+    its running cycles all await approval."""
     status = body.get("status") or {}
     phase = status.get("phase")
     if body["kind"] == LOOP_KIND and phase == "Suspended":
         return not status.get("activeRuns")
+    if body["kind"] == LOOP_KIND and status.get("awaitingApproval"):
+        # every running cycle waits for a person (`kubetune approve`): nothing more to do now
+        waiting = {a.get("runId") for a in status["awaitingApproval"]}
+        return set(status.get("activeRuns") or []) <= waiting
     return phase in TERMINAL_OK
 
 
 def local_config(workdir: Path) -> OperatorConfig:
     """Operator settings for local runs: artifacts under the workdir, no progress port."""
-    return OperatorConfig(artifact_store=f"file://{(workdir / 'artifacts').resolve()}")
+    return OperatorConfig(
+        artifact_store=f"file://{(workdir / 'artifacts').resolve()}",
+        allowed_images=("*",),  # no image runs locally: spec.image is ignored, never refused
+    )
 
 
 def rewrite_local_uris(value: Any, base: Path, workdir: Path, in_output: bool = False) -> Any:
@@ -145,6 +225,7 @@ class LocalRunner:
         self.applier = PlanApplier(self.store, self.executor.stop)
         self.parsed = ParsedResources()
         self.periodic = PeriodicChecks()
+        self.orphan_grace = 60.0
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -164,9 +245,20 @@ class LocalRunner:
         return outcome
 
     def _forget_interrupted(self) -> None:
-        """Steps that did not finish last time run again (same Job name, same output)."""
+        """Steps that did not finish last time run again (same Job name, same output).
+
+        A step process of an earlier run that is still alive (its runner was killed before it
+        could stop it) is ended first (SIGTERM: it checkpoints; then SIGKILL), so there is never
+        a second writer on its output.
+        """
         for name, execution in list(self.store.state.executions.items()):
             if execution.state in ("Running", "Interrupted", "Pending"):
+                if execution.pid and end_orphan(
+                    execution.pid, execution.pid_start, execution.host, self.orphan_grace
+                ):
+                    self.notes.append(
+                        f"ended step {name} (pid {execution.pid}) left running by an earlier run"
+                    )
                 self.store.delete_job(name)
 
     # --- the loop ----------------------------------------------------------------------------
@@ -267,6 +359,14 @@ class LocalRunner:
     def run(self) -> RunSummary:
         """Run until nothing more can happen; Ctrl-C stops cleanly and resumably."""
         summary = RunSummary(workdir=self.workdir)
+        received: list[int] = []
+
+        def on_term(signum: int, frame: Any) -> None:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, on_term) if main else None
         try:
             while True:
                 changed = self.poll()
@@ -282,11 +382,21 @@ class LocalRunner:
                     time.sleep(self.poll_seconds)
         except KeyboardInterrupt:
             summary.interrupted = True
+            summary.signal = received[0] if received else int(signal.SIGINT)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not stop the stop
             self.executor.stop_all()
             for execution in self.store.state.executions.values():
                 if execution.state == "Running":
                     execution.state = "Interrupted"
+                    execution.finished = now().isoformat()
             self.store.save()
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
         summary.resources = [r.body for r in self.ordered()]
+        if summary.interrupted:
+            summary.resources = with_interruptions(
+                summary.resources, interrupted_resources(self.store)
+            )
         summary.patched = dict(self.store.state.patched)
         return summary

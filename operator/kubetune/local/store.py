@@ -19,6 +19,8 @@ from typing import Any
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
+# Set by `kubetune approve` (as by `kubectl annotate`), kept when the manifest is applied again.
+IMPERATIVE_ANNOTATIONS = ("kubetune.dev/approve", "kubetune.dev/reject")
 
 
 def now() -> datetime:
@@ -33,6 +35,8 @@ class Execution:
     run_id: str
     state: str = "Pending"  # Pending | Running | Succeeded | Failed | Interrupted
     pid: int | None = None
+    pid_start: str | None = None  # with host: the process's identity (pids are reused)
+    host: str | None = None
     exit_code: int | None = None
     started: str | None = None
     finished: str | None = None
@@ -61,6 +65,10 @@ class StoredResource:
     @property
     def key(self) -> tuple[str, str]:
         return (self.kind, self.name)
+
+    @property
+    def key_text(self) -> str:
+        return f"{self.kind}/{self.name}"
 
     @property
     def uid(self) -> str:
@@ -157,6 +165,12 @@ class LocalStore:
         relabelled = False
         for meta_field in ("labels", "annotations"):
             wanted = doc["metadata"].get(meta_field) or {}
+            if meta_field == "annotations":
+                # like `kubectl annotate` then `kubectl apply`: an approval given with
+                # `kubetune approve` stays until the manifest sets that annotation itself
+                current = existing.body["metadata"].get(meta_field) or {}
+                kept = {k: v for k, v in current.items() if k in IMPERATIVE_ANNOTATIONS}
+                wanted = {**kept, **wanted}
             if (existing.body["metadata"].get(meta_field) or {}) != wanted:
                 existing.body["metadata"][meta_field] = wanted
                 relabelled = True

@@ -233,6 +233,17 @@ def loop_lines(body: dict[str, Any], now: datetime | None = None) -> list[str]:
             f"latest cycle {latest.get('runId')}: {latest.get('reason') or latest.get('phase')}"
             + (f" - {latest['message']}" if latest.get("message") else "")
         )
+    for request in status.get("awaitingApproval") or []:
+        run, name = request.get("runId"), body["metadata"]["name"]
+        lines.append(
+            f"{run} awaits approval: `kubetune approve {name} {run} --workdir WORKDIR` "
+            "(or --reject), then run again"
+        )
+        for label, key in (("report", "reportUri"), ("feedback", "feedbackUri")):
+            if request.get(key):
+                lines.append(f"  {label}: {request[key]}")
+        if request.get("deadline"):
+            lines.append(f"  rejected unless approved by {request['deadline']}")
     if status.get("activeRuns") or status.get("phase") != "Ready":
         return lines
     triggers = spec.get("triggers") or {}
@@ -266,3 +277,23 @@ def patched_lines(patched: dict[str, dict[str, Any]]) -> list[str]:
         shown = ", ".join(patched_fields(record)) or "no fields"
         lines.append(f"{key} (no cluster, recorded only): {shown}")
     return lines
+
+
+def usage_lines(resources: list[dict[str, Any]]) -> list[str]:
+    """GPU and CPU hours of the current runs (status.usage), per namespace: the same numbers
+    the operator exports as kubetune_gpu_seconds_total / kubetune_cpu_seconds_total."""
+    totals: dict[str, list[float]] = {}
+    for body in resources:
+        usage = (body.get("status") or {}).get("usage") or {}
+        if not usage:
+            continue
+        namespace = str(body["metadata"].get("namespace") or "default")
+        total = totals.setdefault(namespace, [0.0, 0.0, 0])
+        total[0] += float(usage.get("gpuSeconds") or 0)
+        total[1] += float(usage.get("cpuSeconds") or 0)
+        total[2] += 1
+    return [
+        f"usage {namespace}: {gpu / 3600:.2f} GPU-hours, {cpu / 3600:.2f} CPU-hours "
+        f"({int(runs)} runs)"
+        for namespace, (gpu, cpu, runs) in sorted(totals.items())
+    ]

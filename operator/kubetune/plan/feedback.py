@@ -8,7 +8,9 @@ Each reconciliation, in order:
    collect Job, then its resources once the feedback is collected, and record how it ended.
    A challenger whose gates passed against the current champion is promoted: the champion
    moves to it and, with ``promotion.mode: patch``, the target object is patched. The patch is
-   idempotent, so a crash before the status write repeats it harmlessly.
+   idempotent, so a crash before the status write repeats it harmlessly. With
+   ``promotion.approval: manual`` it first waits in ``AwaitingApproval`` (a condition, an
+   Event, ``status.awaitingApproval``) for the annotation ``kubetune.dev/approve=cN``.
 3. Check the triggers (:mod:`kubetune.plan.feedback_triggers`) and start at most one cycle.
 4. Delete what is no longer needed: resources and collect Jobs of cycles beyond
    ``historyLimit``, finished count Jobs but the latest, drift Evaluations but the latest.
@@ -53,7 +55,7 @@ from kubetune.plan.feedback_cycles import (
 from kubetune.plan.naming import spec_config_map_name
 from kubetune.plan.refs import Wait, resolve_model
 from kubetune.plan.runs import job_finished
-from kubetune.plan.status import CondSpec, conditions, wire_status
+from kubetune.plan.status import CondSpec, conditions, kstatus_conditions, wire_status
 from kubetune.plan.world import Event, ObservedWorld, OperatorConfig, Plan
 
 
@@ -199,10 +201,14 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
     )
     plan.status = wire_status(status)
     plan.events += _readiness_events(previous, status, wait)
+    plan.events += _approval_events(loop, previous, still_active)
     if still_active:
         found.wake_in(config.progress_interval_seconds)
     elif wait is not None:
         found.wake_in(config.dependency_recheck_seconds)
+    for _, stage in still_active:
+        if stage.approval is not None and stage.approval.deadline is not None:
+            found.wake_in((stage.approval.deadline - now).total_seconds())
     plan.requeue_after = found.requeue_after
     return plan
 
@@ -303,6 +309,16 @@ def _status(
         specs.append(CondSpec("Cycling", "True", stage.reason, message))
     else:
         specs.append(CondSpec("Cycling", "False", "Idle", _idle_message(loop, found)))
+    awaiting = [s.approval for _, s in active if s.approval is not None]
+    if loop.spec.promotion.approval == "manual":
+        if awaiting:
+            runs = ", ".join(a.run_id for a in awaiting)
+            text = next(s.message for _, s in active if s.approval is not None)
+            specs.append(CondSpec("AwaitingApproval", "True", "GatesPassed", f"{runs}: {text}"))
+        else:
+            specs.append(
+                CondSpec("AwaitingApproval", "False", "NothingToApprove", "no challenger waits")
+            )
     if active:
         phase = "Running"
     elif wait is not None:
@@ -311,7 +327,18 @@ def _status(
         phase = "Suspended"
     else:
         phase = "Ready"
-    message = specs[-1].message if active or wait is None else wait.message
+    # kstatus: a loop is Reconciling until its inputs are known, Stalled when one failed; its
+    # cycles are its normal life, not a reconciliation in progress.
+    specs.extend(
+        kstatus_conditions(
+            "Waiting" if wait is not None else "Ready",
+            wait.reason if wait is not None else "ChampionServing",
+            wait.message if wait is not None else "",
+            stalled=wait is not None and wait.failed,
+        )
+    )
+    cycling = next(c for c in specs if c.type == "Cycling")
+    message = cycling.message if active or wait is None else wait.message
     if found.problems:
         message = f"{message}; {'; '.join(found.problems)}"
     prior = previous.conditions
@@ -339,6 +366,7 @@ def _status(
         last_manual_trigger=found.manual_trigger,
         drift_score=found.drift_score if found.drift_score is not None else previous.drift_score,
         active_runs=[c.run_id for c, _ in active] or None,
+        awaiting_approval=awaiting or None,
     )
 
 
@@ -357,6 +385,25 @@ def _idle_message(loop: FeedbackLoop, found: triggers.Triggers) -> str:
         score = "?" if found.drift_score is None else f"{found.drift_score:.4g}"
         parts.append(f"champion {drift.metric} {score} (retrain below {drift.below:g})")
     return "waiting for a trigger: " + ", ".join(parts)
+
+
+def _approval_events(
+    loop: FeedbackLoop, previous: FeedbackLoopStatus, active: list[tuple[Cycle, Stage]]
+) -> list[Event]:
+    """One AwaitingApproval Event per challenger, when it starts waiting."""
+    before = {a.run_id for a in previous.awaiting_approval or []}
+    events = []
+    for cycle, stage in active:
+        request = stage.approval
+        if request is None or request.run_id in before:
+            continue
+        parts = [f"cycle {cycle.run_id}: {stage.message}"]
+        if request.feedback_uri:
+            parts.append(f"feedback: {request.feedback_uri}")
+        if request.deadline is not None:
+            parts.append(f"rejected unless approved by {request.deadline.isoformat()}")
+        events.append(Event("Normal", "AwaitingApproval", "; ".join(parts)))
+    return events
 
 
 def _finished_event(cycle: Cycle, outcome: Finished) -> Event:

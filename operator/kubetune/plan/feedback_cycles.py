@@ -5,20 +5,28 @@ A cycle moves through stages: ``Collecting`` (its ``feedback`` collect Job), the
 Compression and Evaluation). It ends:
 
 * ``Promoted``: every gate passed against the champion it was compared with;
-* ``Rejected``: a gate failed (the champion stays);
+* ``Rejected``: a gate failed (the champion stays), or, with ``promotion.approval: manual``,
+  a person rejected it (annotation ``kubetune.dev/reject=cN``) or nobody approved it within
+  ``promotion.approvalTimeoutSeconds``;
 * ``Stale``: the gates passed, but another cycle was promoted meanwhile, so the comparison was
   against a champion that is no longer in production;
 * ``NoNewFeedback``: nothing usable was collected, so nothing was trained;
 * ``Failed``: its collect Job or one of its resources failed (the reason names which and why).
+
+With ``promotion.approval: manual`` a challenger whose gates passed stays in the stage
+``AwaitingApproval`` (with an :class:`~kubetune.api.feedback.ApprovalRequest`: its report, the
+feedback it learned from) until the annotation ``kubetune.dev/approve=cN`` promotes it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kubetune.api.common import RunRecord
+from kubetune.api.feedback import ApprovalRequest
 from kubetune.api.resources import AnyResource, Evaluation, FeedbackLoop
+from kubetune.api.steps import FEEDBACK_FILE
 from kubetune.plan.feedback_children import (
     CYCLE_LABEL,
     challenger_kind,
@@ -39,6 +47,8 @@ STAGE_OF_KIND = {
 }
 DONE_PHASES = {"Dataset": "Ready"}
 RESULT_GRACE_SECONDS = 600.0
+APPROVE_ANNOTATION = "kubetune.dev/approve"
+REJECT_ANNOTATION = "kubetune.dev/reject"
 
 
 @dataclass(frozen=True)
@@ -58,10 +68,11 @@ class Cycle:
 class Stage:
     """An unfinished cycle: which step it is at, and what that step says."""
 
-    reason: str  # Collecting, PreparingData, Training, Compressing, Evaluating
+    reason: str  # Collecting, PreparingData, Training, Compressing, Evaluating, AwaitingApproval
     message: str
     needs_collect_job: bool = False  # no collect Job yet: create it
     needs_resources: bool = False  # the collect Job succeeded: create the missing resources
+    approval: ApprovalRequest | None = None  # AwaitingApproval: what a person decides on
 
 
 @dataclass(frozen=True)
@@ -168,7 +179,7 @@ def assess(
         unjudged = _unjudged(evaluation, now)
         if unjudged is not None:
             return unjudged
-        return _judge(cycle, loop, evaluation, champion, start)
+        return _judge(cycle, loop, evaluation, champion, start, now)
     missing = [k for k in CHILD_ORDER if _expected(k, loop) and k not in cycle.resources]
     for kind in CHILD_ORDER:
         resource = cycle.resources.get(kind)
@@ -247,7 +258,8 @@ def _judge(
     evaluation: Evaluation,
     champion: str | None,
     start: datetime | None,
-) -> Finished:
+    now: datetime,
+) -> Finished | Stage:
     status = evaluation.status
     assert status is not None
     baseline = evaluation.spec.baseline.uri if evaluation.spec.baseline is not None else None
@@ -275,9 +287,62 @@ def _judge(
         return replace(
             base, reason="Failed", message="the challenger has no output URI", failed=True
         )
-    return replace(
+    promoted = replace(
         base, reason="Promoted", message=f"challenger {base.challenger} promoted", passed=True
     )
+    if loop.spec.promotion.approval == "manual":
+        return _approval(cycle, loop, evaluation, promoted, now)
+    return promoted
+
+
+def _approval(
+    cycle: Cycle, loop: FeedbackLoop, evaluation: Evaluation, promoted: Finished, now: datetime
+) -> Finished | Stage:
+    """A challenger that passed: promoted once approved, rejected, timed out, or waiting."""
+    run = cycle.run_id
+    annotations = loop.metadata.annotations
+    if annotations.get(REJECT_ANNOTATION) == run:
+        message = f"challenger rejected by {REJECT_ANNOTATION}={run} (its gates had passed)"
+        return replace(promoted, reason="Rejected", message=message, passed=False)
+    if annotations.get(APPROVE_ANNOTATION) == run:
+        message = f"challenger {promoted.challenger} promoted: approved ({APPROVE_ANNOTATION})"
+        return replace(promoted, message=message)
+    status = evaluation.status
+    assert status is not None
+    since = status.completion_time
+    timeout = loop.spec.promotion.approval_timeout_seconds
+    deadline = since + timedelta(seconds=timeout) if since and timeout else None
+    if deadline is not None and now >= deadline:
+        message = f"challenger not approved within {timeout}s of its evaluation: rejected"
+        return replace(promoted, reason="Rejected", message=message, passed=False)
+    request = ApprovalRequest(
+        run_id=run,
+        challenger=promoted.challenger,
+        evaluation=evaluation.name,
+        report_uri=status.report_uri,
+        feedback_uri=_feedback_uri(cycle, loop),
+        results=promoted.results,
+        since=since,
+        deadline=deadline,
+    )
+    name = loop.name
+    message = (
+        f"the challenger passed its gates; approve: kubectl annotate ktfl/{name} "
+        f"{APPROVE_ANNOTATION}={run} (or reject: {REJECT_ANNOTATION}={run})"
+    )
+    if status.report_uri:
+        message += f"; report: {status.report_uri}"
+    return Stage("AwaitingApproval", message, approval=request)
+
+
+def _feedback_uri(cycle: Cycle, loop: FeedbackLoop) -> str | None:
+    """The collected feedback (feedback.jsonl) the challenger was trained on."""
+    if cycle.collect is None:
+        return None
+    state = job_state(cycle.collect, feedback_settings(loop.spec), None)
+    if state.result is None or not state.result.output_uri:
+        return None
+    return f"{state.result.output_uri.rstrip('/')}/{FEEDBACK_FILE}"
 
 
 def _output_of(resource: AnyResource | None) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubetune.api.common import Credentials, RunSettings, SecretRef
 from kubetune.api.resources import AnyResource
-from kubetune.api.steps import StepName, StepSpec
+from kubetune.api.steps import EXIT_PERMANENT, StepName, StepSpec
 from kubetune.plan import naming
 from kubetune.plan.quantity import half
 from kubetune.plan.world import OperatorConfig
@@ -29,9 +29,12 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-# Exit code a workload uses for input that no retry can fix; the Job then fails at once.
-EXIT_INVALID_INPUT = 2
+# Exit code a workload uses for a permanent failure reason (kubetune.api.steps.FAILURE_REASONS);
+# the Job's podFailurePolicy then fails the Job at once.
+EXIT_INVALID_INPUT = EXIT_PERMANENT
 RUN_AS_USER = 1000
+# /dev/shm of a GPU pod when neither sharedMemory nor any memory request is known.
+DEFAULT_SHM = "1Gi"
 
 
 @dataclass(frozen=True)
@@ -168,12 +171,18 @@ def _pod_spec(req: JobRequest, config: OperatorConfig) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [_container(req, config, claims)],
-        "volumes": _volumes(req, claims),
+        "volumes": _volumes(req, config, claims),
     }
-    if config.service_account:
-        pod["serviceAccountName"] = config.service_account
-    if config.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    checkpointing = getattr(req.settings, "checkpointing", None)
+    if checkpointing is not None:  # training: time to finish the step and write a checkpoint
+        pod["terminationGracePeriodSeconds"] = checkpointing.grace_period_seconds
+    namespace = req.resource.namespace
+    service_account = config.service_account_for(namespace)
+    if service_account:
+        pod["serviceAccountName"] = service_account
+    pull_secrets = config.image_pull_secrets_for(namespace)
+    if pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in pull_secrets]
     node_selector = dict(res.node_selector or {})
     if res.gpu_type:
         node_selector[GPU_PRODUCT_LABEL] = res.gpu_type
@@ -185,7 +194,7 @@ def _pod_spec(req: JobRequest, config: OperatorConfig) -> dict[str, Any]:
     if tolerations:
         pod["tolerations"] = tolerations
     if res.affinity:
-        pod["affinity"] = res.affinity
+        pod["affinity"] = res.affinity.wire()
     if res.priority_class_name:
         pod["priorityClassName"] = res.priority_class_name
     if req.nodes > 1:
@@ -217,7 +226,9 @@ def _pvc_volume_name(claim: str) -> str:
     return naming.dns_label(f"pvc-{claim}")
 
 
-def _volumes(req: JobRequest, claims: dict[str, bool]) -> list[dict[str, Any]]:
+def _volumes(
+    req: JobRequest, config: OperatorConfig, claims: dict[str, bool]
+) -> list[dict[str, Any]]:
     config_map = naming.spec_config_map_name(req.job_name)
     volumes: list[dict[str, Any]] = [
         {
@@ -229,11 +240,11 @@ def _volumes(req: JobRequest, claims: dict[str, bool]) -> list[dict[str, Any]]:
     ]
     res = req.settings.resources
     if res.gpus > 0:
-        shm: dict[str, Any] = {"medium": "Memory"}
-        size = res.shared_memory or (half(res.memory) if res.memory else None)
-        if size:
-            shm["sizeLimit"] = size
-        volumes.append({"name": "dshm", "emptyDir": shm})
+        # Always bounded: shm counts against the pod's memory, so an unbounded tmpfs could take
+        # the node's. Default: half of the memory (the spec's, else the step's default request).
+        memory = res.memory or requests(req, config)[1]
+        size = res.shared_memory or (half(memory) if memory else DEFAULT_SHM)
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": size}})
     for claim, writable in claims.items():
         volumes.append(
             {
@@ -264,14 +275,21 @@ def _mounts(req: JobRequest, config: OperatorConfig, claims: dict[str, bool]) ->
     return mounts
 
 
-def _resources(req: JobRequest) -> dict[str, Any]:
+def requests(req: JobRequest, config: OperatorConfig) -> tuple[str | None, str | None]:
+    """The pod's (cpu, memory) requests: the spec's, else the operator's default for the step
+    (so the scheduler never places a pod, GPU ones included, as if it needed nothing)."""
     res = req.settings.resources
-    amounts: dict[str, str] = {}
-    if res.cpu:
-        amounts["cpu"] = res.cpu
-    if res.memory:
-        amounts["memory"] = res.memory
-    limits: dict[str, str] = dict(amounts)
+    default_cpu, default_memory = config.requests_for(req.step, res.gpus)
+    return res.cpu or default_cpu, res.memory or default_memory
+
+
+def _resources(req: JobRequest, config: OperatorConfig) -> dict[str, Any]:
+    res = req.settings.resources
+    cpu, memory = requests(req, config)
+    amounts = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
+    # Limits only for what the spec sets: a default request must not OOM-kill a step that
+    # needs more than the default.
+    limits = {k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
     if res.gpus > 0:
         limits[GPU_RESOURCE] = str(res.gpus)
     out: dict[str, Any] = {}
@@ -379,7 +397,7 @@ def _container(req: JobRequest, config: OperatorConfig, claims: dict[str, bool])
             "capabilities": {"drop": ["ALL"]},
         },
     }
-    resources = _resources(req)
+    resources = _resources(req, config)
     if resources:
         container["resources"] = resources
     if req.nodes > 1:

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 _SUFFIX = {
     "": Decimal(1),
+    "n": Decimal("0.000000001"),
+    "u": Decimal("0.000001"),
     "m": Decimal("0.001"),
     "k": Decimal(10**3),
     "M": Decimal(10**6),
@@ -21,7 +23,11 @@ _SUFFIX = {
     "Pi": Decimal(2**50),
     "Ei": Decimal(2**60),
 }
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?$")
+# apimachinery's quantity grammar (non-negative): digits, a binary or decimal SI suffix, or a
+# decimal exponent (1e3).
+_QUANTITY = re.compile(
+    r"^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|[eE]([+-]?[0-9]+))?$"
+)
 
 
 def to_bytes(quantity: str) -> int:
@@ -29,7 +35,8 @@ def to_bytes(quantity: str) -> int:
     match = _QUANTITY.match(quantity)
     if not match:
         raise ValueError(f"invalid quantity {quantity!r}")
-    value = Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
+    scale = Decimal(10) ** int(match.group(3)) if match.group(3) else _SUFFIX[match.group(2) or ""]
+    value = Decimal(match.group(1)) * scale
     return int(value.to_integral_value(rounding="ROUND_CEILING"))
 
 
@@ -47,3 +54,12 @@ def half(quantity: str) -> str:
     mib = 2**20
     halved = -(-to_bytes(quantity) // 2)
     return format_bytes(-(-halved // mib) * mib)
+
+
+def to_cores(quantity: str) -> float:
+    """A CPU quantity in cores (``500m`` -> 0.5, ``2`` -> 2.0)."""
+    match = _QUANTITY.match(quantity)
+    if not match:
+        raise ValueError(f"invalid quantity {quantity!r}")
+    scale = Decimal(10) ** int(match.group(3)) if match.group(3) else _SUFFIX[match.group(2) or ""]
+    return float(Decimal(match.group(1)) * scale)

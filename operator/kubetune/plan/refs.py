@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubetune.api.common import ArtifactRef, DatasetRef, condition
+from kubetune.api.common import ArtifactRef, DatasetNameRef, DatasetRef, condition
 from kubetune.api.resources import (
     KIND_INFO,
     AnyResource,
@@ -91,7 +91,7 @@ def referenced_resources(resource: AnyResource) -> set[tuple[str, str]]:
     """(kind, name) of every kubetune resource this one depends on (for watches/indexes)."""
     found: set[tuple[str, str]] = set()
 
-    def dataset(ref: DatasetRef | None) -> None:
+    def dataset(ref: DatasetRef | DatasetNameRef | None) -> None:
         if ref is not None and ref.name is not None:
             found.add(("Dataset", ref.name))
 

@@ -38,7 +38,31 @@ def run_conditions(done_type: str, state: RunState, waiting: CondSpec | None) ->
         state.reason,
         state.message if state.phase == "Running" else "",
     )
-    return [done, wait, running]
+    specs = [done, wait, running]
+    if done_type != "Ready":  # `kubectl wait --for=condition=Ready` works on every kind
+        ready = state.phase == "Succeeded"
+        specs.append(CondSpec("Ready", "True" if ready else "False", state.reason, state.message))
+    failed_dependency = state.phase == "Waiting" and state.warning
+    return specs + kstatus_conditions(state.phase, state.reason, state.message, failed_dependency)
+
+
+def kstatus_conditions(
+    phase: str, reason: str, message: str, stalled: bool = False
+) -> list[CondSpec]:
+    """``Reconciling`` and ``Stalled``, the abnormal-true conditions kstatus (Flux health checks,
+    cli-utils, ``kubectl wait``) reads: Reconciling while a run is pending, running or waiting
+    for a dependency; Stalled when it failed (or waits on a dependency that failed)."""
+    if phase == "Failed" or stalled:
+        return [
+            CondSpec("Reconciling", "False", reason, ""),
+            CondSpec("Stalled", "True", reason, message),
+        ]
+    if phase in ("Pending", "Running", "Waiting"):
+        return [
+            CondSpec("Reconciling", "True", reason, message),
+            CondSpec("Stalled", "False", reason, ""),
+        ]
+    return [CondSpec("Reconciling", "False", reason, ""), CondSpec("Stalled", "False", reason, "")]
 
 
 def conditions(

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from kubetune.api.common import CommonStatus, Phase, RunSettings
+from kubetune.api.common import CommonStatus, Phase, RunSettings, Usage
 from kubetune.api.finetune import Progress
 from kubetune.api.resources import KIND_INFO, AnyResource
 from kubetune.api.steps import Producer, StepName, StepResult, StepSpec
 from kubetune.plan import runs
 from kubetune.plan.jobs import JobRequest, build_children
+from kubetune.plan.quantity import to_cores
 from kubetune.plan.refs import Wait
 from kubetune.plan.state import RunState, job_state
 from kubetune.plan.status import (
@@ -34,6 +36,8 @@ from kubetune.plan.status import (
 from kubetune.plan.world import Event, ObservedJob, ObservedWorld, OperatorConfig, Plan
 
 COMMON_FIELDS = frozenset(CommonStatus.model_fields)
+# The reason of a run whose spec.image is outside the operator's allowlist (nothing runs).
+IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,17 @@ def plan_step(
             plan.patches.append(patch)
     elif same_run is not None and same_run.phase in runs.TERMINAL_PHASES:
         state = _remembered(same_run, done_type)
+    elif settings.image and not config.image_allowed(settings.image):
+        allowed = ", ".join(config.allowed_images or (config.cpu_image, config.cuda_image))
+        state = RunState(
+            "Failed",
+            IMAGE_NOT_ALLOWED,
+            f"spec.image {settings.image!r} is not allowed by the operator "
+            f"(allowed: {allowed}); ask the platform team to add it to the chart's "
+            "workloadImages.allowed (--allowed-image)",
+            warning=True,
+            completion_time=world.now,
+        )
     else:
         ctx = RunContext(resource, world, config, run_id, runs.output_uri(resource, run_id, config))
         built = kind.build(ctx)
@@ -204,6 +219,11 @@ def plan_step(
             "history": runs.history(
                 previous, run_id, world.now, world.jobs, config.history_limit, done_type
             ),
+            "usage": (
+                usage(job, settings, config, kind.step, world.now)
+                if job is not None
+                else (same_run.usage if same_run is not None else None)
+            ),
         }
     )
     plan.status = wire_status(status)
@@ -214,6 +234,31 @@ def plan_step(
     elif state.phase == "Waiting":
         plan.requeue_after = config.dependency_recheck_seconds
     return plan
+
+
+def usage(
+    job: ObservedJob, settings: RunSettings, config: OperatorConfig, step: str, now: datetime
+) -> Usage:
+    """GPU- and CPU-seconds of a run: requested GPUs and CPUs per pod x the wall time of each
+    of its pods (from its start to the Job's completion, or now; whole minutes while it runs,
+    so a running status is not rewritten at every progress poll)."""
+    res = settings.resources
+    end = job.completion_time or now
+    seconds = sum(
+        max((end - pod.start_time).total_seconds(), 0.0) for pod in job.pods if pod.start_time
+    )
+    if not seconds and job.start_time is not None and job.pods:
+        seconds = max((end - job.start_time).total_seconds(), 0.0) * res.nodes
+    if job.completion_time is None:
+        seconds = seconds // 60 * 60
+    cpu = res.cpu or config.requests_for(step, res.gpus)[0]
+    cores = to_cores(cpu) if cpu else 0.0
+    return Usage(
+        gpu_seconds=round(res.gpus * seconds, 1),
+        cpu_seconds=round(cores * seconds, 1),
+        gpus=res.gpus * res.nodes,
+        queue=res.queue_name,
+    )
 
 
 def _outcome(

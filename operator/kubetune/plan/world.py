@@ -97,6 +97,52 @@ class OperatorConfig:
     progress_interval_seconds: float = 30.0
     # Re-check waiting dependencies this often, besides the watch on them.
     dependency_recheck_seconds: float = 300.0
+    # --- tenancy (docs/operator.md, "Threat model") ---
+    # Images a resource's spec.image may name: exact names, or prefixes ending in '*'
+    # (registry.example.com/kubetune/*). Empty: only cpu_image and cuda_image.
+    allowed_images: tuple[str, ...] = ()
+    # Per-namespace ServiceAccount of workload pods ((namespace, name), ...); else
+    # service_account (None: the namespace's default account, with no token mounted).
+    namespace_service_accounts: tuple[tuple[str, str], ...] = ()
+    # Per-namespace imagePullSecrets ((namespace, secret), ...), added to image_pull_secrets.
+    namespace_image_pull_secrets: tuple[tuple[str, str], ...] = ()
+    # CPU/memory requests of pods whose spec sets none: ((step, cpu, memory), ...); a GPU step
+    # with no entry of its own uses "<step>-gpu" when present.
+    default_requests: tuple[tuple[str, str, str], ...] = (
+        ("dataprep", "1", "2Gi"),
+        ("finetune", "2", "8Gi"),
+        ("finetune-gpu", "4", "32Gi"),
+        ("compress", "2", "8Gi"),
+        ("compress-gpu", "4", "32Gi"),
+        ("evaluate", "1", "4Gi"),
+        ("evaluate-gpu", "4", "32Gi"),
+        ("feedback", "500m", "1Gi"),
+    )
+    # Address the Prometheus exporter binds (127.0.0.1 behind the kube-rbac-proxy sidecar).
+    metrics_bind_address: str = "0.0.0.0"
+
+    def image_allowed(self, image: str) -> bool:
+        """Whether a spec.image may run: the configured images, or one the allowlist names."""
+        allowed = self.allowed_images or (self.cpu_image, self.cuda_image)
+        return any(
+            image.startswith(a[:-1]) if a.endswith("*") else image == a
+            for a in (*allowed, self.cpu_image, self.cuda_image)
+        )
+
+    def service_account_for(self, namespace: str) -> str | None:
+        """The ServiceAccount of workload pods in ``namespace``."""
+        return dict(self.namespace_service_accounts).get(namespace, self.service_account)
+
+    def image_pull_secrets_for(self, namespace: str) -> tuple[str, ...]:
+        """The imagePullSecrets of workload pods in ``namespace``."""
+        extra = tuple(s for ns, s in self.namespace_image_pull_secrets if ns == namespace)
+        return tuple(dict.fromkeys((*self.image_pull_secrets, *extra)))
+
+    def requests_for(self, step: str, gpus: int) -> tuple[str | None, str | None]:
+        """Default (cpu, memory) requests of a step's pods (None: no default)."""
+        table = {s: (cpu, memory) for s, cpu, memory in self.default_requests}
+        found = table.get(f"{step}-gpu") if gpus > 0 else None
+        return found or table.get(step) or (None, None)
 
 
 @dataclass

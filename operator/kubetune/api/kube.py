@@ -1,0 +1,312 @@
+"""Kubernetes' own syntax rules (apimachinery ``validation``) as regexes, checks and types.
+
+The regexes are apimachinery's (``IsQualifiedName``, ``IsValidLabelValue``,
+``IsDNS1123Subdomain``, ``IsDNS1123Label``); the messages are worded as kube-apiserver words
+them. Patterns with length bounds go into the CRDs (so ``kubectl apply`` is protected too);
+what a CRD pattern cannot say (the length of a label key's prefix, map keys) is checked by the
+pydantic validators and ``kubetune validate``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
+
+DNS1123_LABEL_FMT = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN_FMT = rf"{DNS1123_LABEL_FMT}(\.{DNS1123_LABEL_FMT})*"
+QUALIFIED_NAME_FMT = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+LABEL_VALUE_FMT = rf"({QUALIFIED_NAME_FMT})?"
+
+DNS1123_LABEL_PATTERN = rf"^{DNS1123_LABEL_FMT}$"
+DNS1123_SUBDOMAIN_PATTERN = rf"^{DNS1123_SUBDOMAIN_FMT}$"
+LABEL_VALUE_PATTERN = rf"^{LABEL_VALUE_FMT}$"
+# A qualified name ([prefix/]name); the lengths (prefix <= 253, name <= 63) are checked apart.
+QUALIFIED_NAME_PATTERN = rf"^({DNS1123_SUBDOMAIN_FMT}/)?{QUALIFIED_NAME_FMT}$"
+
+_QUALIFIED_NAME_ERROR = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
+    "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
+    "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+_LABEL_VALUE_ERROR = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+    "'.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+    "'my_value',  or '12345', regex used for validation is "
+    "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+_SUBDOMAIN_ERROR = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+    "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
+    "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+_LABEL_ERROR = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+    "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
+    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    """apimachinery ``IsDNS1123Subdomain``."""
+    errors = []
+    if len(value) > 253:
+        errors.append("must be no more than 253 characters")
+    if not re.fullmatch(DNS1123_SUBDOMAIN_FMT, value):
+        errors.append(_SUBDOMAIN_ERROR)
+    return errors
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    """apimachinery ``IsDNS1123Label``."""
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not re.fullmatch(DNS1123_LABEL_FMT, value):
+        errors.append(_LABEL_ERROR)
+    return errors
+
+
+def qualified_name_errors(value: str) -> list[str]:
+    """apimachinery ``IsQualifiedName``: label keys, annotation keys, topology keys."""
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            return ["prefix part must be non-empty"]
+        prefix_errors = dns1123_subdomain_errors(prefix)
+        if prefix_errors:
+            return [f"prefix part {e}" for e in prefix_errors]
+    else:
+        return [
+            "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must "
+            "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+            "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') "
+            "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
+    if not name:
+        return ["name part must be non-empty"]
+    errors = []
+    if len(name) > 63:
+        errors.append("name part must be no more than 63 characters")
+    if not re.fullmatch(QUALIFIED_NAME_FMT, name):
+        errors.append(_QUALIFIED_NAME_ERROR)
+    return errors
+
+
+def label_value_errors(value: str) -> list[str]:
+    """apimachinery ``IsValidLabelValue``."""
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not re.fullmatch(LABEL_VALUE_FMT, value):
+        errors.append(_LABEL_VALUE_ERROR)
+    return errors
+
+
+def label_map_errors(labels: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(key, shown value, message) of every invalid key or value of a label map."""
+    out = []
+    for key, value in labels.items():
+        for message in qualified_name_errors(str(key)):
+            out.append((key, str(key), message))
+        if not isinstance(value, str):
+            out.append((key, str(value), "must be a string"))
+            continue
+        for message in label_value_errors(value):
+            out.append((key, value, message))
+    return out
+
+
+def _check(errors_of: object) -> AfterValidator:
+    def check(value: str) -> str:
+        errors = errors_of(value)  # type: ignore[operator]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_label_map(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    problems = label_map_errors(value)
+    if problems:
+        key, shown, message = problems[0]
+        raise PydanticCustomError(
+            "label_map",
+            "{shown}: {message}",
+            # kube-apiserver reports a bad key at the map, a bad value at the map's key.
+            {"key": key if shown != key else "", "shown": shown, "message": message},
+        )
+    return value
+
+
+def _schema(pattern: str, max_length: int) -> Any:
+    """The pattern and bound for the CRD only: the check function gives kube's own message."""
+    return Field(json_schema_extra={"pattern": pattern, "maxLength": max_length})
+
+
+LabelValue = Annotated[str, _schema(LABEL_VALUE_PATTERN, 63), _check(label_value_errors)]
+QualifiedName = Annotated[str, _schema(QUALIFIED_NAME_PATTERN, 317), _check(qualified_name_errors)]
+DNSSubdomain = Annotated[
+    str, _schema(DNS1123_SUBDOMAIN_PATTERN, 253), _check(dns1123_subdomain_errors)
+]
+DNSLabel = Annotated[str, _schema(DNS1123_LABEL_PATTERN, 63), _check(dns1123_label_errors)]
+LabelMap = Annotated[
+    dict[str, Annotated[str, _schema(LABEL_VALUE_PATTERN, 63)]],
+    Field(max_length=256),
+    AfterValidator(_check_label_map),
+]
+
+
+# --- ObjectMeta ---------------------------------------------------------------------------
+
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
+
+
+def _generate_name_errors(prefix: str) -> list[str]:
+    """apimachinery ``NameIsDNSSubdomain(prefix, true)``: a trailing '-' is allowed."""
+    masked = prefix[:-1] + "a" if len(prefix) > 1 and prefix.endswith("-") else prefix
+    return dns1123_subdomain_errors(masked)
+
+
+def _string_map(value: Any, path: str, out: list[tuple[str, str, str]]) -> dict[str, str] | None:
+    if not isinstance(value, dict):
+        out.append((path, "Invalid value", f"{_shown(value)}: must be a map of strings"))
+        return None
+    for key, item in value.items():
+        if not isinstance(item, str):
+            out.append(
+                (f"{path}[{key}]", "Invalid value", f"{_shown(item)}: must be a string (quote it)")
+            )
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    if isinstance(value, dict):
+        return '"object"'
+    if isinstance(value, list):
+        return '"array"'
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return json.dumps(str(value))
+
+
+def object_meta_errors(meta: Any) -> list[tuple[str, str, str]]:
+    """(path, reason, detail) of everything kube-apiserver refuses in a custom resource's
+    metadata: unknown fields, name/generateName (DNS subdomains), namespace (DNS label), label
+    keys and values, annotation keys and total size, finalizer names, owner references."""
+    out: list[tuple[str, str, str]] = []
+    if not isinstance(meta, dict):
+        return [("metadata", "Required value", "metadata with a name or generateName is required")]
+    for key in meta:
+        if key not in OBJECT_META_FIELDS:
+            out.append((f"metadata.{key}", "Unknown field", "field not declared in schema"))
+    name, generate = meta.get("name"), meta.get("generateName")
+    if name is None and not generate:
+        out.append(("metadata.name", "Required value", "name or generateName is required"))
+    if name is not None:
+        problems = dns1123_subdomain_errors(name) if isinstance(name, str) else ["must be a string"]
+        out.extend(("metadata.name", "Invalid value", f"{_shown(name)}: {p}") for p in problems)
+    if generate is not None:
+        problems = (
+            _generate_name_errors(generate) if isinstance(generate, str) else ["must be a string"]
+        )
+        out.extend(
+            ("metadata.generateName", "Invalid value", f"{_shown(generate)}: {p}") for p in problems
+        )
+    namespace = meta.get("namespace")
+    if namespace is not None:
+        problems = (
+            dns1123_label_errors(namespace) if isinstance(namespace, str) else ["must be a string"]
+        )
+        out.extend(
+            ("metadata.namespace", "Invalid value", f"{_shown(namespace)}: {p}") for p in problems
+        )
+    if meta.get("labels") is not None:
+        labels = _string_map(meta["labels"], "metadata.labels", out)
+        for _key, shown, message in label_map_errors(labels or {}):
+            out.append(("metadata.labels", "Invalid value", f"{_shown(shown)}: {message}"))
+    if meta.get("annotations") is not None:
+        annotations = _string_map(meta["annotations"], "metadata.annotations", out) or {}
+        for key in annotations:
+            for message in qualified_name_errors(key.lower()):
+                out.append(("metadata.annotations", "Invalid value", f"{_shown(key)}: {message}"))
+        size = sum(len(k) + len(v) for k, v in annotations.items())
+        if size > TOTAL_ANNOTATION_SIZE_LIMIT:
+            out.append(
+                (
+                    "metadata.annotations",
+                    "Too long",
+                    f"must have at most {TOTAL_ANNOTATION_SIZE_LIMIT} bytes",
+                )
+            )
+    finalizers = meta.get("finalizers")
+    if finalizers is not None:
+        if not isinstance(finalizers, list):
+            out.append(
+                (
+                    "metadata.finalizers",
+                    "Invalid value",
+                    f"{_shown(finalizers)}: must be a list of strings",
+                )
+            )
+        else:
+            for i, item in enumerate(finalizers):
+                problems = (
+                    qualified_name_errors(item) if isinstance(item, str) else ["must be a string"]
+                )
+                out.extend(
+                    (f"metadata.finalizers[{i}]", "Invalid value", f"{_shown(item)}: {p}")
+                    for p in problems
+                )
+    owners = meta.get("ownerReferences")
+    if owners is not None:
+        if not isinstance(owners, list):
+            out.append(
+                ("metadata.ownerReferences", "Invalid value", f"{_shown(owners)}: must be a list")
+            )
+        else:
+            for i, ref in enumerate(owners):
+                where = f"metadata.ownerReferences[{i}]"
+                if not isinstance(ref, dict):
+                    out.append((where, "Invalid value", f"{_shown(ref)}: must be an object"))
+                    continue
+                for field in ("apiVersion", "kind", "name", "uid"):
+                    if not ref.get(field):
+                        out.append((f"{where}.{field}", "Required value", ""))
+    for field in ("generation", "deletionGracePeriodSeconds"):
+        value = meta.get(field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            out.append(
+                (f"metadata.{field}", "Invalid value", f"{_shown(value)}: must be an integer")
+            )
+    return out

@@ -1,0 +1,96 @@
+"""The real ``kubetune collector`` process on 127.0.0.1, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+TOKEN = "tok-app-0123456789"
+OTHER_TOKEN = "tok-other-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_tokens(path: Path) -> Path:
+    path.write_text(
+        f"- name: app\n  token: {TOKEN}\n  loops: [default/*]\n"
+        f"- name: other\n  token: {OTHER_TOKEN}\n  loops: [team-b/support]\n"
+    )
+    return path
+
+
+class CollectorProcess:
+    """Starts, kills and restarts one collector on a fixed port."""
+
+    def __init__(
+        self, workdir: Path, *extra: str, port: int | None = None, store_uri: str | None = None
+    ) -> None:
+        self.workdir = workdir
+        self.store = workdir / "store"
+        self.store_uri = store_uri or f"file://{self.store}"
+        self.tokens = write_tokens(workdir / "tokens.yaml")
+        self.port = port or free_port()
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "collector.log"
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "kubetune.cli",
+            "collector",
+            "--store",
+            self.store_uri,
+            "--tokens",
+            str(self.tokens),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.extra,
+        ]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"collector exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("collector did not become healthy")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, whatever was in flight is cut."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

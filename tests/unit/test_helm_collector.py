@@ -1,0 +1,113 @@
+"""The chart's feedback collector (templates/collector.yaml): Deployment, Service, Ingress,
+probes, metrics, and the values it refuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.unit import test_helm_chart as chart
+
+ENABLED = (
+    "--set=collector.enabled=true",
+    "--set=collector.store=pvc://feedback/loops",
+    "--set=collector.tokensSecret=collector-tokens",
+)
+
+
+@pytest.fixture(scope="module")
+def helm_bin() -> str:
+    path, reason = chart._helm_or_reason()
+    if path is None:
+        pytest.skip(f"helm unavailable: {reason}")
+    return path
+
+
+def collector_objects(helm_bin: str, *args: str) -> list[dict[str, Any]]:
+    objects = chart.render(helm_bin, *ENABLED, *args)
+    return [o for o in objects if o["metadata"]["name"].endswith("-collector")]
+
+
+def test_disabled_by_default(helm_bin: str) -> None:
+    assert not [o for o in chart.render(helm_bin) if "collector" in o["metadata"]["name"]]
+
+
+def test_deployment_service_ingress_and_monitor(helm_bin: str) -> None:
+    objects = collector_objects(
+        helm_bin,
+        "--set=collector.ingress.enabled=true",
+        "--set=collector.ingress.host=feedback.example.com",
+        "--set=serviceMonitor.enabled=true",
+        "--set=collector.loops={default/support}",
+    )
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == ["Deployment", "Ingress", "Service", "ServiceMonitor"]
+    for obj in objects:
+        if obj["kind"] != "ServiceMonitor":
+            kubernetes_validate.validate(obj, chart.K8S_VERSION, strict=True)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/component"] == "collector"
+    deployment = chart.one(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["kubetune", "collector"]
+    args = container["args"]
+    assert "--store=pvc://feedback/loops" in args and "--loop=default/support" in args
+    assert "--tokens=/etc/kubetune/tokens/tokens.yaml" in args
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["store"] == "/mnt/pvc/feedback"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["store"]["persistentVolumeClaim"]["claimName"] == "feedback"
+    assert volumes["tokens"]["secret"]["secretName"] == "collector-tokens"
+    assert pod["automountServiceAccountToken"] is False
+    ingress = chart.one(objects, "Ingress")
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["path"] == "/v1/feedback"  # /metrics is not exposed
+    monitor = chart.one(objects, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector == chart.one(objects, "Service")["spec"]["selector"]
+    # the operator's Service and ServiceMonitor do not select the collector
+    operator_service = next(
+        o
+        for o in chart.render(helm_bin, *ENABLED)
+        if o["kind"] == "Service" and not o["metadata"]["name"].endswith("-collector")
+    )
+    assert operator_service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
+
+
+def test_s3_store_mounts_no_claim_and_takes_one_replica(helm_bin: str) -> None:
+    objects = collector_objects(helm_bin, "--set=collector.store=s3://bucket/feedback")
+    pod = chart.one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert "store" not in {v["name"] for v in pod["volumes"]}
+    error = chart.render_error(
+        helm_bin, *ENABLED, "--set=collector.store=s3://b/f", "--set=collector.replicas=2"
+    )
+    assert "needs a pvc:// store" in error
+
+
+def test_required_values(helm_bin: str) -> None:
+    assert "collector.store is required" in chart.render_error(
+        helm_bin, "--set=collector.enabled=true", "--set=collector.tokensSecret=t"
+    )
+    assert "collector.tokensSecret is required" in chart.render_error(
+        helm_bin, "--set=collector.enabled=true", "--set=collector.store=pvc://c/p"
+    )
+    assert "collector" in chart.render_error(helm_bin, *ENABLED, "--set=collector.bogus=1")
+
+
+def test_lint_strict_with_the_collector(helm_bin: str) -> None:
+    done = chart._run_helm(
+        helm_bin,
+        "lint",
+        "--strict",
+        str(chart.CHART),
+        *ENABLED,
+        "--set=collector.ingress.enabled=true",
+        "--set=serviceMonitor.enabled=true",
+        "--set=dashboard.enabled=true",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
