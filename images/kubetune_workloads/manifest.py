@@ -95,7 +95,21 @@ def read_manifest(root: Path) -> ArtifactManifest | None:
         return None
 
 
-def input_artifact(uri: str, root: Path | None) -> InputArtifact:
-    """An input's URI with its content hash when it is a kubetune artifact."""
+def input_artifact(uri: str, root: Path | None, role: str | None = None) -> InputArtifact:
+    """An input's URI with its content hash (and a Dataset's version) when it is a kubetune
+    artifact; a plain file or directory gets the hash of its content."""
     manifest = read_manifest(root) if root is not None and root.is_dir() else None
-    return InputArtifact(uri=uri, content_hash=manifest.content_hash if manifest else None)
+    if manifest is not None:
+        version = (manifest.extra or {}).get("version")
+        return InputArtifact(
+            uri=uri,
+            content_hash=manifest.content_hash,
+            role=role,
+            version=str(version) if version else None,
+        )
+    content_hash = None
+    if root is not None and root.is_file():
+        content_hash = f"sha256:{file_sha256(root)}"
+    elif root is not None and root.is_dir():
+        content_hash = hash_tree(root)[0]
+    return InputArtifact(uri=uri, content_hash=content_hash, role=role)

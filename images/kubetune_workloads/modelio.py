@@ -11,6 +11,7 @@ is explicitly allowed; ``trust_remote_code`` is off unless asked for.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,16 @@ from kubetune_workloads.errors import WorkloadError, invalid_input
 
 MODEL_INFO_FILE = "kubetune-model.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+JSON_FILES = (
+    "config.json",
+    "adapter_config.json",
+    MODEL_INFO_FILE,
+    "generation_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+)
+SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
 
 
 class ModelInfo(BaseModel):
@@ -45,6 +56,16 @@ class ModelInfo(BaseModel):
         description="How the model expects instructions: 'alpaca' or a template with "
         "{instruction} and {input} (see kubetune_workloads.prompts); None for base models.",
     )
+    objective: str | None = Field(
+        None,
+        description="The training objective: continued-pretraining models are measured on a "
+        "packed stream of records, others one record at a time.",
+    )
+    max_seq_length: int | None = Field(
+        None,
+        description="The sequence length the model was trained with: perplexity blocks "
+        "(kubetune_workloads.likelihood) use it so every kind measures the same thing.",
+    )
 
 
 @dataclass
@@ -57,8 +78,64 @@ class LoadedModel:
     path: Path
 
 
+def check_files(path: Path) -> None:
+    """Refuse damaged model files before anything loads them, naming the file and the damage.
+
+    Every JSON file of the artifact must parse; every ``*.safetensors`` file must have a
+    well-formed header whose tensors lie inside the file (a truncated or overwritten file
+    fails here with ``InvalidInput`` instead of an exception deep inside a loader).
+    """
+    for name in JSON_FILES:
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise invalid_input(f"{file} is not valid JSON: not UTF-8 text ({exc})") from None
+        except ValueError as exc:
+            raise invalid_input(
+                f"{file} is not valid JSON (truncated or corrupt?): {exc}"
+            ) from None
+    for file in sorted(path.glob("*.safetensors")):
+        problem = _safetensors_problem(file)
+        if problem:
+            raise invalid_input(f"{file} is not a valid safetensors file: {problem}")
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than the 8-byte header length"
+        (length,) = struct.unpack("<Q", head)
+        if length > min(size - 8, SAFETENSORS_HEADER_LIMIT):
+            return f"header length {length} does not fit the file's {size} bytes"
+        raw = handle.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"the header is not JSON ({exc})"
+    if not isinstance(header, dict):
+        return "the header is not a JSON object"
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            return f"tensor {name!r} has no data offsets"
+        end = max(end, int(offsets[1]))
+    if 8 + length + end > size:
+        return f"the tensors need {8 + length + end} bytes but the file has {size} (truncated?)"
+    return None
+
+
 def read_info(path: Path) -> ModelInfo:
     """The artifact's ModelInfo; inferred for plain HF directories without one."""
+    if path.is_dir():
+        check_files(path)
     info_file = path / MODEL_INFO_FILE
     if info_file.is_file():
         return ModelInfo.model_validate_json(info_file.read_text())
@@ -140,6 +217,7 @@ def load_model(
         if not info.base_uri:
             raise invalid_input(f"adapter at {uri} does not say where its base model is")
         base_path = storage.fetch(info.base_uri)
+        check_files(base_path)
     check_weights(base_path, allow_pickle)
     kwargs: dict[str, Any] = {
         "trust_remote_code": trust_remote_code,
@@ -155,8 +233,10 @@ def load_model(
         kwargs["device_map"] = {"": device}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(base_path), **kwargs)
-    except OSError as exc:
-        raise invalid_input(f"cannot load model weights from {base_path}: {exc}") from exc
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise invalid_input(
+            f"cannot load model weights from {base_path}: {type(exc).__name__}: {exc}"
+        ) from exc
     if info.format == "adapter":
         from peft import PeftModel
 

@@ -72,6 +72,19 @@ def quantize(working: WorkingModel, step: QuantizeStep) -> WorkingModel:
             raise WorkloadError(
                 "QuantizationFailed", f"bitsandbytes could not quantize the model: {exc}"
             ) from exc
+    quantized = [
+        name
+        for name, module in loaded.model.named_modules()
+        if type(module).__name__ in ("Linear8bitLt", "Linear4bit")
+    ]
+    if not quantized:
+        raise WorkloadError(
+            "NothingToQuantize",
+            f"bitsandbytes found nothing to quantize in this "
+            f"{working.model.config.model_type} model: it quantizes linear layers only, and "
+            f"this model has none outside skipModules ({', '.join(step.skip_modules) or 'none'})."
+            " Remove the quantize step (nothing would shrink), or adjust skipModules.",
+        )
     working.model = loaded.model
     working.quantization = dict(loaded.model.config.quantization_config.to_dict())
     working.notes.append(

@@ -89,6 +89,8 @@ def _run(spec: CompressStepSpec, reporter: ProgressReporter) -> StepResult:
         quantization=working.quantization,
         trust_remote_code=loaded.info.trust_remote_code,
         instruction_template=loaded.info.instruction_template,
+        objective=loaded.info.objective,
+        max_seq_length=loaded.info.max_seq_length,
     )
     with storage.output_dir(spec.output_uri) as out:
         reporter.update(phase="Saving", step=total)
@@ -135,6 +137,8 @@ def _eval_batches(spec: CompressStepSpec, loaded: modelio.LoadedModel) -> EvalBa
         spec.spec.report.max_eval_batches,
         limit,
         loaded.info.instruction_template,
+        loaded.info.max_seq_length,
+        loaded.info.objective,
     )
 
 
@@ -210,7 +214,8 @@ def _summary_text(metrics: dict[str, float]) -> str:
 
 
 def _inputs(spec: CompressStepSpec, loaded_path: Path) -> list[Any]:
-    inputs = [input_artifact(spec.model.uri, loaded_path)]
+    inputs = [input_artifact(spec.model.uri, loaded_path, "model")]
     if spec.dataset is not None:
-        inputs.append(input_artifact(spec.dataset.uri, storage.fetch(spec.dataset.uri)))
+        dataset_path = storage.fetch(spec.dataset.uri)
+        inputs.append(input_artifact(spec.dataset.uri, dataset_path, "dataset"))
     return inputs

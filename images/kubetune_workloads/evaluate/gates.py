@@ -72,3 +72,14 @@ def _regression_gate(
     passed = worse <= limit + EPSILON
     message = f"{name}: candidate {_fmt(value)} vs baseline {_fmt(base)} (regression {_fmt(worse)})"
     return GateResult(name, gate.metric, passed, worse, message)
+
+
+def skipped_gate(max_ratio: float | None, left_out: int, total: int) -> list[GateResult]:
+    """``skipped<=R``: the share of cases left out of the verdict (``maxSkippedRatio``)."""
+    if max_ratio is None:
+        return []
+    ratio = left_out / total if total else 0.0
+    name = f"skipped<={_fmt(max_ratio)}"
+    passed = ratio <= max_ratio + EPSILON
+    message = f"{name}: {left_out} of {total} cases left out of the verdict ({_fmt(ratio)})"
+    return [GateResult(name, "skipped", passed, ratio, message)]

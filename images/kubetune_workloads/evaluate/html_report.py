@@ -51,7 +51,22 @@ def _verdict(results: dict[str, Any]) -> str:
         f"<p>Candidate <code>{escape(results['candidate']['uri'])}</code>"
         + (f" vs baseline <code>{escape(base['uri'])}</code>" if base else "")
         + f" — {results['cases']} cases, {int(results['confidence'] * 100)}% bootstrap "
-        f"intervals ({results['bootstrapSamples']} resamples).</p>"
+        f"intervals ({results['bootstrapSamples']} resamples).</p>" + _left_out(results)
+    )
+
+
+def _left_out(results: dict[str, Any]) -> str:
+    unpaired = results.get("unpairedCases") or {}
+    if not unpaired:
+        return ""
+    paired = results.get("pairedCases", results["cases"] - len(unpaired))
+    both = " of both models" if results["baseline"] else ""
+    return (
+        f"<p class=muted>Every number and gate below uses the {paired} cases{both} that were "
+        f"scored; {len(unpaired)} left out: "
+        + escape("; ".join(f"{k} ({v})" for k, v in list(unpaired.items())[:10]))
+        + ("…" if len(unpaired) > 10 else "")
+        + "</p>"
     )
 
 

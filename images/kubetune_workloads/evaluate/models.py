@@ -10,8 +10,9 @@ from pathlib import Path
 from kubetune.api.evaluation import EvaluationTemplate, PromptCase
 
 from kubetune_workloads.evaluate.generation import Generator
-from kubetune_workloads.evaluate.perplexity import TokenLosses, load_texts, token_losses
+from kubetune_workloads.evaluate.perplexity import TokenLosses, load_docs
 from kubetune_workloads.evaluate.scoring import CaseScore, Scorer
+from kubetune_workloads.likelihood import block_length, packed_for, stream_losses
 from kubetune_workloads.modelio import load_model
 
 
@@ -52,13 +53,17 @@ def run_model(
     perplexity_path: Path | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     text_template: str | None = None,
+    text_block: int | None = None,
+    text_objective: str | None = None,
 ) -> ModelRun:
     """Load the model at ``uri``, generate for every case that fits its context, score them.
 
     ``plan`` maps case id -> metrics; it must cover every case (probe variants included).
     A case whose prompt plus ``maxNewTokens`` exceeds the context is skipped with its reason.
     Perplexity texts are rendered in ``text_template`` (the candidate's instruction format, for
-    the candidate and its baseline alike, so the two numbers measure the same text).
+    the candidate and its baseline alike, so the two numbers measure the same text) and cut
+    into blocks of ``text_block`` tokens (the candidate's training sequence length) by the
+    implementation FinetuneJob and Compression use (:mod:`kubetune_workloads.likelihood`).
     """
     loaded = load_model(uri, device=_device())
     run = ModelRun(uri=uri)
@@ -82,10 +87,10 @@ def run_model(
             run.results[str(case.id)] = scorer.score(case, generation, plan[str(case.id)])
         run.tokens, run.seconds = generator.total_tokens, generator.total_seconds
         if perplexity_path is not None:
-            texts = load_texts(perplexity_path, generator.tokenizer, text_template)
-            run.perplexity = token_losses(
-                loaded.model, generator.tokenizer, texts, generator.context
-            )
+            docs = load_docs(perplexity_path, generator.tokenizer, text_template)
+            block = block_length(text_block, generator.context)
+            packed = packed_for(text_objective)
+            run.perplexity = stream_losses(loaded.model, docs, block, packed)
     finally:
         del loaded
         gc.collect()

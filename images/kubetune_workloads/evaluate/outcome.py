@@ -12,7 +12,7 @@ from typing import Any
 
 from kubetune.api.evaluation import EvaluationTemplate, PromptCase
 
-from kubetune_workloads.evaluate.gates import GateResult, check_gates
+from kubetune_workloads.evaluate.gates import GateResult, check_gates, skipped_gate
 from kubetune_workloads.evaluate.models import ModelRun
 from kubetune_workloads.evaluate.perplexity import compare_perplexity, perplexity
 from kubetune_workloads.evaluate.scoring import case_quality, prompt_text
@@ -43,6 +43,9 @@ class Outcome:
     comparison: dict[str, Comparison]
     gates: list[GateResult]
     probes: list[dict[str, Any]] = field(default_factory=list)
+    # Cases left out of every verdict: not scored by the candidate, or (with a baseline) by
+    # one of the two models. Aggregates, deltas and gates use the remaining cases only.
+    unpaired: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed_gates(self) -> list[str]:
@@ -64,9 +67,10 @@ def analyse(
     """Aggregate, compare and gate the runs."""
     samples, seed = spec.bootstrap_samples, spec.generation.seed
     tags = {str(c.id): list(c.tags or []) for c in cases}
-    aggregates = aggregate_all(candidate.scores(), samples, seed)
-    base_aggs = aggregate_all(baseline.scores(), samples, seed) if baseline else None
-    comparison = compare(candidate.scores(), baseline.scores(), samples, seed) if baseline else {}
+    cand_scores, base_scores, unpaired = paired_scores(cases, candidate, baseline)
+    aggregates = aggregate_all(cand_scores, samples, seed)
+    base_aggs = aggregate_all(base_scores, samples, seed) if base_scores is not None else None
+    comparison = compare(cand_scores, base_scores, samples, seed) if base_scores else {}
     if candidate.perplexity is not None:
         aggregates["perplexity"] = perplexity(candidate.perplexity, samples, seed)
         if baseline is not None and baseline.perplexity is not None and base_aggs is not None:
@@ -82,12 +86,44 @@ def analyse(
         baseline=baseline,
         aggregates=aggregates,
         baseline_aggregates=base_aggs,
-        tags=by_tag(candidate.scores(), tags),
-        baseline_tags=by_tag(baseline.scores(), tags) if baseline else None,
+        tags=by_tag(cand_scores, tags),
+        baseline_tags=by_tag(base_scores, tags) if base_scores is not None else None,
         comparison=comparison,
-        gates=check_gates(spec.gates or [], means, base_means),
+        gates=check_gates(spec.gates or [], means, base_means)
+        + skipped_gate(spec.max_skipped_ratio, len(unpaired), len(cases)),
         probes=probes,
+        unpaired=unpaired,
     )
+
+
+def paired_scores(
+    cases: list[PromptCase], candidate: ModelRun, baseline: ModelRun | None
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]] | None, dict[str, str]]:
+    """The scores every verdict uses, and the cases left out with why.
+
+    Without a baseline: the candidate's scored cases. With one: only cases both models scored,
+    and per case only the metrics both have (a judge error on one side drops that metric for
+    that case on both), so a mean or a gate never compares different sets of cases.
+    """
+    ids = [str(c.id) for c in cases]
+    cand, unpaired = {}, {}
+    base: dict[str, dict[str, float]] | None = {} if baseline is not None else None
+    for case_id in ids:
+        mine = candidate.results.get(case_id)
+        theirs = baseline.results.get(case_id) if baseline is not None else None
+        if mine is None:
+            unpaired[case_id] = "candidate: " + candidate.skipped.get(case_id, "not generated")
+            continue
+        if baseline is None or base is None:
+            cand[case_id] = dict(mine.scores)
+            continue
+        if theirs is None:
+            unpaired[case_id] = "baseline: " + baseline.skipped.get(case_id, "not generated")
+            continue
+        common = set(mine.scores) & set(theirs.scores)
+        cand[case_id] = {m: v for m, v in mine.scores.items() if m in common}
+        base[case_id] = {m: v for m, v in theirs.scores.items() if m in common}
+    return cand, base, unpaired
 
 
 def worst_cases(result: Outcome, limit: int = WORST_CASES) -> list[dict[str, Any]]:
@@ -147,6 +183,8 @@ def results_json(result: Outcome, spec: EvaluationTemplate) -> dict[str, Any]:
         "passed": result.passed,
         "failedGates": result.failed_gates,
         "cases": len(result.cases),
+        "pairedCases": len(result.cases) - len(result.unpaired),
+        "unpairedCases": result.unpaired,
         "metrics": [m.name for m in spec.metrics],
         "confidence": CONFIDENCE,
         "bootstrapSamples": spec.bootstrap_samples,

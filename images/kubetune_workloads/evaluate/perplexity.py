@@ -1,9 +1,9 @@
-"""Perplexity of a model on a text set (a dataset artifact's validation split)."""
+"""Perplexity of a model on a text set (a dataset artifact's validation split): the shared
+implementation of :mod:`kubetune_workloads.likelihood`, with bootstrap intervals over records."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,48 +12,20 @@ import numpy as np
 from kubetune_workloads.datasetio import open_dataset
 from kubetune_workloads.errors import invalid_input
 from kubetune_workloads.evaluate.stats import Aggregate, Comparison, bootstrap_interval
-from kubetune_workloads.prompts import record_text
+from kubetune_workloads.likelihood import TokenLosses, render_records
+
+__all__ = ["TokenLosses", "compare_perplexity", "load_docs", "perplexity"]
 
 
-@dataclass
-class TokenLosses:
-    """Summed negative log-likelihood and predicted-token count of each text."""
-
-    nll: list[float]
-    tokens: list[int]
-
-
-def load_texts(path: Path, tokenizer: Any, template: str | None = None) -> list[str]:
-    """Texts of the validation split (the train split when there is no validation split)."""
+def load_docs(path: Path, tokenizer: Any, template: str | None = None) -> list[list[int]]:
+    """Records of the validation split (the train split when there is none), rendered and
+    tokenized as training saw them (:mod:`kubetune_workloads.likelihood`)."""
     dataset = open_dataset(path)
     records = dataset.records("validation") or dataset.records("train")
-    texts = [t for t in (record_text(r, tokenizer, template) for r in records) if t.strip()]
-    if not texts:
+    docs = render_records(records, tokenizer, template)
+    if not docs:
         raise invalid_input(f"perplexity dataset at {path} has no text records")
-    return texts
-
-
-def token_losses(model: Any, tokenizer: Any, texts: list[str], context: int | None) -> TokenLosses:
-    """Per-text NLL sums; texts longer than the context are truncated to it."""
-    import torch
-
-    device = next(model.parameters()).device
-    nll: list[float] = []
-    tokens: list[int] = []
-    with torch.no_grad():
-        for text in texts:
-            ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-            if context:
-                ids = ids[:context]
-            if len(ids) < 2:
-                continue
-            input_ids = torch.tensor([ids], device=device)
-            loss = model(input_ids=input_ids, labels=input_ids).loss
-            nll.append(float(loss) * (len(ids) - 1))
-            tokens.append(len(ids) - 1)
-    if not tokens:
-        raise invalid_input("perplexity needs texts of at least two tokens")
-    return TokenLosses(nll=nll, tokens=tokens)
+    return docs
 
 
 MAX_LOG_PPL = 700.0  # exp() of more overflows a float; such a model is broken anyway

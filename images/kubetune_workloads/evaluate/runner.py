@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.evaluation import PromptCase
-from kubetune.api.steps import RESULTS_FILE, EvaluateStepSpec, StepResult
+from kubetune.api.steps import RESULTS_FILE, EvaluateStepSpec, InputArtifact, StepResult
 
 from kubetune_workloads import storage
 from kubetune_workloads.errors import WorkloadError, invalid_input
@@ -27,7 +27,12 @@ from kubetune_workloads.evaluate.outcome import (
 )
 from kubetune_workloads.evaluate.scoring import Scorer, case_quality, plan_metrics
 from kubetune_workloads.evaluate.textmetrics import QUALITY_METRICS
-from kubetune_workloads.manifest import step_spec_payload, write_manifest
+from kubetune_workloads.manifest import (
+    input_artifact,
+    spec_hash,
+    step_spec_payload,
+    write_manifest,
+)
 from kubetune_workloads.modelio import read_info
 from kubetune_workloads.progress import ProgressReporter
 
@@ -151,9 +156,18 @@ def _run(
     def progress(done: int, total: int) -> None:
         reporter.update(phase=f"Evaluating {label}", step=done, total_steps=total)
 
-    template = read_info(storage.fetch(step.candidate.uri)).instruction_template
+    info = read_info(storage.fetch(step.candidate.uri))
     run = run_model(
-        uri, cases, plan, step.spec, scorer, ppl_path, on_batch=progress, text_template=template
+        uri,
+        cases,
+        plan,
+        step.spec,
+        scorer,
+        ppl_path,
+        on_batch=progress,
+        text_template=info.instruction_template,
+        text_block=info.max_seq_length,
+        text_objective=info.objective,
     )
     reporter.update(tokens_per_second=run.tokens_per_second)
     return run
@@ -169,11 +183,7 @@ def _write(step: EvaluateStepSpec, outcome: Outcome) -> str:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         (out / REPORT_FILE).write_text(render(results, rows), encoding="utf-8")
-        inputs = [
-            a
-            for a in (step.candidate, step.baseline, step.prompt_dataset, step.perplexity_dataset)
-            if a is not None
-        ]
+        inputs = lineage_inputs(step, outcome.cases)
         manifest = write_manifest(
             out,
             artifact="evaluation",
@@ -184,6 +194,39 @@ def _write(step: EvaluateStepSpec, outcome: Outcome) -> str:
             extra={"passed": outcome.passed, "failedGates": outcome.failed_gates},
         )
     return manifest.content_hash
+
+
+def lineage_inputs(step: EvaluateStepSpec, cases: list[PromptCase]) -> list[InputArtifact]:
+    """Every input with its version and content hash: the models, the prompt sources (a
+    dataset, a cases file, inline and ConfigMap cases), the perplexity data and the judge (its
+    endpoint, model and rubric; never its key)."""
+    spec = step.spec
+    found = []
+    for role, artifact in (
+        ("candidate", step.candidate),
+        ("baseline", step.baseline),
+        ("prompts", step.prompt_dataset),
+        ("perplexity", step.perplexity_dataset),
+    ):
+        if artifact is not None:
+            found.append(input_artifact(artifact.uri, storage.fetch(artifact.uri), role))
+    if spec.prompts.uri:
+        found.append(input_artifact(spec.prompts.uri, storage.fetch(spec.prompts.uri), "prompts"))
+    written = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in cases]
+    found.append(
+        InputArtifact(uri="cases.jsonl", content_hash=spec_hash(written), role="prompt-cases")
+    )
+    if spec.judge is not None:
+        judge = {"url": spec.judge.url, "model": spec.judge.model, "rubric": spec.judge.rubric}
+        found.append(
+            InputArtifact(
+                uri=f"{spec.judge.url}#{spec.judge.model}",
+                content_hash=spec_hash(judge),
+                role="judge",
+                version=spec.judge.model,
+            )
+        )
+    return found
 
 
 def _step_result(step: EvaluateStepSpec, outcome: Outcome, content_hash: str) -> StepResult:
@@ -199,6 +242,9 @@ def _step_result(step: EvaluateStepSpec, outcome: Outcome, content_hash: str) ->
     judge_errors = sum(1 for r in outcome.candidate.results.values() if r.judge_error)
     if skipped:
         notes.append(f"{skipped} skipped (prompt longer than the context)")
+    left_out = len(outcome.unpaired)
+    if left_out and outcome.baseline is not None:
+        notes.append(f"verdict on the {len(outcome.cases) - left_out} cases both models scored")
     if empty:
         notes.append(f"{empty} empty outputs from the candidate")
     if judge_errors:
@@ -217,6 +263,7 @@ def _step_result(step: EvaluateStepSpec, outcome: Outcome, content_hash: str) ->
         details={
             "cases": len(outcome.cases),
             "skipped": skipped,
+            "unpaired": left_out,
             "emptyOutputs": empty,
             "judgeErrors": judge_errors,
         },

@@ -40,9 +40,10 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
     from kubetune_workloads import storage
     from kubetune_workloads.datasetio import open_dataset
     from kubetune_workloads.errors import invalid_input
-    from kubetune_workloads.finetune import checkpoints, data, loop, optim, outputs
+    from kubetune_workloads.finetune import checkpoints, data, loop, optim, outputs, ownership
     from kubetune_workloads.finetune import distributed as dist
     from kubetune_workloads.finetune.batching import BatchPlan, pack
+    from kubetune_workloads.finetune.guards import GracefulStop
     from kubetune_workloads.finetune.model_setup import prepare_model
     from kubetune_workloads.finetune.runtime import (
         Runtime,
@@ -60,7 +61,12 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
     rt = Runtime(device, resolve_precision(hp.precision, device))
     seed_everything(hp.seed)
     reporter = ProgressReporter("finetune", port=step.progress_port) if env.is_main else None
+    stop = GracefulStop().install()
+    held = contextlib.ExitStack()
     try:
+        held.enter_context(
+            ownership.hold(storage.local_path(step.output_uri) if env.is_main else None)
+        )
         dataset_path = storage.fetch(step.dataset.uri)
         dataset = open_dataset(dataset_path)
         splits = {s: dataset.records(s) for s in ("train", "validation")}
@@ -109,6 +115,7 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
                 plan,
                 metrics,
                 ckpt_root,
+                stop,
             )
             full_state = dist.full_model_state(model, env)
             if not env.is_main:
@@ -119,12 +126,19 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
             peak = peak_flops(device)
             fpt = flops_per_token(dist.unwrap(model), bundle.format == "adapter")
             results = _results(outcome, bundle, tokenized, started, fpt, peak, env.world_size)
+            if splits["validation"]:
+                if reporter:
+                    reporter.update(phase="Measuring", message="measuring perplexity")
+                results["perplexity"] = _record_perplexity(
+                    trainee, step, splits["validation"], tokenizer
+                )
             outputs.write_results(out, results)
             outputs.write_model_card(out, step, bundle, results, dataset.info.version)
             _adopt_checkpoints(step, ckpt_root, out)
-            inputs = [input_artifact(step.dataset.uri, dataset_path)]
+            inputs = [input_artifact(step.dataset.uri, dataset_path, "dataset")]
             if step.model is not None:
-                inputs.append(input_artifact(step.model.uri, storage.fetch(step.model.uri)))
+                model_path = storage.fetch(step.model.uri)
+                inputs.append(input_artifact(step.model.uri, model_path, "model"))
             manifest = write_manifest(
                 out,
                 artifact="model",
@@ -150,9 +164,12 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
                 "resumedFromStep": outcome.resumed_from,
                 "stoppedEarly": outcome.state.stopped_early,
                 "format": bundle.format,
+                "rollbacks": outcome.rollbacks or None,
             },
         )
     finally:
+        held.close()
+        stop.uninstall()
         if reporter:
             reporter.close()
 
@@ -165,6 +182,32 @@ def _scratch_dir() -> Any:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _record_perplexity(t: Any, step: FinetuneStepSpec, records: list[Any], tokenizer: Any) -> float:
+    """Perplexity of whole validation records, by the implementation Compression and
+    Evaluation use (:mod:`kubetune_workloads.likelihood`), so the three kinds agree. For
+    ``continued-pretraining`` it equals ``eval_perplexity``; other objectives score only
+    responses in ``eval_perplexity``."""
+    from kubetune_workloads.finetune import distributed as dist
+    from kubetune_workloads.finetune import loop, outputs
+    from kubetune_workloads.likelihood import (
+        block_length,
+        packed_for,
+        render_records,
+        stream_losses,
+    )
+
+    model = dist.unwrap(t.model)
+    docs = render_records(records, tokenizer, outputs.instruction_template(step))
+    loop._eval_mode(model, t.rt)
+    try:
+        with t.rt.autocast():
+            block = block_length(step.spec.hyperparameters.max_seq_length, None)
+            losses = stream_losses(model, docs, block, packed_for(step.spec.objective))
+    finally:
+        model.train()
+    return losses.perplexity
 
 
 def _adopt_checkpoints(step: FinetuneStepSpec, root: Path, out: Path) -> None:
@@ -205,6 +248,8 @@ def _results(
         "resumed_from_step": outcome.resumed_from,
         "stopped_early": outcome.state.stopped_early,
         "world_size": world,
+        "rollbacks": outcome.rollbacks or None,
+        "learning_rate_scale": outcome.state.lr_scale if outcome.rollbacks else None,
     }
     if peak:
         results["mfu"] = outcome.tokens_per_second * fpt / (peak * world)
@@ -216,6 +261,7 @@ def _status_metrics(results: dict[str, Any]) -> dict[str, float]:
         "train_loss": "trainLoss",
         "eval_loss": "evalLoss",
         "eval_perplexity": "evalPerplexity",
+        "perplexity": "perplexity",
         "tokens_per_second": "tokensPerSecond",
         "tokens_seen": "tokensSeen",
         "steps": "steps",
@@ -223,7 +269,11 @@ def _status_metrics(results: dict[str, Any]) -> dict[str, float]:
         "wall_time_seconds": "wallTimeSeconds",
         "mfu": "mfu",
     }
-    return {camel: float(results[key]) for key, camel in names.items() if key in results}
+    found = {camel: float(results[key]) for key, camel in names.items() if key in results}
+    if results.get("rollbacks"):
+        found["rollbacks"] = float(len(results["rollbacks"]))
+        found["learningRateScale"] = float(results["learning_rate_scale"])
+    return found
 
 
 def _summary(results: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from kubetune_workloads.finetune import checkpoints
 from kubetune_workloads.finetune import distributed as dist
 from kubetune_workloads.finetune.batching import BatchPlan, collate
 from kubetune_workloads.finetune.data import Example
+from kubetune_workloads.finetune.guards import Divergence, DivergenceMonitor, GracefulStop
 from kubetune_workloads.finetune.runtime import Runtime
 from kubetune_workloads.finetune.tracking import MetricsLog, Throughput, perplexity
 
@@ -36,6 +37,8 @@ class LoopState:
     best_eval_loss: float | None = None
     evals_without_improvement: int = 0
     stopped_early: bool = False
+    lr_scale: float = 1.0  # learning-rate multiplier left by divergence rollbacks
+    rollbacks: int = 0
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Outcome:
     train_seconds: float = 0.0
     resumed_from: int | None = None
     history: dict[str, float] = field(default_factory=dict)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def total_steps(step: FinetuneStepSpec, plan: BatchPlan) -> int:
@@ -112,6 +116,10 @@ def resume(t: Trainee, step: FinetuneStepSpec, root: Path, metrics: MetricsLog) 
     found = checkpoints.load_latest(root, checkpoints.resume_key(step))
     if found is None:
         return LoopState()
+    return _restore(t, found, metrics)
+
+
+def _restore(t: Trainee, found: Any, metrics: MetricsLog) -> LoopState:
     dist.load_trainable_state(t.model, t.env, found.weights)
     dist.load_optimizer_state(t.model, t.optimizer, t.env, found.trainer["optimizer"])
     t.scheduler.load_state_dict(found.trainer["scheduler"])
@@ -131,6 +139,7 @@ def train(
     plan: BatchPlan,
     metrics: MetricsLog,
     ckpt_root: Path,
+    stop: GracefulStop | None = None,
 ) -> Outcome:
     spec = step.spec
     hp = spec.hyperparameters
@@ -143,9 +152,15 @@ def train(
     params = [p for p in t.model.parameters() if p.requires_grad]
     speed = Throughput()
     window_loss, window_steps, last_eval_step = 0.0, 0, -1
+    vocab = getattr(dist.unwrap(t.model).config, "vocab_size", None)
+    monitor = DivergenceMonitor(spec.divergence, vocab if isinstance(vocab, int) else None)
+    if stop is not None:
+        stop.armed = True
     t.model.train()
     while state.step < steps and not state.stopped_early:
-        loss_value, tokens = _optimizer_step(t, train_rows, plan, state.micro_step, accum, params)
+        loss_value, tokens, stopping = _optimizer_step(
+            t, train_rows, plan, state.micro_step, accum, params, stop
+        )
         state.micro_step += accum
         state.step += 1
         state.tokens_seen += tokens
@@ -156,6 +171,13 @@ def train(
                 f"the training loss became {loss_value} at step {state.step}; lower the learning "
                 "rate, use bf16 instead of fp16, or check the data and the model weights",
             )
+        try:
+            monitor.check_loss(state.step, loss_value)
+        except Divergence as exc:
+            state = _roll_back_or_fail(t, step, state, ckpt_root, metrics, outcome, exc)
+            monitor.reset()
+            window_loss, window_steps = 0.0, 0
+            continue
         window_loss += loss_value
         window_steps += 1
         epoch = state.micro_step / plan.micro_batches_per_epoch
@@ -186,13 +208,31 @@ def train(
             window_loss, window_steps = 0.0, 0
         every = spec.evaluation.every_steps
         if every and val_rows and state.step % every == 0:
+            prior_best = state.best_eval_loss
             outcome.eval_loss = _eval_and_track(
                 t, val_rows, hp.batch_size, state, spec, metrics, epoch
             )
             last_eval_step = state.step
+            try:
+                monitor.check_eval(state.step, outcome.eval_loss, prior_best)
+            except Divergence as exc:
+                state = _roll_back_or_fail(t, step, state, ckpt_root, metrics, outcome, exc)
+                monitor.reset()
+                window_loss, window_steps = 0.0, 0
+                continue
         every_ckpt = spec.checkpointing.every_steps
-        if every_ckpt and state.step % every_ckpt == 0 and state.step < steps:
+        if stopping and stop is not None and state.step < steps:
             _checkpoint(t, step, state, ckpt_root, metrics)
+            raise WorkloadError(
+                stop.reason,
+                f"{stop.signal_name} after step {state.step}/{steps}: wrote checkpoint-"
+                f"{state.step}; the next run resumes from it",
+            )
+        healthy = not monitor.bad_steps  # never checkpoint a run that may be diverging
+        if every_ckpt and state.step % every_ckpt == 0 and state.step < steps and healthy:
+            _checkpoint(t, step, state, ckpt_root, metrics)
+    if stop is not None:
+        stop.armed = False  # saving the artifact is short: a signal now interrupts at once
     outcome.train_seconds = speed.elapsed
     outcome.tokens_per_second = speed.overall_rate()
     if val_rows and last_eval_step != state.step:
@@ -206,7 +246,48 @@ def train(
         )
     elif val_rows:
         outcome.eval_loss = metrics.last.get("eval_loss", outcome.eval_loss)
+    if outcome.eval_loss is not None and last_eval_step != state.step:
+        try:
+            monitor.check_eval(state.step, outcome.eval_loss, state.best_eval_loss)
+        except Divergence as exc:
+            raise WorkloadError("Diverged", exc.message) from None
     return outcome
+
+
+def _roll_back_or_fail(
+    t: Trainee,
+    step: FinetuneStepSpec,
+    state: LoopState,
+    root: Path,
+    metrics: MetricsLog,
+    outcome: Outcome,
+    exc: Divergence,
+) -> LoopState:
+    """Restore the last complete checkpoint with a lower learning rate, or fail ``Diverged``."""
+    guard = step.spec.divergence
+    if not guard.rollback or state.rollbacks >= guard.max_rollbacks:
+        raise WorkloadError("Diverged", exc.message) from None
+    found = checkpoints.load_latest(root, checkpoints.resume_key(step))
+    if found is None:
+        raise WorkloadError(
+            "Diverged", exc.message + "; no complete checkpoint to roll back to"
+        ) from None
+    scale = state.lr_scale * guard.rollback_lr_factor
+    rollbacks = state.rollbacks + 1
+    restored = _restore(t, found, metrics)
+    factor = scale / restored.lr_scale
+    t.scheduler.base_lrs = [lr * factor for lr in t.scheduler.base_lrs]
+    for group in t.optimizer.param_groups:
+        group["lr"] *= factor
+    restored.lr_scale, restored.rollbacks = scale, rollbacks
+    outcome.state = restored
+    record = {"atStep": exc.step, "toStep": restored.step, "learningRateScale": scale}
+    outcome.rollbacks.append(record)
+    log.warning(
+        "divergence at step %d: rolled back to step %d with learning rate x%g (%s)",
+        exc.step, restored.step, scale, exc.message,
+    )  # fmt: skip
+    return restored
 
 
 def _optimizer_step(
@@ -216,10 +297,12 @@ def _optimizer_step(
     micro_step: int,
     accum: int,
     params: list[torch.nn.Parameter],
-) -> tuple[float, int]:
+    stop: GracefulStop | None = None,
+) -> tuple[float, int, bool]:
     """Forward/backward over ``accum`` micro-batches, then one clipped optimizer step.
 
-    Returns the (all-rank mean) loss and the number of real tokens all ranks processed.
+    Returns the (all-rank mean) loss, the number of real tokens all ranks processed, and
+    whether any rank was asked to stop (so every rank stops after the same step).
     """
     batches = [
         collate([rows[i] for i in plan.indices(micro_step + k)], t.pad_id, t.rt.device)
@@ -238,8 +321,9 @@ def _optimizer_step(
             (t.scaler.scale(loss) if t.scaler is not None else loss).backward()
         step_loss += loss.detach()
         tokens += batch["tokens"]
-    loss_value, tokens_all = dist.all_reduce_sum(
-        t.env, [float(step_loss), float(tokens)], t.rt.device
+    asked = 1.0 if stop is not None and stop.requested else 0.0
+    loss_value, tokens_all, stopping = dist.all_reduce_sum(
+        t.env, [float(step_loss), float(tokens), asked], t.rt.device
     )
     loss_value /= t.env.world_size
     if math.isfinite(loss_value):
@@ -253,7 +337,7 @@ def _optimizer_step(
             t.optimizer.step()
         t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
-    return loss_value, int(tokens_all)
+    return loss_value, int(tokens_all), stopping > 0
 
 
 def _eval_and_track(

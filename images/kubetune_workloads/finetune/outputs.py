@@ -32,6 +32,8 @@ def save_artifact(
         merged_subdir=MERGED_DIR if merged else None,
         trust_remote_code=step.spec.model.trust_remote_code,
         instruction_template=template,
+        objective=step.spec.objective,
+        max_seq_length=step.spec.hyperparameters.max_seq_length,
     )
     if full_state is not None:  # FSDP: the gathered weights
         model.save_pretrained(str(out), state_dict=full_state, safe_serialization=True)
@@ -66,7 +68,13 @@ def write_merged(out: Path, step: FinetuneStepSpec, template: str | None) -> Non
         loaded.model,
         loaded.tokenizer,
         out / MERGED_DIR,
-        modelio.ModelInfo(format="full", family=loaded.info.family, instruction_template=template),
+        modelio.ModelInfo(
+            format="full",
+            family=loaded.info.family,
+            instruction_template=template,
+            objective=step.spec.objective,
+            max_seq_length=step.spec.hyperparameters.max_seq_length,
+        ),
     )
 
 

@@ -290,7 +290,7 @@ def _outcome(
         kept = same_run.model_dump(exclude=set(COMMON_FIELDS) - {"output_uri", "artifact_hash"})
         kept["results"] = same_run.results
         fields.update({k: v for k, v in kept.items() if v is not None})
-        base = {"Ready", "Succeeded", "Waiting", "Running"}
+        base = {"Ready", "Succeeded", "Waiting", "Running", "Reconciling", "Stalled"}
         extra = [
             CondSpec(c.type, c.status, c.reason, c.message)
             for c in same_run.conditions
