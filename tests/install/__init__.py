@@ -1,0 +1,1 @@
+"""The install tier: the chart, the operator and the workloads as a platform team installs them."""

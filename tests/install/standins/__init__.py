@@ -1,0 +1,1 @@
+"""Stand-ins for third-party images the chart runs (there is no container runtime here)."""
