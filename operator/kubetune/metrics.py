@@ -13,6 +13,9 @@ One registry, :data:`REGISTRY`, holds every series the operator exports:
   name}`` (cycles started) and ``kubetune_feedback_promotions_total{namespace,name}``: per
   FeedbackLoop.
 
+* ``kubetune_leader``: 1 on the replica that acts, 0 on a standby (every replica serves
+  ``/metrics`` from its start, so a standby is a healthy scrape target too).
+
 The controllers call the ``record_*`` functions; :func:`start_exporter` serves ``/metrics``.
 """
 
@@ -91,6 +94,12 @@ FEEDBACK_CYCLES = Gauge(
     "kubetune_feedback_cycles",
     "Cycles a FeedbackLoop has started.",
     ["namespace", "name"],
+    registry=REGISTRY,
+)
+IS_LEADER = Gauge(
+    "kubetune_leader",
+    "1 while this replica runs the controllers (it holds the leader Lease, or runs without "
+    "leader election); 0 while it stands by.",
     registry=REGISTRY,
 )
 FEEDBACK_PROMOTIONS = Counter(

@@ -221,3 +221,70 @@ def test_a_leader_that_cannot_renew_gives_up_within_the_deadline(
 def test_leader_election_timing_is_checked() -> None:
     with pytest.raises(ValueError, match="lease duration > renew deadline > retry period"):
         LeaseConfig(namespace="default", identity="a", lease_duration=5, renew_deadline=5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> str | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return str(response.read().decode())
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def test_two_replicas_one_leads_and_both_serve_health_and_metrics(
+    lease_emulator: tuple[Emulator, KubeAccess], tmp_path: Path
+) -> None:
+    emu, access = lease_emulator
+    ports = {name: (_free_port(), _free_port()) for name in ("pod-a", "pod-b")}
+    procs = {}
+    for name, (metrics_port, health_port) in ports.items():
+        args = [
+            KUBETUNE, "operator", "--kubeconfig", str(access.kubeconfig), "--leader-elect",
+            "--leader-election-namespace", "default", "--metrics-port", str(metrics_port),
+            "--liveness", f"http://127.0.0.1:{health_port}/healthz", "--lease-duration", "4",
+            "--renew-deadline", "3", "--retry-period", "0.5",
+        ]  # fmt: skip
+        env = clean_env(tmp_path, POD_NAME=name)
+        procs[name] = subprocess.Popen(
+            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        if name == "pod-a":  # a leads: b starts once a holds the Lease
+            emu.wait_for(LEASES, "default", "kubetune-operator", timeout=30)
+    try:
+        leaders: dict[str, str] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(leaders) < 2:
+            for name, (metrics_port, health_port) in ports.items():
+                text = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+                healthy = _get(f"http://127.0.0.1:{health_port}/healthz") is not None
+                line = next(
+                    (x for x in (text or "").splitlines() if x.startswith("kubetune_leader ")), None
+                )
+                if line and healthy:
+                    leaders[name] = line.split()[1]
+            time.sleep(0.3)
+        assert leaders == {"pod-a": "1.0", "pod-b": "0.0"}
+        lease = emu.get(LEASES, "default", "kubetune-operator")
+        assert lease is not None and lease["spec"]["holderIdentity"] == "pod-a"
+        # SIGTERM: the leader releases the Lease and the standby takes over within a retry period.
+        procs["pod-a"].terminate()
+        procs["pod-a"].wait(timeout=30)
+        emu.wait_for(
+            LEASES, "default", "kubetune-operator",
+            lambda lease: lease["spec"].get("holderIdentity") == "pod-b", timeout=10,
+        )  # fmt: skip
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait(timeout=30)

@@ -37,6 +37,7 @@ from types import FrameType
 
 import kopf
 
+from kubetune import metrics
 from kubetune.api.common import API_VERSION
 from kubetune.controllers.credentials import KubeAccess, LoginFailed
 from kubetune.controllers.kube import Api, APIError, NotFound, Unreachable
@@ -175,8 +176,12 @@ def _standby_probe(liveness: str | None) -> Iterator[None]:
 
 def _lease_config(election: LeaderElection, api: Api, env: Mapping[str, str]) -> LeaseConfig:
     namespace = election.namespace or env.get("POD_NAMESPACE") or api.login.namespace
-    base = election.identity or env.get("POD_NAME") or socket.gethostname()
-    identity = f"{base}_{uuid.uuid4().hex[:8]}" if not election.identity else base
+    # A pod's name is unique while it lives, and a restarted container of the same pod is the
+    # same holder (it renews at once instead of waiting out its own Lease); elsewhere the host
+    # name plus a random suffix, as client-go does.
+    identity = (
+        election.identity or env.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    )
     return LeaseConfig(
         namespace=namespace,
         identity=identity,
@@ -249,18 +254,22 @@ def run_operator(
         effective.artifact_store,
         port,
     )
+    # Every replica serves /metrics from its start: a standby is a healthy scrape target too.
+    exporter = metrics.start_exporter(port, effective.metrics_bind_address) if port else None
     elector: LeaderElector | None = None
-    if leader_election.enabled:
-        lease_api = Api(access, retry_delays=(0.2, 0.5), timeout=(3.0, 5.0))
-        elector = LeaderElector(lease_api, _lease_config(leader_election, api, environ))
-        if not _wait_for_lease(elector, liveness):
-            logger.info("stopped while standing by")
-            return
-        elector.keep(_lose_lease)
-    api.close()
     try:
+        if leader_election.enabled:
+            lease_api = Api(access, retry_delays=(0.2, 0.5), timeout=(3.0, 5.0))
+            elector = LeaderElector(lease_api, _lease_config(leader_election, api, environ))
+            metrics.IS_LEADER.set(0)
+            if not _wait_for_lease(elector, liveness):
+                logger.info("stopped while standing by")
+                return
+            elector.keep(_lose_lease)
+        metrics.IS_LEADER.set(1)
+        api.close()
         kopf.run(
-            registry=build_registry(effective, metrics_port=port, access=access),
+            registry=build_registry(effective, access=access),
             clusterwide=not watched,
             namespaces=watched or (),
             standalone=True,
@@ -269,3 +278,6 @@ def run_operator(
     finally:
         if elector is not None:
             elector.release()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
