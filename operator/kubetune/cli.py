@@ -367,7 +367,8 @@ def operator(
         str | None, typer.Option(help="Namespace of the Lease (default: POD_NAMESPACE).")
     ] = None,
     leader_election_id: Annotated[
-        str | None, typer.Option(help="This replica's identity (default: POD_NAME, else host + suffix).")
+        str | None,
+        typer.Option(help="This replica's identity (default: POD_NAME, else host_random)."),
     ] = None,
     lease_duration: Annotated[float, typer.Option(help="Lease duration, seconds.")] = 15.0,
     renew_deadline: Annotated[float, typer.Option(help="Renew deadline, seconds.")] = 10.0,
