@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from kubetune.api.common import API_VERSION, GROUP
 from kubetune.api.kube import object_meta_errors
+from kubetune.api.kube import shown_value as _shown
 from kubetune.api.resources import KIND_INFO
 from kubetune.crd_validation import validate_against_crd
 
@@ -292,17 +293,6 @@ def _path(loc: Sequence[int | str]) -> str:
         else:
             out = f"{out}.{part}" if out else str(part)
     return out
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, dict):
-        return '"object"'
-    if isinstance(value, list):
-        return '"array"'
-    try:
-        return json.dumps(value)
-    except TypeError:
-        return json.dumps(str(value))
 
 
 def _field_errors(error: ValidationError, prefix: str) -> list[FieldError]:

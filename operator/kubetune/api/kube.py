@@ -197,17 +197,22 @@ def _generate_name_errors(prefix: str) -> list[str]:
 
 def _string_map(value: Any, path: str, out: list[tuple[str, str, str]]) -> dict[str, str] | None:
     if not isinstance(value, dict):
-        out.append((path, "Invalid value", f"{_shown(value)}: must be a map of strings"))
+        out.append((path, "Invalid value", f"{shown_value(value)}: must be a map of strings"))
         return None
     for key, item in value.items():
         if not isinstance(item, str):
             out.append(
-                (f"{path}[{key}]", "Invalid value", f"{_shown(item)}: must be a string (quote it)")
+                (
+                    f"{path}[{key}]",
+                    "Invalid value",
+                    f"{shown_value(item)}: must be a string (quote it)",
+                )
             )
     return {str(k): v for k, v in value.items() if isinstance(v, str)}
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
+    """A value as kube-apiserver quotes it in an error: JSON, or "object"/"array"."""
     import json
 
     if isinstance(value, dict):
@@ -235,13 +240,16 @@ def object_meta_errors(meta: Any) -> list[tuple[str, str, str]]:
         out.append(("metadata.name", "Required value", "name or generateName is required"))
     if name is not None:
         problems = dns1123_subdomain_errors(name) if isinstance(name, str) else ["must be a string"]
-        out.extend(("metadata.name", "Invalid value", f"{_shown(name)}: {p}") for p in problems)
+        out.extend(
+            ("metadata.name", "Invalid value", f"{shown_value(name)}: {p}") for p in problems
+        )
     if generate is not None:
         problems = (
             _generate_name_errors(generate) if isinstance(generate, str) else ["must be a string"]
         )
         out.extend(
-            ("metadata.generateName", "Invalid value", f"{_shown(generate)}: {p}") for p in problems
+            ("metadata.generateName", "Invalid value", f"{shown_value(generate)}: {p}")
+            for p in problems
         )
     namespace = meta.get("namespace")
     if namespace is not None:
@@ -249,17 +257,20 @@ def object_meta_errors(meta: Any) -> list[tuple[str, str, str]]:
             dns1123_label_errors(namespace) if isinstance(namespace, str) else ["must be a string"]
         )
         out.extend(
-            ("metadata.namespace", "Invalid value", f"{_shown(namespace)}: {p}") for p in problems
+            ("metadata.namespace", "Invalid value", f"{shown_value(namespace)}: {p}")
+            for p in problems
         )
     if meta.get("labels") is not None:
         labels = _string_map(meta["labels"], "metadata.labels", out)
         for _key, shown, message in label_map_errors(labels or {}):
-            out.append(("metadata.labels", "Invalid value", f"{_shown(shown)}: {message}"))
+            out.append(("metadata.labels", "Invalid value", f"{shown_value(shown)}: {message}"))
     if meta.get("annotations") is not None:
         annotations = _string_map(meta["annotations"], "metadata.annotations", out) or {}
         for key in annotations:
             for message in qualified_name_errors(key.lower()):
-                out.append(("metadata.annotations", "Invalid value", f"{_shown(key)}: {message}"))
+                out.append(
+                    ("metadata.annotations", "Invalid value", f"{shown_value(key)}: {message}")
+                )
         size = sum(len(k) + len(v) for k, v in annotations.items())
         if size > TOTAL_ANNOTATION_SIZE_LIMIT:
             out.append(
@@ -276,7 +287,7 @@ def object_meta_errors(meta: Any) -> list[tuple[str, str, str]]:
                 (
                     "metadata.finalizers",
                     "Invalid value",
-                    f"{_shown(finalizers)}: must be a list of strings",
+                    f"{shown_value(finalizers)}: must be a list of strings",
                 )
             )
         else:
@@ -285,20 +296,24 @@ def object_meta_errors(meta: Any) -> list[tuple[str, str, str]]:
                     qualified_name_errors(item) if isinstance(item, str) else ["must be a string"]
                 )
                 out.extend(
-                    (f"metadata.finalizers[{i}]", "Invalid value", f"{_shown(item)}: {p}")
+                    (f"metadata.finalizers[{i}]", "Invalid value", f"{shown_value(item)}: {p}")
                     for p in problems
                 )
     owners = meta.get("ownerReferences")
     if owners is not None:
         if not isinstance(owners, list):
             out.append(
-                ("metadata.ownerReferences", "Invalid value", f"{_shown(owners)}: must be a list")
+                (
+                    "metadata.ownerReferences",
+                    "Invalid value",
+                    f"{shown_value(owners)}: must be a list",
+                )
             )
         else:
             for i, ref in enumerate(owners):
                 where = f"metadata.ownerReferences[{i}]"
                 if not isinstance(ref, dict):
-                    out.append((where, "Invalid value", f"{_shown(ref)}: must be an object"))
+                    out.append((where, "Invalid value", f"{shown_value(ref)}: must be an object"))
                     continue
                 for field in ("apiVersion", "kind", "name", "uid"):
                     if not ref.get(field):
@@ -307,6 +322,6 @@ def object_meta_errors(meta: Any) -> list[tuple[str, str, str]]:
         value = meta.get(field)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             out.append(
-                (f"metadata.{field}", "Invalid value", f"{_shown(value)}: must be an integer")
+                (f"metadata.{field}", "Invalid value", f"{shown_value(value)}: must be an integer")
             )
     return out
