@@ -388,12 +388,23 @@ def test_unknown_image_missing_claim_and_deadline(emu: Emulator, kubelet: Kubele
     assert "no images/*.Dockerfile builds 'nope'" in json.dumps(pulled["status"])
     unscheduled = waiting("no-claim", "Unschedulable")
     assert 'persistentvolumeclaim \\"absent\\" not found' in json.dumps(unscheduled["status"])
-    slow_pod = emu.objects("pods", NS, labels="job-name=slow")[0]["metadata"]["name"]
+    slow_pod = waiting_for_pod(emu, "slow")
     slow = finished(emu, "slow", timeout=30)
     assert conditions(slow)[-1][:3] == ("Failed", "True", "DeadlineExceeded")
     # Failed is written once the pod has terminated: its processes are gone, the pod too
     assert all(s.poll() is not None for s in kubelet.runtime(NS, slow_pod).sandboxes())
     emu.wait_for_absence("pods", NS, slow_pod, timeout=5)
+
+
+def waiting_for_pod(emu: Emulator, job_name: str, timeout: float = 30) -> str:
+    """The name of the Job's pod once the stand-in created it (slow on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = emu.objects("pods", NS, labels=f"job-name={job_name}")
+        if pods:
+            return str(pods[0]["metadata"]["name"])
+        time.sleep(0.05)
+    raise AssertionError(f"no pod for Job {job_name} within {timeout}s")
 
 
 def test_suspended_jobs_wait(emu: Emulator, kubelet: Kubelet) -> None:
