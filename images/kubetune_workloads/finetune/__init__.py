@@ -117,6 +117,15 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
                 ckpt_root,
                 stop,
             )
+            record_perplexity: float | None = None
+            if splits["validation"] and (env.is_main or env.fsdp):
+                # FSDP shards the weights: every rank takes part in each forward pass, so all
+                # ranks measure (the same records) before the others leave; otherwise rank 0.
+                if reporter:
+                    reporter.update(phase="Measuring", message="measuring perplexity")
+                record_perplexity = _record_perplexity(
+                    trainee, step, splits["validation"], tokenizer
+                )
             full_state = dist.full_model_state(model, env)
             if not env.is_main:
                 return StepResult(step="finetune", ok=True, reason="Completed")
@@ -126,12 +135,8 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
             peak = peak_flops(device)
             fpt = flops_per_token(dist.unwrap(model), bundle.format == "adapter")
             results = _results(outcome, bundle, tokenized, started, fpt, peak, env.world_size)
-            if splits["validation"]:
-                if reporter:
-                    reporter.update(phase="Measuring", message="measuring perplexity")
-                results["perplexity"] = _record_perplexity(
-                    trainee, step, splits["validation"], tokenizer
-                )
+            if record_perplexity is not None:
+                results["perplexity"] = record_perplexity
             outputs.write_results(out, results)
             outputs.write_model_card(out, step, bundle, results, dataset.info.version)
             _adopt_checkpoints(step, ckpt_root, out)
