@@ -133,7 +133,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--segment-bytes", type=int, default=1 << 20, help="the collector's")
+    parser.add_argument(
+        "--quick", action="store_true", help="100 batches: under a minute, same output shape"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.batches = min(args.batches, 100)
 
     payloads = bodies(args.batches + 1, args.batch)
     with tempfile.TemporaryDirectory(prefix="collector-bench-") as tmp:
