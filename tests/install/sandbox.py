@@ -113,13 +113,13 @@ def rootfs_args(
     binds = [Mount(canonical(m.dest), m.source, m.read_only) for m in mounts]
     image = [Mount(str(p), p, True) for p in image_paths if p.exists()]
     dests = {m.dest for m in binds}
-    # image paths inside a directory that is empty in the image are bound explicitly
+    # image paths inside a directory that is empty in the image (a checkout under /tmp) are
+    # bound explicitly, also inside a volume mounted there: deeper binds go on top
     extra = [
         m
         for m in image
         if m.dest not in dests
         and any(a in EMPTY_IN_IMAGE for a in [*_ancestors(m.dest), m.dest])
-        and not any(m.dest.startswith(d + "/") for d in dests)
     ]
     binds += extra
     dests |= {m.dest for m in extra}
