@@ -118,8 +118,7 @@ def rootfs_args(
     extra = [
         m
         for m in image
-        if m.dest not in dests
-        and any(a in EMPTY_IN_IMAGE for a in [*_ancestors(m.dest), m.dest])
+        if m.dest not in dests and any(a in EMPTY_IN_IMAGE for a in [*_ancestors(m.dest), m.dest])
     ]
     binds += extra
     dests |= {m.dest for m in extra}
