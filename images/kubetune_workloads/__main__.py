@@ -14,8 +14,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from kubetune.api.contract import RESULT_LINE_PREFIX, TERMINATION_LOG, TERMINATION_LOG_ENV
 from kubetune.api.steps import (
-    EXIT_PERMANENT,
     StepResult,
     exit_code_for,
     parse_step_spec,
@@ -29,19 +29,19 @@ STEP_MODULES = {
     "compress": "kubetune_workloads.compress",
     "evaluate": "kubetune_workloads.evaluate",
     "feedback": "kubetune_workloads.feedback",
+    "publish": "kubetune_workloads.publish",
 }
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-# One table decides which failures are permanent: kubetune.api.steps.FAILURE_REASONS.
-EXIT_INVALID = EXIT_PERMANENT
+# One table decides which failures are permanent (and the exit code):
+# kubetune.api.steps.FAILURE_REASONS.
 log = logging.getLogger("kubetune_workloads")
 
 
 def termination_log_path() -> Path | None:
     """Where the summary goes: $KUBETUNE_TERMINATION_LOG, else the Kubernetes default."""
-    configured = os.environ.get("KUBETUNE_TERMINATION_LOG")
+    configured = os.environ.get(TERMINATION_LOG_ENV)
     if configured:
         return Path(configured)
-    default = Path(DEFAULT_TERMINATION_LOG)
+    default = Path(TERMINATION_LOG)
     return default if default.parent.exists() and os.access(default.parent, os.W_OK) else None
 
 
@@ -53,7 +53,7 @@ def write_result(result: StepResult) -> None:
             path.write_text(text)
         except OSError as exc:  # a read-only /dev is not a reason to lose the result
             log.warning("cannot write termination log %s: %s", path, exc)
-    print(f"KUBETUNE_RESULT {text}", flush=True)
+    print(f"{RESULT_LINE_PREFIX} {text}", flush=True)
 
 
 def run_step(step: str, spec_path: Path) -> StepResult:

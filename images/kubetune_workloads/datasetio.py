@@ -33,7 +33,7 @@ class DatasetInfo(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
-    schema_: Literal["text", "instruction", "chat"] = "text"
+    schema_: Literal["text", "instruction", "chat", "preference"] = "text"
     records: dict[str, int] = {}
     tokens: int | None = None
     format: Literal["jsonl", "parquet"] = "jsonl"
@@ -106,11 +106,13 @@ def open_dataset(path: Path) -> PreparedDataset:
     return PreparedDataset(path=path, info=info)
 
 
-def _guess_schema(file: Path) -> Literal["text", "instruction", "chat"]:
+def _guess_schema(file: Path) -> Literal["text", "instruction", "chat", "preference"]:
     with file.open(encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
                 record = json.loads(line)
+                if "chosen" in record or "label" in record:
+                    return "preference"
                 if "messages" in record:
                     return "chat"
                 if "instruction" in record:

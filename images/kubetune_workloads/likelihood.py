@@ -24,6 +24,7 @@ from kubetune_workloads.prompts import record_text
 
 DEFAULT_BLOCK = 256
 BATCH_SIZE = 4
+MAX_LOG_PPL = 700.0  # exp() of more overflows a float; such a model is broken anyway
 
 
 @dataclass
@@ -36,7 +37,7 @@ class TokenLosses:
     @property
     def perplexity(self) -> float:
         total = sum(self.tokens)
-        return math.exp(min(sum(self.nll) / total, 700.0)) if total else float("nan")
+        return math.exp(min(sum(self.nll) / total, MAX_LOG_PPL)) if total else float("nan")
 
 
 def block_length(trained: int | None, context: int | None) -> int:

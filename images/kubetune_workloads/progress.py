@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.contract import PROGRESS_FILE_ENV
 from kubetune.api.steps import LiveProgress
 
 
@@ -27,9 +28,7 @@ class ProgressReporter:
         self._progress = LiveProgress(phase="Starting")
         self._started = time.monotonic()
         self._file = (
-            Path(os.environ["KUBETUNE_PROGRESS_FILE"])
-            if os.environ.get("KUBETUNE_PROGRESS_FILE")
-            else None
+            Path(os.environ[PROGRESS_FILE_ENV]) if os.environ.get(PROGRESS_FILE_ENV) else None
         )
         self._server: ThreadingHTTPServer | None = None
         if port:

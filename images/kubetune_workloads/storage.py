@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from kubetune.api.contract import CACHE_ENV, PVC_ROOT_ENV
+
 from kubetune_workloads.errors import WorkloadError, invalid_input
 
 DEFAULT_PVC_ROOT = "/mnt/pvc"
@@ -36,11 +38,11 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def pvc_root() -> Path:
-    return Path(os.environ.get("KUBETUNE_PVC_ROOT", DEFAULT_PVC_ROOT))
+    return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT))
 
 
 def cache_root() -> Path:
-    root = Path(os.environ.get("KUBETUNE_CACHE", Path(tempfile.gettempdir()) / "kubetune-cache"))
+    root = Path(os.environ.get(CACHE_ENV, Path(tempfile.gettempdir()) / "kubetune-cache"))
     root.mkdir(parents=True, exist_ok=True)
     return root
 

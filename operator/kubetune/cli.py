@@ -57,7 +57,7 @@ ChartCrdDir = Annotated[
 
 
 def _crd_dirs(directory: Path, chart_dir: Path | None) -> list[Path]:
-    from kubetune.crd import chart_crd_dir
+    from kubetune.schema.crd import chart_crd_dir
 
     chart = chart_dir or chart_crd_dir(directory)
     return [directory] if chart is None else [directory, chart]
@@ -66,7 +66,7 @@ def _crd_dirs(directory: Path, chart_dir: Path | None) -> list[Path]:
 @crds_app.command("generate")
 def crds_generate(directory: CrdDir = Path("crds"), chart_dir: ChartCrdDir = None) -> None:
     """Write one CRD per kind, generated from the typed API (and the chart's copy)."""
-    from kubetune.crd import write_crds
+    from kubetune.schema.crd import write_crds
 
     for target in _crd_dirs(directory, chart_dir):
         for path in write_crds(target):
@@ -76,7 +76,7 @@ def crds_generate(directory: CrdDir = Path("crds"), chart_dir: ChartCrdDir = Non
 @crds_app.command("check")
 def crds_check(directory: CrdDir = Path("crds"), chart_dir: ChartCrdDir = None) -> None:
     """Fail when the CRDs on disk (or the chart's copy) differ from what the typed API generates."""
-    from kubetune.crd import check_crds
+    from kubetune.schema.crd import check_crds
 
     targets = _crd_dirs(directory, chart_dir)
     problems = [problem for target in targets for problem in check_crds(target)]
@@ -96,7 +96,7 @@ def validate(
     ],
 ) -> None:
     """Check kubetune manifests against the typed API, the CRD schemas and their CEL rules."""
-    from kubetune.validation import format_errors, load_manifests, validate_manifest
+    from kubetune.schema.validation import format_errors, load_manifests, validate_manifest
 
     notes: list[str] = []
     unreadable: list[str] = []
@@ -135,7 +135,7 @@ def validate(
 @docs_app.command("generate")
 def docs_generate(file: DocsFile = Path("docs/api.md")) -> None:
     """Write the API reference generated from the typed API."""
-    from kubetune.apidocs import render_api_reference
+    from kubetune.schema.apidocs import render_api_reference
 
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(render_api_reference(), encoding="utf-8")
@@ -145,7 +145,7 @@ def docs_generate(file: DocsFile = Path("docs/api.md")) -> None:
 @docs_app.command("check")
 def docs_check(file: DocsFile = Path("docs/api.md")) -> None:
     """Fail when the API reference differs from what the typed API generates."""
-    from kubetune.apidocs import render_api_reference
+    from kubetune.schema.apidocs import render_api_reference
 
     if not file.exists() or file.read_text(encoding="utf-8") != render_api_reference():
         err_console.print(f"[red]✗[/red] {file} is stale; run kubetune docs generate")
@@ -293,7 +293,7 @@ def plan_command(
     """Print, as YAML, every Kubernetes object the operator would create for the manifests."""
     import yaml
 
-    from kubetune.api.resources import KIND_INFO
+    from kubetune.api.kinds import KIND_INFO
     from kubetune.plan.render import plan_manifests
 
     docs = _valid_manifests(files, "nothing was planned: fix the manifests first")
@@ -452,7 +452,7 @@ def operator(
 
 def _valid_manifests(files: list[Path], consequence: str) -> list[tuple[str, dict[str, Any]]]:
     """Load and validate every manifest, or print every error and exit 1."""
-    from kubetune.validation import InvalidManifests, load_and_validate
+    from kubetune.schema.validation import InvalidManifests, load_and_validate
 
     try:
         return load_and_validate(files)
@@ -577,8 +577,10 @@ def approve(
     """
     import yaml
 
-    key = "kubetune.dev/reject" if reject else "kubetune.dev/approve"
-    other = "kubetune.dev/approve" if reject else "kubetune.dev/reject"
+    from kubetune.api.contract import ANNOTATION_APPROVE, ANNOTATION_REJECT
+
+    key = ANNOTATION_REJECT if reject else ANNOTATION_APPROVE
+    other = ANNOTATION_APPROVE if reject else ANNOTATION_REJECT
     verb = "rejected" if reject else "approved"
     if workdir is not None:
         from kubetune.local.store import STATE_FILE, LocalStore, resource_key

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubetune.api.common import ArtifactRef, DatasetRef, Resources
 from kubetune.api.compression import CompressionStep, CompressionTemplate
-from kubetune.api.dataset import Balance, Cleaning, TokenizerSpec
+from kubetune.api.dataset import Balance, Cleaning, DatasetSpec, TokenizerSpec
 from kubetune.api.evaluation import EvaluationSpec, Gate, PromptCase, PromptSources
 from kubetune.api.feedback import FeedbackLoopSpec, ObjectTarget, Promotion, Triggers
 from kubetune.api.finetune import (
@@ -22,7 +22,9 @@ from kubetune.api.finetune import (
     ModelSource,
     TrainingSettings,
 )
+from kubetune.api.publish import MlflowCredentials
 from kubetune.api.scheduling import NodeSelectorRequirement, Toleration
+from kubetune.api.serving import KServeLora, KServeTarget
 from pydantic import BaseModel
 
 
@@ -91,6 +93,18 @@ CEL_CASES: tuple[CelCase, ...] = (
         "cross-namespace references are not allowed",
         {"name": "corpus"},
         {"name": "corpus", "namespace": "other"},
+    ),
+    CelCase(
+        KServeTarget,
+        "minReplicas must not exceed maxReplicas",
+        {"minReplicas": 2, "maxReplicas": 2},
+        {"minReplicas": 3, "maxReplicas": 2},
+    ),
+    CelCase(
+        KServeLora,
+        "extra module names must be unique",
+        {"extraModules": [{"name": "a", "uri": "s3://b/a"}, {"name": "b", "uri": "s3://b/b"}]},
+        {"extraModules": [{"name": "a", "uri": "s3://b/a"}, {"name": "a", "uri": "s3://b/b"}]},
     ),
     CelCase(
         Resources,
@@ -189,6 +203,29 @@ CEL_CASES: tuple[CelCase, ...] = (
         {"method": "lora", "lora": {"r": 8}, "distributed": {"strategy": "fsdp"}},
     ),
     CelCase(
+        TrainingSettings,
+        "objective preference needs preference settings",
+        {"method": "full", "objective": "preference", "preference": {"algorithm": "dpo"}},
+        {"method": "full", "objective": "preference"},
+    ),
+    CelCase(
+        TrainingSettings,
+        "preference pairs cannot be packed",
+        {"method": "full", "objective": "preference", "preference": {"beta": 0.1}},
+        {
+            "method": "full",
+            "objective": "preference",
+            "preference": {"beta": 0.1},
+            "hyperparameters": {"maxSteps": 1, "packing": True},
+        },
+    ),
+    CelCase(
+        MlflowCredentials,
+        "set both username and password, or neither",
+        {"token": {"secretKeyRef": {"name": "mlflow", "key": "token"}}},
+        {"username": {"secretKeyRef": {"name": "mlflow", "key": "user"}}},
+    ),
+    CelCase(
         FinetuneJobSpec,
         "a model designed from scratch is trained with method full",
         {**FT, "model": {"architecture": LLAMA}, "method": "full"},
@@ -241,6 +278,24 @@ CEL_CASES: tuple[CelCase, ...] = (
         "the perplexity metric needs perplexityData",
         {**EV, "metrics": [{"name": "perplexity"}], "perplexityData": {"name": "corpus"}},
         {**EV, "metrics": [{"name": "perplexity"}]},
+    ),
+    CelCase(
+        EvaluationSpec,
+        "the preferenceAccuracy metric needs preferenceData",
+        {**EV, "metrics": [{"name": "preferenceAccuracy"}], "preferenceData": {"name": "pairs"}},
+        {**EV, "metrics": [{"name": "preferenceAccuracy"}]},
+    ),
+    CelCase(
+        EvaluationSpec,
+        "the winRate metric needs a judge endpoint",
+        {**EV, "metrics": [{"name": "winRate"}], "judge": JUDGE, "baseline": {"uri": "s3://b/m"}},
+        {**EV, "metrics": [{"name": "winRate"}], "baseline": {"uri": "s3://b/m"}},
+    ),
+    CelCase(
+        EvaluationSpec,
+        "the winRate metric needs a baseline to compare with",
+        {**EV, "metrics": [{"name": "winRate"}], "judge": JUDGE, "baseline": {"uri": "s3://b/m"}},
+        {**EV, "metrics": [{"name": "winRate"}], "judge": JUDGE},
     ),
     CelCase(
         EvaluationSpec,
@@ -307,6 +362,17 @@ CEL_CASES: tuple[CelCase, ...] = (
         {"key": "cores", "operator": "Gt", "values": ["eight"]},
     ),
     CelCase(
+        DatasetSpec,
+        "a Dataset scales out with parallelism (map pods); resources.nodes must stay 1 when "
+        "parallelism is above 1",
+        {"sources": [{"uri": "s3://b/d.jsonl"}], "parallelism": 4, "resources": {"cpu": "2"}},
+        {
+            "sources": [{"uri": "s3://b/d.jsonl"}],
+            "parallelism": 4,
+            "resources": {"nodes": 2, "cpu": "2"},
+        },
+    ),
+    CelCase(
         FeedbackLoopSpec,
         "the evaluation needs gates",
         {**LOOP, "baseDataset": {"name": "tickets"}},
@@ -314,6 +380,20 @@ CEL_CASES: tuple[CelCase, ...] = (
             **LOOP,
             "baseDataset": {"name": "tickets"},
             "evaluation": {**LOOP["evaluation"], "gates": []},
+        },
+    ),
+    CelCase(
+        FeedbackLoopSpec,
+        "a FeedbackLoop does not train with objective preference yet",
+        {**LOOP, "baseDataset": {"name": "tickets"}},
+        {
+            **LOOP,
+            "baseDataset": {"name": "tickets"},
+            "finetune": {
+                **LOOP["finetune"],
+                "objective": "preference",
+                "preference": {"algorithm": "dpo"},
+            },
         },
     ),
 )

@@ -27,8 +27,21 @@ def tiny_tokenizer(texts: Sequence[str] = CORPUS, vocab_size: int = 300) -> Any:
     return train_tokenizer(texts, "bpe", vocab_size=vocab_size, min_frequency=1)
 
 
-def tiny_llama(
-    tokenizer: Any,
+def tiny_llama(tokenizer: Any, **shape: Any) -> Any:
+    """A randomly initialised Llama sized for tests, matching ``tokenizer``'s vocabulary and
+    special tokens; ``shape``: :func:`random_llama`'s sizes and seed."""
+    return random_llama(
+        len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        **shape,
+    )
+
+
+def random_llama(
+    vocab_size: int,
     *,
     hidden: int = 32,
     layers: int = 2,
@@ -37,24 +50,22 @@ def tiny_llama(
     intermediate: int | None = None,
     context: int = 128,
     seed: int = 0,
+    **config_fields: Any,
 ) -> Any:
-    """A randomly initialised Llama sized for tests, matching ``tokenizer``'s vocabulary."""
+    """A Llama of ``vocab_size`` tokens, initialised from ``seed``; no tokenizer needed."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         hidden_size=hidden,
         intermediate_size=intermediate or hidden * 2,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads or heads,
         max_position_embeddings=context,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        **config_fields,
     )
     return LlamaForCausalLM(config)
 

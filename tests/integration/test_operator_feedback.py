@@ -14,15 +14,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
-from kubetune import metrics
+from kubetune.controllers import metrics
 
 from tests.emulator import Emulator, Kubelet
+from tests.helpers.clock import Clock
 from tests.integration.conftest import (
     COMPRESSIONS,
     DATASETS,
@@ -55,19 +55,6 @@ CHILDREN = (
     (COMPRESSIONS, f"{CYCLE}-compress-g1"),
     (EVALUATIONS, f"{CYCLE}-evaluate-g1"),
 )
-
-
-class Clock:
-    """A stopped clock for the planners; :meth:`advance` moves it."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 LoopOperator = Callable[[], AbstractContextManager[KopfRunner]]

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import kubernetes_validate
 import pytest
 import yaml
-from kubetune import metrics
 from kubetune.api.steps import parse_step_spec
+from kubetune.controllers import metrics
 
 from tests.emulator import Emulator, Kubelet
 from tests.integration.conftest import (

@@ -3,9 +3,14 @@ and the field paths of the errors (the HTTP behaviour is tested in tests/e2e).""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random
+import struct
 from typing import Any
 
 import pytest
+from kubetune.collector import records
 from kubetune.collector.auth import TokenFileError, TokenStore, parse_tokens
 from kubetune.collector.records import (
     BodyError,
@@ -15,6 +20,7 @@ from kubetune.collector.records import (
     encode_line,
     split_body,
     validate,
+    validate_batch,
 )
 
 NOW = "2026-12-02T10:00:00.000Z"
@@ -110,3 +116,188 @@ def test_tokens_are_bound_to_loops(tmp_path: Any) -> None:
     assert store.check(None, "team-a", "loop")[0] == "unauthenticated"
     with pytest.raises(TokenFileError):
         parse_tokens("- {name: x, token: short, loops: [a/b]}")
+
+
+# --- the orjson fast paths write and read what the json module does ---------------------------
+
+ODD_TEXTS = [
+    "plain",
+    "é and ü",
+    "line\u2028sep\u2029para\x85nel",
+    "emoji \U0001f600 and \U00010000",
+    "del \x7f and controls \x00\x01\x1f\t\n\r\b\f",
+    'quotes " and \\ backslash / slash',
+    "\uffff\ufeff",
+    "",
+    "   ",
+]
+ODD_NUMBERS = [
+    0,
+    -1,
+    2**63 - 1,
+    2**64 - 1,
+    2**64,
+    -(2**63) - 1,
+    10**30,
+    0.0,
+    -0.0,
+    0.1,
+    1.5,
+    1e-4,
+    1e-05,
+    9.99e-05,
+    123456.789,
+    1 / 3,
+    1e15,
+    9999999999999998.0,
+    1e16,
+    1e22,
+    5e-324,
+    -2.5e-300,
+    1.7976931348623157e308,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+]
+
+
+def reference_line(line: dict[str, Any]) -> bytes:
+    return (json.dumps(line, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
+
+
+def random_value(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(8 if depth < 3 else 5)
+    if kind == 0:
+        return rng.choice(ODD_TEXTS) + chr(
+            rng.randrange(0x20, 0x2FFFF) if rng.random() < 0.5 else 65
+        )
+    if kind == 1:
+        return rng.choice(ODD_NUMBERS)
+    if kind == 2:
+        return struct.unpack("d", rng.randbytes(8))[0]
+    if kind == 3:
+        return rng.uniform(-1e6, 1e6) * 10 ** rng.randrange(-8, 8)
+    if kind == 4:
+        return rng.choice([None, True, False, rng.randrange(-(10**6), 10**6)])
+    if kind == 5:
+        return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(ODD_TEXTS) + str(i): random_value(rng, depth + 1) for i in range(3)}
+
+
+def test_encoded_lines_are_the_json_modules_bytes() -> None:
+    lines: list[dict[str, Any]] = [
+        {"id": "x", "prompt": text, "response": text + "!", "received_at": NOW}
+        for text in ODD_TEXTS
+    ]
+    lines += [{"id": "n", "prompt": "p", "rating": number} for number in ODD_NUMBERS]
+    lines.append({"id": "s", "prompt": "lone \ud800 surrogate", "metadata": {"\udc00": 1}})
+    lines.append({"id": "d", "prompt": "deep", "metadata": {"a": [[[[[[[[1.5e-9]]]]]]]]}})
+    lines.append({"id": "deeper", "prompt": "p", "metadata": json.loads("[" * 300 + "]" * 300)})
+    chat = [{"role": "user", "content": "é?"}, {"role": "assistant", "content": "\U0001f600"}]
+    lines.append({"id": "m", "prompt": "p", "messages": chat, "metadata": {"k": [1, "\x7f"]}})
+    rng = random.Random(17)
+    lines += [
+        {"id": f"r{i}", "prompt": "p", "metadata": {"v": random_value(rng)}} for i in range(3000)
+    ]
+    for line in lines:
+        assert encode_line(line) == reference_line(line), line
+
+
+def test_content_ids_are_the_json_modules_hashes() -> None:
+    rng = random.Random(2)
+    records = [{"b": random_value(rng), "a": random_value(rng), "é": 1} for _ in range(2000)]
+    records.append({"prompt": "\ud800", "response": "r"})
+    records.append({"prompt": "p", "response": "r", "n": 10**40})
+    for record in records:
+        canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+        assert content_id(record) == "sha256:" + digest, record
+
+
+def feedback_variants(rng: random.Random) -> list[Any]:
+    """Records of every shape, valid and not, for the fast path and the full one to judge."""
+    values: list[Any] = [
+        *ODD_TEXTS,
+        None,
+        3,
+        True,
+        2.5,
+        float("nan"),
+        [],
+        {},
+        "up",
+        "down",
+        "x" * 300,
+    ]
+    fields = [
+        "id",
+        "prompt",
+        "response",
+        "rating",
+        "thumbs",
+        "correction",
+        "chosen",
+        "rejected",
+        "model_version",
+        "modelVersion",
+        "metadata",
+        "other",
+    ]
+    rows: list[Any] = []
+    for _ in range(6000):
+        row: dict[str, Any] = {"prompt": "q", "response": "a"} if rng.random() < 0.5 else {}
+        for name in rng.sample(fields, rng.randrange(1, 7)):
+            row[name] = rng.choice(values)
+        if rng.random() < 0.2:
+            row["metadata"] = {"v": random_value(rng)}
+        if rng.random() < 0.1:
+            row["id"] = rng.choice([7, 2**70, -1, "", " ", "ok", "\ud800"])
+        rows.append(row)
+    rows.append({"messages": [{"role": "user", "content": "q"}], "response": "a"})
+    rows.append({"request": {"messages": [{"role": "user", "content": "q"}]}, "response": None})
+    rows.append([1])
+    return rows
+
+
+def test_the_fast_validation_judges_as_the_full_one() -> None:
+    rows = feedback_variants(random.Random(5))
+    kept = 0
+    for index, row in enumerate(rows):
+        expected = records._validate_full(index, row, NOW)
+        assert validate(index, row, NOW) == expected, row
+        kept += isinstance(expected, Valid)
+    assert 500 < kept < len(rows) - 500  # both outcomes are exercised
+    valid, rejected = validate_batch(rows, NOW, max_record_bytes=400)
+    pairs = [(i, validate(i, row, NOW)) for i, row in enumerate(rows)]
+    assert valid == [
+        (v.id, encode_line(v.line))
+        for _, v in pairs
+        if isinstance(v, Valid) and len(encode_line(v.line)) <= 400
+    ]
+    over = [i for i, v in pairs if isinstance(v, Valid) and len(encode_line(v.line)) > 400]
+    assert (
+        over and [r.index for r in rejected if r.errors[0].reason.startswith("record over")] == over
+    )
+
+
+def test_bodies_read_as_the_json_module_reads_them() -> None:
+    big = b'{"id": 123456789012345678901234567890, "prompt": "p", "response": "r"}'
+    assert split_body(big, 10) == [json.loads(big)]  # an int, not orjson's float
+    assert ok(split_body(big, 10)[0])["id"] == "123456789012345678901234567890"
+    nan = b'[{"id": "n", "prompt": "p", "response": "r", "rating": NaN}]'
+    assert errors(split_body(nan, 10)[0]) == [("rating", "must be finite")]
+    surrogate = b'{"prompt":"\\ud800","response":"r"}\n{"prompt":"q","response":"r"}\n'
+    assert errors(split_body(surrogate, 10)[0]) == [
+        ("prompt", "is not valid Unicode (a lone surrogate)")
+    ]
+    bom = '\ufeff{"prompt":"p","response":"r"}\n'.encode()
+    bad = split_body(bom + b'{"a":1}{"b":2}\n\n{"prompt": }\n\xc2\xa0\n[1]', 10)
+    assert [errors(item) for item in bad] == [
+        [("", "line 1 is not JSON (JSONDecodeError at column 1)")],
+        [("", "line 2 is not JSON (JSONDecodeError at column 8)")],
+        [("", "line 4 is not JSON (JSONDecodeError at column 12)")],
+        [("", "must be an object, not a list")],
+    ]
+    # a line ends at \n, \r\n or \r, not at a U+2028 inside a string
+    body = json.dumps({"prompt": "a\u2028b", "response": "r"}, ensure_ascii=False).encode()
+    assert ok(split_body(body + b"\r\n" + body, 10)[1])["prompt"] == "a\u2028b"

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from kubetune import metrics
-from kubetune.controllers import feedback
+from kubetune.controllers import feedback, metrics
 from kubetune.controllers.cache import kubetune_owner
 from kubetune.controllers.discovery import (
     ApiResource,

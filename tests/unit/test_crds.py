@@ -12,7 +12,7 @@ import celpy
 import kubernetes_validate
 import pytest
 import yaml
-from kubetune.crd import (
+from kubetune.schema.crd import (
     check_crds,
     crd_file_name,
     generate_crds,
@@ -20,7 +20,7 @@ from kubetune.crd import (
     openapi_schema,
     write_crds,
 )
-from kubetune.crd_validation import (
+from kubetune.schema.crd_validation import (
     _Walker,
     apply_crd_defaults,
     evaluate_rule,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubetune.validation import (
+from kubetune.schema.validation import (
     LoadedDocument,
     load_manifests,
     validate_against_crd,

@@ -22,7 +22,7 @@ import kubetune
 import pytest
 import yaml
 from kubetune.cli import app
-from kubetune.crd import check_crds
+from kubetune.schema.crd import check_crds
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -567,8 +567,8 @@ def test_crds_generate_writes_and_checks_the_chart_copy(tmp_path: Path) -> None:
 
 @functools.cache
 def exported_series() -> frozenset[str]:
-    from kubetune import metrics
     from kubetune.collector.server import Metrics as CollectorMetrics
+    from kubetune.controllers import metrics
 
     names = set()
     families = [*metrics.REGISTRY.collect(), *CollectorMetrics().registry.collect()]

@@ -11,11 +11,12 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from kubetune.api.resources import KIND_INFO, AnyResource, Dataset, FeedbackLoop, FinetuneJob
+from kubetune.api.kinds import KIND_INFO
+from kubetune.api.resources import AnyResource, Dataset, FeedbackLoop, FinetuneJob
 from kubetune.api.steps import FeedbackStepSpec, StepResult, parse_step_spec
-from kubetune.crd_validation import validate_against_crd
 from kubetune.plan import ObservedJob, ObservedPod, ObservedWorld, OperatorConfig, Plan, plan
 from kubetune.plan.naming import LABEL_RUN_ID
+from kubetune.schema.crd_validation import validate_against_crd
 
 T0 = datetime(2026, 3, 2, 12, 0, 5, tzinfo=UTC)  # a Monday
 CONFIG = OperatorConfig(artifact_store="s3://store")

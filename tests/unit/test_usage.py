@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubetune import metrics
 from kubetune.api.resources import FinetuneJob
 from kubetune.api.steps import StepResult
+from kubetune.controllers import metrics
 from kubetune.local.view import usage_lines
 from kubetune.plan import ObservedJob, ObservedPod, ObservedWorld, OperatorConfig, plan
 

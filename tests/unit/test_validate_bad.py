@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kubetune.cli import app
-from kubetune.validation import (
+from kubetune.schema.validation import (
     ManifestError,
     load_manifests,
     load_yaml_documents,

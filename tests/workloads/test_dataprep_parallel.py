@@ -211,3 +211,67 @@ def test_staged_run_one_pod_per_map_task_then_reduce(
     assert reduced.content_hash == whole.content_hash
     for name in ARTIFACT_FILES:
         assert (tmp_path / "staged" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def test_a_rerun_map_pod_skips_its_completed_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pod of index 1 is started again (its node died after it finished): its completion
+    # marker is there, so it does not redo the task nor touch its shard.
+    shards = tmp_path / "shards"
+    for name, value in (("TASKS", "3"), ("SHARDS", f"file://{shards}"), ("STAGE", "map")):
+        monkeypatch.setenv(f"KUBETUNE_DATAPREP_{name}", value)
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    first = run(tickets_step(tmp_path / "unused"))
+    shard = shards / "shard-00001.pkl"
+    written = shard.stat().st_mtime_ns
+    again = run(tickets_step(tmp_path / "unused"))
+    assert shard.stat().st_mtime_ns == written
+    assert again.metrics == first.metrics and again.metrics["read"] > 0
+    assert not (shards / "shard-00000.pkl").exists()  # other indexes are other pods' work
+
+
+def test_bad_stage_settings_are_refused_with_the_variable_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBETUNE_DATAPREP_STAGE", "map")
+    monkeypatch.setenv("KUBETUNE_DATAPREP_SHARDS", str(tmp_path / "shards"))
+    for tasks, index, named in (("0", "0", TASKS_ENV), ("3", "3", "JOB_COMPLETION_INDEX")):
+        monkeypatch.setenv(TASKS_ENV, tasks)
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", index)
+        with pytest.raises(WorkloadError) as caught:
+            run(tickets_step(tmp_path / "out"))
+        assert caught.value.reason == "InvalidInput"
+        assert named in caught.value.message
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "0")
+    monkeypatch.setenv("KUBETUNE_DATAPREP_SHARDS", "ftp://host/shards")
+    with pytest.raises(WorkloadError) as caught:
+        run(tickets_step(tmp_path / "out"))
+    assert caught.value.reason == "InvalidInput" and "ftp://host/shards" in caught.value.message
+
+
+def test_staged_run_with_shards_on_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.helpers.moto_s3 import moto_s3
+
+    monkeypatch.setenv(TASKS_ENV, "1")
+    monkeypatch.setenv("KUBETUNE_CACHE", str(tmp_path / "cache-whole"))
+    whole = run(tickets_step(tmp_path / "whole"))
+    with moto_s3(monkeypatch) as s3:
+        s3.create_bucket(Bucket="artifacts")
+        monkeypatch.setenv(TASKS_ENV, "2")
+        monkeypatch.setenv("KUBETUNE_DATAPREP_SHARDS", "s3://artifacts/ds/.g1.shards-g1")
+        monkeypatch.setenv("KUBETUNE_DATAPREP_STAGE", "map")
+        for rank in (1, 0, 1):  # index 1 runs twice: the second pod finds it complete
+            monkeypatch.setenv("KUBETUNE_CACHE", str(tmp_path / f"cache-pod-{rank}"))
+            monkeypatch.setenv("JOB_COMPLETION_INDEX", str(rank))
+            assert run(tickets_step(tmp_path / "unused")).ok
+        listed = s3.list_objects_v2(Bucket="artifacts", Prefix="ds/.g1.shards-g1/")
+        keys = {o["Key"].rsplit(".shards-g1/", 1)[1]: o for o in listed["Contents"]}
+        assert {"shard-00000.pkl", "logs/completions/00001"} <= set(keys)
+        monkeypatch.setenv("KUBETUNE_DATAPREP_STAGE", "reduce")
+        monkeypatch.setenv("KUBETUNE_CACHE", str(tmp_path / "cache-reduce"))
+        reduced = run(tickets_step(tmp_path / "staged"))
+        gone = s3.list_objects_v2(Bucket="artifacts", Prefix="ds/.g1.shards-g1/")
+    assert reduced.details["version"] == whole.details["version"]  # type: ignore[index]
+    assert reduced.content_hash == whole.content_hash
+    assert gone.get("KeyCount", 0) == 0  # the shards are removed once the artifact is written

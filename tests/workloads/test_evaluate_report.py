@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from kubetune_workloads.evaluate import run
 
+from tests.helpers.chromium import screenshot
 from tests.workloads.eval_fixtures.models import prompt, uri
 from tests.workloads.eval_fixtures.png import colors, read_png
 from tests.workloads.eval_fixtures.specs import domain_cases, step_spec
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-logging=stderr",
-    "--v=0",
-]
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +40,6 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "report.html"
 
 
-def _chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and os.environ.get("CI") != "true":
-        pytest.skip("chromium is not installed (CI installs Debian's chromium)")
-    assert found, "chromium must be installed in CI"
-    return found
-
-
 def test_report_is_self_contained_and_shows_the_run(report: Path) -> None:
     html = report.read_text()
     assert "<script" not in html.lower()
@@ -74,28 +51,7 @@ def test_report_is_self_contained_and_shows_the_run(report: Path) -> None:
 
 
 def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    chromium = _chromium()
-    png = tmp_path / "report.png"
-    proc = subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={png}",
-            "--window-size=1280,2000",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert png.is_file(), proc.stderr[-3000:]
-    console = [
-        line
-        for line in proc.stderr.splitlines()
-        if "CONSOLE" in line or "Uncaught" in line or "console" in line.lower()
-    ]
-    assert console == [], console
+    png = screenshot(report, tmp_path, (1280, 2000))
     width, height, _ = read_png(png)
     assert (width, height) == (1280, 2000)
     pixels = colors(png)

@@ -620,9 +620,9 @@ def test_s3_source_cursor_and_output_against_moto(
 def test_collector_segments_replaced_by_longer_versions_resume_at_the_cursor(
     tmp_path: Path,
 ) -> None:
-    """The collector commits by renaming a longer copy over its open segment: the cursor of
-    the previous collect still holds (no rotation, nothing read twice), and its temporary
-    files are never read."""
+    """The collector appends each commit in place to its open segment, which grows after a
+    collect: the cursor of the previous collect still holds (no rotation, nothing read twice),
+    and the temporary files an older collector left beside a segment are never read."""
     from kubetune.collector.records import encode_line
     from kubetune.collector.store import LocalBackend, LoopStore
 

@@ -83,6 +83,9 @@ compares them with the table.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]
+- apiGroups: [serving.kserve.io]
+  resources: [inferenceservices]
+  verbs: [get, list, watch, create, patch]
 {{- end }}
 
 {{/* The cluster-scoped rules: kopf's CRD discovery (always), namespaces (cluster-wide). */}}

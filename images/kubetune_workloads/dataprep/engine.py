@@ -10,7 +10,11 @@ The reduce (:func:`read_mapped`) merges the shards back into input order, so the
 version are the same for any number of tasks.
 
 The same step maps onto a Kubernetes Indexed Job: pod ``JOB_COMPLETION_INDEX`` runs
-:func:`run_map` with ``rank`` = its index over a folder in the artifact store.
+:func:`run_map` with ``rank`` = its index over a folder in the artifact store (a ``file://``
+or ``pvc://`` URI beside the output, chosen by the operator; or ``s3://``: the task's files are
+uploaded after it completes, its completion marker last). ``kubetune run`` runs that Indexed
+Job as one process standing for all its indexes (``KUBETUNE_LOCAL_COMPLETIONS``): datatrove's
+local executor then runs the tasks in that many worker processes.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ import os
 import pickle
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from kubetune.api.contract import (
+    COMPLETION_INDEX_ENV,
+    DATAPREP_SHARDS_ENV,
+    DATAPREP_STAGE_ENV,
+    DATAPREP_TASKS_ENV,
+    LOCAL_COMPLETIONS_ENV,
+)
 from kubetune.api.dataset import DatasetSpec
 
 from kubetune_workloads import storage
@@ -34,37 +46,63 @@ if TYPE_CHECKING:
     from kubetune_workloads.dataprep.filters import Mapped
     from kubetune_workloads.dataprep.pipeline import TaskResult
 
-TASKS_ENV = "KUBETUNE_DATAPREP_TASKS"
+TASKS_ENV = DATAPREP_TASKS_ENV
 # Staged execution (one pod per map task, then a reduce), e.g. as a Kubernetes Indexed Job:
 # STAGE=map runs the task JOB_COMPLETION_INDEX of TASKS into SHARDS (a directory every pod
 # mounts, such as a PVC); STAGE=reduce merges SHARDS (running any task still missing) and
 # writes the versioned artifact. Without STAGE the step runs both, in local processes.
-STAGE_ENV = "KUBETUNE_DATAPREP_STAGE"
-SHARDS_ENV = "KUBETUNE_DATAPREP_SHARDS"
-RANK_ENV = "JOB_COMPLETION_INDEX"
+STAGE_ENV = DATAPREP_STAGE_ENV
+SHARDS_ENV = DATAPREP_SHARDS_ENV
+RANK_ENV = COMPLETION_INDEX_ENV
+# Set by `kubetune run` on the one local process standing for every index of an Indexed Job.
 # CPU seconds of each map task of the last run in this process (benchmarks read it).
 LAST_TASK_CPU: list[float] = []
 # Below this much local input, one process is faster than starting tasks.
 MIN_BYTES_PER_TASK = 4 << 20
 
 
-def staged() -> tuple[str, Path, int, int] | None:
-    """(stage, shards folder, tasks, rank) when the step runs one stage of a staged run."""
+@dataclass(frozen=True)
+class Staged:
+    """One stage of a staged run: which, over which shards, and this process' task indexes."""
+
+    stage: str
+    shards: str  # a folder, or a file://, pvc:// or s3:// URI
+    tasks: int
+    first: int = 0  # the first task index this process runs (map)
+    count: int = 1  # how many (all of them for a local stand-in of the Indexed Job)
+
+
+def staged() -> Staged | None:
+    """The stage this process runs when the step runs one stage of a staged run."""
     stage = os.environ.get(STAGE_ENV)
     if not stage:
         return None
     if stage not in ("map", "reduce"):
         raise WorkloadError("InvalidInput", f"{STAGE_ENV} must be map or reduce, got {stage!r}")
-    folder = os.environ.get(SHARDS_ENV)
-    tasks = os.environ.get(TASKS_ENV)
-    if not folder or not tasks:
+    shards = os.environ.get(SHARDS_ENV)
+    tasks_text = os.environ.get(TASKS_ENV)
+    if not shards or not tasks_text:
         raise WorkloadError(
             "InvalidInput", f"{STAGE_ENV}={stage} needs {SHARDS_ENV} and {TASKS_ENV}"
         )
-    rank = int(os.environ.get(RANK_ENV, "0"))
-    if not 0 <= rank < int(tasks):
+    tasks = _count(TASKS_ENV, tasks_text)
+    local = os.environ.get(LOCAL_COMPLETIONS_ENV)
+    if stage == "map" and local and RANK_ENV not in os.environ:
+        return Staged(stage, shards, tasks, 0, min(_count(LOCAL_COMPLETIONS_ENV, local), tasks))
+    rank = _count(RANK_ENV, os.environ.get(RANK_ENV, "0"), minimum=0)
+    if rank >= tasks:
         raise WorkloadError("InvalidInput", f"{RANK_ENV}={rank} is not below {TASKS_ENV}={tasks}")
-    return stage, Path(folder), int(tasks), rank
+    return Staged(stage, shards, tasks, rank, 1)
+
+
+def _count(name: str, text: str, minimum: int = 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise WorkloadError("InvalidInput", f"{name} must be an integer >= {minimum}, got {text!r}")
+    return value
 
 
 def usable_cpus() -> int:

@@ -104,6 +104,11 @@ def parquet_schema(schema: str) -> Any:
     if schema == "chat":
         message = pa.struct([("role", pa.string()), ("content", pa.string())])
         return pa.schema([pa.field("messages", pa.list_(message)), meta])
+    if schema == "preference":
+        message = pa.struct([("role", pa.string()), ("content", pa.string())])
+        texts = [pa.field(name, pa.string()) for name in ("prompt", "chosen", "rejected")]
+        unpaired = [pa.field("completion", pa.string()), pa.field("label", pa.bool_())]
+        return pa.schema([*texts, pa.field("messages", pa.list_(message)), *unpaired, meta])
     if schema == "instruction":
         return pa.schema(
             [

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubetune_workloads.dataprep import preference
+
 
 @dataclass
 class Record:
@@ -36,13 +38,19 @@ class Record:
         return self.words
 
     def text(self) -> str:
-        """All text fields joined by blank lines (what filters and dedup judge)."""
+        """All text fields joined by blank lines (what filters and dedup judge); for a
+        preference record, the prompt and the preferred answer only."""
+        if preference.is_preference(self.fields):
+            return preference.judged_text(self.fields)
         if "messages" in self.fields:
             return "\n\n".join(m["content"] for m in self.fields["messages"])
         return "\n\n".join(v for v in self.fields.values() if isinstance(v, str) and v)
 
     def map_text(self, fn: Callable[[str], str]) -> None:
         """Rewrite every text field in place with ``fn``."""
+        if preference.is_preference(self.fields):
+            preference.map_text(self.fields, fn)
+            return
         if "messages" in self.fields:
             for message in self.fields["messages"]:
                 message["content"] = fn(message["content"])

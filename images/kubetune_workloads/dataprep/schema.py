@@ -4,6 +4,8 @@
 - ``instruction`` (alpaca): ``{"instruction", "input", "output"}``; ``input`` is optional.
 - ``chat``: ``{"messages": [{"role", "content"}]}`` from OpenAI ``messages`` or sharegpt
   ``conversations`` (``from``/``value``), roles mapped to system/user/assistant.
+- ``preference``: ``{"prompt" | "messages", "chosen", "rejected"}`` or, unpaired (KTO),
+  ``{"prompt" | "messages", "completion", "label"}`` (:mod:`.preference`).
 
 ``DataSource.fields`` maps schema field names to the source's column names. A row that does
 not fit becomes a :class:`Malformed` with a reason and a message naming the field.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetune_workloads.dataprep import preference
 from kubetune_workloads.dataprep.formats import Malformed
 from kubetune_workloads.dataprep.records import Record
 
@@ -29,6 +32,7 @@ SCHEMA_FIELDS = {
     "text": ("text",),
     "instruction": ("instruction", "input", "output"),
     "chat": ("messages",),
+    "preference": preference.FIELDS,
 }
 
 
@@ -52,6 +56,8 @@ class SchemaMapper:
             result = self._text(row, where)
         elif self.schema == "instruction":
             result = self._instruction(row, where)
+        elif self.schema == "preference":
+            result = preference.map_row(row, self.columns, self.roles, where)
         else:
             result = self._chat(row, where)
         if isinstance(result, Malformed):

@@ -13,8 +13,9 @@ from kubetune_workloads import storage
 from kubetune_workloads.dataprep import engine
 from kubetune_workloads.dataprep.decontam import prompt_checksums
 from kubetune_workloads.dataprep.output import code_version, dataset_version, short_version
-from kubetune_workloads.dataprep.pipeline import TOKENIZER_DIR, prepare
+from kubetune_workloads.dataprep.pipeline import TOKENIZER_DIR, Outcome, prepare
 from kubetune_workloads.dataprep.report import build_stats, data_card
+from kubetune_workloads.dataprep.shards import ShardFolder
 from kubetune_workloads.dataprep.sources import input_checksums
 from kubetune_workloads.datasetio import DATASET_INFO_FILE, DatasetInfo
 from kubetune_workloads.manifest import write_manifest
@@ -30,48 +31,70 @@ def run(step: DataprepStepSpec) -> StepResult:
     spec = step.spec
     started = time.monotonic()
     stage = engine.staged()
-    if stage is not None and stage[0] == "map":
-        return _map_stage(step, *stage[1:])
+    if stage is not None and stage.stage == "map":
+        return _map_stage(step, stage)
+    shards = ShardFolder(stage.shards) if stage is not None else None
+    if shards is not None and stage is not None:
+        shards.fetch_done(range(stage.tasks))  # the reduce runs any task still missing
     reporter = ProgressReporter("dataprep", step.progress_port)
     try:
         with storage.output_dir(step.output_uri) as out:
-            tasks, shards = (stage[2], stage[1]) if stage is not None else (None, None)
-            outcome = prepare(spec, out, reporter, step.tokenizer_uri, tasks, shards)
-            checksums = [c for source in spec.sources for c in input_checksums(source)]
-            checksums += [c for u in spec.cleaning.decontaminate or [] for c in prompt_checksums(u)]
-            version = short_version(dataset_version(out, spec, step.tokenizer_uri, checksums))
-            info = DatasetInfo(
-                schema_=spec.record_schema,
-                records=outcome.splits,
-                tokens=outcome.tokens,
-                format=spec.output_format,
-                tokenizer=TOKENIZER_DIR if (out / TOKENIZER_DIR).is_dir() else None,
-                version=version,
-            )
-            (out / DATASET_INFO_FILE).write_text(info.to_json() + "\n")
-            stats = build_stats(spec, outcome, version)
-            (out / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
-            (out / CARD_FILE).write_text(data_card(step.producer.name, spec, stats))
-            inputs = [
-                InputArtifact(uri=name, content_hash=checksum) for name, checksum in checksums
-            ]
-            if step.tokenizer_uri:
-                inputs.append(InputArtifact(uri=step.tokenizer_uri))
-            manifest = write_manifest(
-                out,
-                artifact="dataset",
-                producer=step.producer,
-                spec=step.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                inputs=inputs,
-                seed=spec.split.seed,
-                extra={
-                    "version": version,
-                    "codeVersion": code_version(),
-                    "durationSeconds": round(time.monotonic() - started, 3),
-                },
-            )
+            tasks = stage.tasks if stage is not None else None
+            folder = shards.local if shards is not None else None
+            outcome = prepare(spec, out, reporter, step.tokenizer_uri, tasks, folder)
+            version, content_hash = _write_artifact(step, out, outcome, started)
     finally:
         reporter.close()
+    if shards is not None:
+        shards.remove()  # the artifact is complete: the map shards are no longer needed
+    return _result(step, outcome, version, content_hash)
+
+
+def _write_artifact(
+    step: DataprepStepSpec, out: Path, outcome: Outcome, started: float
+) -> tuple[str, str]:
+    """dataset.json, stats, data card and manifest (last) beside the data; (version, hash)."""
+    spec = step.spec
+    checksums = [c for source in spec.sources for c in input_checksums(source)]
+    checksums += [c for u in spec.cleaning.decontaminate or [] for c in prompt_checksums(u)]
+    version = short_version(dataset_version(out, spec, step.tokenizer_uri, checksums))
+    info = DatasetInfo(
+        schema_=spec.record_schema,
+        records=outcome.splits,
+        tokens=outcome.tokens,
+        format=spec.output_format,
+        tokenizer=TOKENIZER_DIR if (out / TOKENIZER_DIR).is_dir() else None,
+        version=version,
+    )
+    (out / DATASET_INFO_FILE).write_text(info.to_json() + "\n")
+    stats = build_stats(spec, outcome, version)
+    (out / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+    (out / CARD_FILE).write_text(data_card(step.producer.name, spec, stats))
+    inputs = [InputArtifact(uri=name, content_hash=checksum) for name, checksum in checksums]
+    if step.tokenizer_uri:
+        inputs.append(InputArtifact(uri=step.tokenizer_uri))
+    manifest = write_manifest(
+        out,
+        artifact="dataset",
+        producer=step.producer,
+        # How many pods ran it (parallelism) does not change the artifact.
+        spec=spec.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude={"parallelism"}
+        ),
+        inputs=inputs,
+        seed=spec.split.seed,
+        extra={
+            "version": version,
+            "codeVersion": code_version(),
+            "durationSeconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return version, manifest.content_hash
+
+
+def _result(
+    step: DataprepStepSpec, outcome: Outcome, version: str, content_hash: str
+) -> StepResult:
     counts = outcome.stats.stage_counts()
     train, validation = outcome.splits.get("train", 0), outcome.splits.get("validation", 0)
     metrics = {"records": float(outcome.records), "train": float(train)}
@@ -86,7 +109,7 @@ def run(step: DataprepStepSpec) -> StepResult:
         message=f"{outcome.records} records ({train} train, {validation} validation) "
         f"from {outcome.read} read; version {version}",
         output_uri=step.output_uri,
-        content_hash=manifest.content_hash,
+        content_hash=content_hash,
         metrics=metrics,
         details={
             "version": version,
@@ -97,16 +120,31 @@ def run(step: DataprepStepSpec) -> StepResult:
     )
 
 
-def _map_stage(step: DataprepStepSpec, folder: Path, tasks: int, rank: int) -> StepResult:
-    """One map task of a staged run (one pod of the map Indexed Job): its shard and counts
-    go to ``folder``; a rerun after a completed task does nothing (completion marker)."""
-    engine.run_map(step.spec, folder, tasks, workers=1, ranks=(rank, 1))
-    result = engine.read_result(folder, rank)
+def _map_stage(step: DataprepStepSpec, stage: engine.Staged) -> StepResult:
+    """The map tasks of one pod of the map Indexed Job (or, locally, all of them in as many
+    processes): shards and counts go to the run's shard folder; a task already complete there
+    (its completion marker) is not run again, so a rerun pod redoes only its own task."""
+    shards = ShardFolder(stage.shards)
+    ranks = range(stage.first, stage.first + stage.count)
+    done = shards.fetch_done(ranks)
+    engine.run_map(
+        step.spec, shards.local, stage.tasks, workers=stage.count, ranks=(stage.first, stage.count)
+    )
+    for rank in ranks:
+        if rank not in done:
+            shards.publish(rank)
+    results = [engine.read_result(shards.local, rank) for rank in ranks]
+    read = sum(r.read for r in results)
+    which = f"task {stage.first}" if stage.count == 1 else f"tasks {ranks[0]}-{ranks[-1]}"
     return StepResult(
         step="dataprep",
         ok=True,
         reason="Completed",
-        message=f"map task {rank} of {tasks}: {result.read} records read",
-        metrics={"read": float(result.read), "malformed": float(result.malformed)},
-        details={"stage": "map", "rank": rank, "tasks": tasks},
+        message=f"map {which} of {stage.tasks}: {read} records read",
+        metrics={"read": float(read), "malformed": float(sum(r.malformed for r in results))},
+        details=(
+            {"stage": "map", "rank": stage.first, "tasks": stage.tasks}
+            if stage.count == 1
+            else {"stage": "map", "ranks": list(ranks), "tasks": stage.tasks}
+        ),
     )

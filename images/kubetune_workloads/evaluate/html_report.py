@@ -10,32 +10,21 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from kubetune_workloads.htmlpage import BASE_STYLE, page
+from kubetune_workloads.htmlpage import number as _num
+
 MAX_CASE_ROWS = 500
 CANDIDATE_COLOR = "#2563eb"
 BASELINE_COLOR = "#f59e0b"
-STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#1f2937;
-background:#f9fafb}
-h1{margin-bottom:4px}h2{margin-top:32px;border-bottom:2px solid #e5e7eb;padding-bottom:4px}
-table{border-collapse:collapse;background:#fff;margin:8px 0;font-size:14px}
-th,td{border:1px solid #e5e7eb;padding:6px 10px;text-align:left;vertical-align:top}
-th{background:#f3f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
+STYLE = (
+    BASE_STYLE
+    + """
 .pass{color:#fff;background:#16a34a}.fail{color:#fff;background:#dc2626}
 .badge{display:inline-block;padding:4px 12px;border-radius:6px;font-weight:700}
-.win{color:#15803d}.loss{color:#b91c1c}.muted{color:#6b7280}
-.charts{display:flex;flex-wrap:wrap;gap:16px}
-.chart{background:#fff;border:1px solid #e5e7eb;padding:8px}
+.win{color:#15803d}.loss{color:#b91c1c}
 pre{white-space:pre-wrap;margin:0;max-width:420px;font-size:13px}
-.legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px}
 """
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return escape(str(value))
+)
 
 
 def _pre(text: Any) -> str:
@@ -256,16 +245,13 @@ def _cases(rows: list[dict[str, Any]]) -> str:
 
 def render(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The report for ``results.json`` data and ``cases.jsonl`` rows."""
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>kubetune evaluation</title><style>{STYLE}</style></head><body>"
-        + _verdict(results)
+    body = (
+        _verdict(results)
         + _gates(results)
         + _summary(results)
         + _tag_charts(results)
         + _probes(results)
         + _worst(results)
         + _cases(rows)
-        + "</body></html>"
     )
+    return page("kubetune evaluation", STYLE, body)

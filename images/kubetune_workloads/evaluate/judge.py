@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kubetune.api.evaluation import JudgeSpec
 
@@ -68,8 +69,12 @@ class RateLimiter:
             self.sleep(start - now)
 
 
-def parse_score(body: bytes) -> float:
-    """The score in a chat-completions reply; MalformedReply when there is none."""
+def reply_text(body: bytes) -> tuple[str, Any]:
+    """A chat-completions reply's message text without a code fence, and that text as JSON.
+
+    The JSON is None when the text is not JSON; MalformedReply when the body is not a chat
+    completion with text content.
+    """
     try:
         content = json.loads(body)["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -78,14 +83,19 @@ def parse_score(body: bytes) -> float:
         raise MalformedReply("message content is not text")
     text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
     try:
-        data = json.loads(text)
-        if isinstance(data, dict) and isinstance(data.get("score"), int | float):
-            return float(data["score"])
-        if isinstance(data, int | float) and not isinstance(data, bool):
-            return float(data)
+        return text, json.loads(text)
     except ValueError:
-        pass
-    match = _NUMBER.search(content)
+        return text, None
+
+
+def parse_score(body: bytes) -> float:
+    """The score in a chat-completions reply; MalformedReply when there is none."""
+    text, data = reply_text(body)
+    if isinstance(data, dict) and isinstance(data.get("score"), int | float):
+        return float(data["score"])
+    if isinstance(data, int | float) and not isinstance(data, bool):
+        return float(data)
+    match = _NUMBER.search(text)
     if match is None:
         raise MalformedReply("the judge's reply holds no score")
     return float(match.group())
@@ -118,12 +128,15 @@ class JudgeClient:
 
     def grade(self, prompt: str, output: str, reference: str | None = None) -> Verdict:
         """Score one output; retried up to ``maxRetries`` times."""
+        value, error, attempts = self.ask(self.messages(prompt, output, reference), parse_score)
+        return Verdict(score=value, error=error, attempts=attempts)
+
+    def ask(
+        self, messages: list[dict[str, str]], parse: Callable[[bytes], Any]
+    ) -> tuple[Any, str | None, int]:
+        """One judge request, retried; (parsed reply or None, error, attempts)."""
         body = json.dumps(
-            {
-                "model": self.spec.model,
-                "messages": self.messages(prompt, output, reference),
-                "temperature": 0,
-            }
+            {"model": self.spec.model, "messages": messages, "temperature": 0}
         ).encode()
         error = "no attempt made"
         for attempt in range(self.spec.max_retries + 1):
@@ -131,7 +144,7 @@ class JudgeClient:
                 self._sleep(self._backoff(attempt, error))
             self._limiter.wait()
             try:
-                return Verdict(score=parse_score(self._post(body)), attempts=attempt + 1)
+                return parse(self._post(body)), None, attempt + 1
             except MalformedReply as exc:
                 error = f"malformed reply: {exc}"
             except urllib.error.HTTPError as exc:
@@ -144,7 +157,7 @@ class JudgeClient:
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
                 error = f"HTTP {exc.code}" + (f" retry-after={retry_after}" if retry_after else "")
                 if exc.code != 429 and exc.code < 500:
-                    return Verdict(score=None, error=error, attempts=attempt + 1)
+                    return None, error, attempt + 1
             except TimeoutError:
                 error = f"timed out after {self.spec.timeout_seconds:g}s"
             except (urllib.error.URLError, OSError) as exc:
@@ -154,7 +167,7 @@ class JudgeClient:
                     if isinstance(reason, TimeoutError)
                     else f"connection error: {reason}"
                 )
-        return Verdict(score=None, error=error, attempts=self.spec.max_retries + 1)
+        return None, error, self.spec.max_retries + 1
 
     def _post(self, body: bytes) -> bytes:
         headers = {"Content-Type": "application/json"}

@@ -6,11 +6,13 @@ import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubetune.api.evaluation import EvaluationTemplate, PromptCase
 
 from kubetune_workloads.evaluate.generation import Generator
 from kubetune_workloads.evaluate.perplexity import TokenLosses, load_docs
+from kubetune_workloads.evaluate.preference_accuracy import pair_logps
 from kubetune_workloads.evaluate.scoring import CaseScore, Scorer
 from kubetune_workloads.likelihood import block_length, packed_for, stream_losses
 from kubetune_workloads.modelio import load_model
@@ -24,6 +26,8 @@ class ModelRun:
     results: dict[str, CaseScore] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     perplexity: TokenLosses | None = None
+    preference_logps: Any = None  # (n, 4) array per held-out pair (preferenceAccuracy)
+    win_rates: Any = None  # winrate.WinRates against the baseline, set by the runner
     tokens: int = 0
     seconds: float = 0.0
 
@@ -55,6 +59,7 @@ def run_model(
     text_template: str | None = None,
     text_block: int | None = None,
     text_objective: str | None = None,
+    preference_pairs: list[dict[str, Any]] | None = None,
 ) -> ModelRun:
     """Load the model at ``uri``, generate for every case that fits its context, score them.
 
@@ -91,6 +96,11 @@ def run_model(
             block = block_length(text_block, generator.context)
             packed = packed_for(text_objective)
             run.perplexity = stream_losses(loaded.model, docs, block, packed)
+        if preference_pairs is not None:
+            limit = block_length(text_block, generator.context)
+            run.preference_logps = pair_logps(
+                loaded.model, generator.tokenizer, preference_pairs, text_template, limit
+            )
     finally:
         del loaded
         gc.collect()

@@ -15,6 +15,12 @@ from kubetune.api.evaluation import EvaluationTemplate, PromptCase
 from kubetune_workloads.evaluate.gates import GateResult, check_gates, skipped_gate
 from kubetune_workloads.evaluate.models import ModelRun
 from kubetune_workloads.evaluate.perplexity import compare_perplexity, perplexity
+from kubetune_workloads.evaluate.preference_accuracy import METRIC as PREFERENCE
+from kubetune_workloads.evaluate.preference_accuracy import (
+    accuracy,
+    compare_accuracy,
+    pair_wins,
+)
 from kubetune_workloads.evaluate.scoring import case_quality, prompt_text
 from kubetune_workloads.evaluate.stats import (
     CONFIDENCE,
@@ -25,6 +31,8 @@ from kubetune_workloads.evaluate.stats import (
     compare,
     outcome,
 )
+from kubetune_workloads.evaluate.winrate import METRIC as WIN_RATE
+from kubetune_workloads.evaluate.winrate import win_rate
 
 WORST_CASES = 10
 
@@ -78,6 +86,21 @@ def analyse(
             paired = compare_perplexity(candidate.perplexity, baseline.perplexity, samples, seed)
             if paired is not None:
                 comparison["perplexity"] = paired
+    if candidate.preference_logps is not None:
+        reference = baseline.preference_logps if baseline is not None else None
+        wins = pair_wins(candidate.preference_logps, reference)
+        aggregates[PREFERENCE] = accuracy(wins, samples, seed)
+        if reference is not None and base_aggs is not None:
+            base_wins = pair_wins(reference, reference)
+            base_aggs[PREFERENCE] = accuracy(base_wins, samples, seed)
+            paired_pref = compare_accuracy(wins, base_wins, samples, seed)
+            if paired_pref is not None:
+                comparison[PREFERENCE] = paired_pref
+    if candidate.win_rates is not None:
+        judged = {k: v for k, v in candidate.win_rates.scores.items() if k in cand_scores}
+        found = win_rate(judged, samples, seed)
+        if found is not None:
+            aggregates[WIN_RATE] = found
     means = {k: v.mean for k, v in aggregates.items()}
     base_means = {k: v.mean for k, v in base_aggs.items()} if base_aggs is not None else None
     return Outcome(

@@ -3,7 +3,6 @@ implementation of :mod:`kubetune_workloads.likelihood`, with bootstrap intervals
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 from kubetune_workloads.datasetio import open_dataset
 from kubetune_workloads.errors import invalid_input
 from kubetune_workloads.evaluate.stats import Aggregate, Comparison, bootstrap_interval
-from kubetune_workloads.likelihood import TokenLosses, render_records
+from kubetune_workloads.likelihood import MAX_LOG_PPL, TokenLosses, render_records
 
 __all__ = ["TokenLosses", "compare_perplexity", "load_docs", "perplexity"]
 
@@ -28,9 +27,6 @@ def load_docs(path: Path, tokenizer: Any, template: str | None = None) -> list[l
     return docs
 
 
-MAX_LOG_PPL = 700.0  # exp() of more overflows a float; such a model is broken anyway
-
-
 def _ppl(rows: np.ndarray) -> np.ndarray:
     mean_nll = rows[..., 0].sum(axis=-1) / rows[..., 1].sum(axis=-1)
     return np.exp(np.minimum(mean_nll, MAX_LOG_PPL))
@@ -40,8 +36,7 @@ def perplexity(losses: TokenLosses, samples: int, seed: int) -> Aggregate:
     """exp(total NLL / total tokens), with an interval from resampling texts."""
     data = np.column_stack([losses.nll, losses.tokens]).astype(float)
     low, high = bootstrap_interval(data, samples, seed, statistic=_ppl)  # type: ignore[arg-type]
-    value = math.exp(min(sum(losses.nll) / sum(losses.tokens), MAX_LOG_PPL))
-    return Aggregate(mean=value, ci_low=low, ci_high=high, n=len(losses.tokens))
+    return Aggregate(mean=losses.perplexity, ci_low=low, ci_high=high, n=len(losses.tokens))
 
 
 def compare_perplexity(

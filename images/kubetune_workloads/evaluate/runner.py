@@ -25,8 +25,18 @@ from kubetune_workloads.evaluate.outcome import (
     results_json,
     step_metrics,
 )
-from kubetune_workloads.evaluate.scoring import Scorer, case_quality, plan_metrics
+from kubetune_workloads.evaluate.preference_accuracy import METRIC as PREFERENCE
+from kubetune_workloads.evaluate.preference_accuracy import load_pairs
+from kubetune_workloads.evaluate.scoring import (
+    DATASET_METRICS,
+    Scorer,
+    case_quality,
+    plan_metrics,
+    prompt_text,
+)
 from kubetune_workloads.evaluate.textmetrics import QUALITY_METRICS
+from kubetune_workloads.evaluate.winrate import METRIC as WIN_RATE
+from kubetune_workloads.evaluate.winrate import judge_pairs
 from kubetune_workloads.manifest import (
     input_artifact,
     spec_hash,
@@ -73,7 +83,7 @@ def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
     reporter.update(phase="Preparing", message="gathering prompt cases")
     cases = gather_cases(step)
     wants_perplexity = any(m.name == "perplexity" for m in spec.metrics)
-    only_perplexity = all(m.name == "perplexity" for m in spec.metrics)
+    only_perplexity = all(m.name in DATASET_METRICS for m in spec.metrics)
     if not cases and not only_perplexity:
         raise invalid_input(
             "the prompt set is empty: no cases came from prompts.inline, the ConfigMap, the "
@@ -86,6 +96,10 @@ def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
     if wants_perplexity and ppl_uri is None:
         raise invalid_input("the perplexity metric needs a perplexity dataset (perplexityData)")
     ppl_path = storage.fetch(ppl_uri) if wants_perplexity and ppl_uri else None
+    preference_pairs = _preference_pairs(step)
+    wants_win_rate = any(m.name == WIN_RATE for m in spec.metrics)
+    if wants_win_rate and (not cases or step.baseline is None):
+        raise invalid_input("the winRate metric needs prompt cases and a baseline")
     probes = spec.bias_probes or []
     pairs = {probe.name: build_pairs(probe, cases) for probe in probes}
     probe_cases = [c for ps in pairs.values() for p in ps for c in (p.a, p.b)]
@@ -96,7 +110,7 @@ def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
     scorer = Scorer(
         spec,
         lexicon=_lexicon("offensiveRate" in all_metrics or bool(probes)),
-        judge=_judge(step, "judge" in all_metrics),
+        judge=_judge(step, "judge" in all_metrics or wants_win_rate),
     )
 
     candidate = _run(
@@ -108,12 +122,24 @@ def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
         scorer,
         ppl_path,
         reporter,
+        preference_pairs,
     )
     baseline = None
     if step.baseline is not None:
         baseline = _run(
-            step.baseline.uri, "baseline", cases, plan, step, scorer, ppl_path, reporter
+            step.baseline.uri,
+            "baseline",
+            cases,
+            plan,
+            step,
+            scorer,
+            ppl_path,
+            reporter,
+            preference_pairs,
         )
+    if wants_win_rate and baseline is not None and scorer.judge is not None:
+        reporter.update(phase="Judging", message="judging candidate against baseline")
+        candidate.win_rates = _win_rates(scorer.judge, cases, candidate, baseline)
     if cases and not any(str(c.id) in candidate.results for c in cases):
         first = next(iter(candidate.skipped.values()))
         raise WorkloadError("PromptTooLong", f"no prompt case fits the candidate model: {first}")
@@ -141,6 +167,30 @@ def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
     return _step_result(step, outcome, content_hash)
 
 
+def _win_rates(judge: Any, cases: list[PromptCase], candidate: ModelRun, baseline: ModelRun) -> Any:
+    """Pairwise verdicts on the cases both models answered (see :mod:`.winrate`)."""
+    both = [c for c in cases if str(c.id) in candidate.results and str(c.id) in baseline.results]
+    prompts = {str(c.id): prompt_text(c) for c in both}
+    pairs = {
+        str(c.id): (candidate.results[str(c.id)].output, baseline.results[str(c.id)].output)
+        for c in both
+    }
+    return judge_pairs(judge, prompts, pairs)
+
+
+def _preference_pairs(step: EvaluateStepSpec) -> list[dict[str, Any]] | None:
+    """Held-out pairs for preferenceAccuracy (a resolved dataset, or a dataset artifact URI)."""
+    spec = step.spec
+    if not any(m.name == PREFERENCE for m in spec.metrics):
+        return None
+    uri = step.preference_dataset.uri if step.preference_dataset else None
+    if uri is None and spec.preference_data is not None:
+        uri = spec.preference_data.uri
+    if uri is None:
+        raise invalid_input("the preferenceAccuracy metric needs preferenceData")
+    return load_pairs(storage.fetch(uri))
+
+
 def _run(
     uri: str,
     label: str,
@@ -150,6 +200,7 @@ def _run(
     scorer: Scorer,
     ppl_path: Path | None,
     reporter: ProgressReporter,
+    preference_pairs: list[dict[str, Any]] | None = None,
 ) -> ModelRun:
     reporter.update(phase=f"Evaluating {label}", step=0, total_steps=len(cases))
 
@@ -168,6 +219,7 @@ def _run(
         text_template=info.instruction_template,
         text_block=info.max_seq_length,
         text_objective=info.objective,
+        preference_pairs=preference_pairs,
     )
     reporter.update(tokens_per_second=run.tokens_per_second)
     return run
@@ -207,6 +259,7 @@ def lineage_inputs(step: EvaluateStepSpec, cases: list[PromptCase]) -> list[Inpu
         ("baseline", step.baseline),
         ("prompts", step.prompt_dataset),
         ("perplexity", step.perplexity_dataset),
+        ("preference", step.preference_dataset),
     ):
         if artifact is not None:
             found.append(input_artifact(artifact.uri, storage.fetch(artifact.uri), role))

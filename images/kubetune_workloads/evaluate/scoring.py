@@ -13,7 +13,8 @@ from kubetune_workloads.evaluate import textmetrics as tm
 from kubetune_workloads.evaluate.generation import Generation
 from kubetune_workloads.evaluate.judge import JudgeClient
 
-DATASET_METRICS = ("perplexity",)  # computed on a text set, not per case
+# Computed on a data set, or on both models' answers together, not per case and model.
+DATASET_METRICS = ("perplexity", "preferenceAccuracy", "winRate")
 NEEDS_ANSWER = ("exactMatch", "contains", "tokenF1")
 NEEDS_REFERENCES = ("rouge1", "rouge2", "rougeL", "bleu", "chrf")
 

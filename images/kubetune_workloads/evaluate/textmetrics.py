@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Literal
 
+from kubetune.api.evaluation import METRIC_NAMES
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
@@ -22,6 +24,8 @@ _PUNCT = str.maketrans("", "", string.punctuation)
 Direction = Literal["higher", "lower", "neutral"]
 DIRECTION: dict[str, Direction] = {
     "perplexity": "lower",
+    "preferenceAccuracy": "higher",
+    "winRate": "higher",
     "exactMatch": "higher",
     "contains": "higher",
     "regex": "higher",
@@ -37,19 +41,13 @@ DIRECTION: dict[str, Direction] = {
     "judge": "higher",
     "offensiveRate": "lower",
 }
-# Metrics that compare the output with what the case expects (their mean is the case's score).
-QUALITY_METRICS = (
-    "exactMatch",
-    "contains",
-    "regex",
-    "tokenF1",
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "bleu",
-    "chrf",
-    "judge",
-)
+# Metrics that compare the output with what the case expects (their mean is the case's score):
+# string matches, similarity to the reference, and the judge's score; in the API's order
+# (kubetune.api.evaluation.MetricName).
+_MATCH = frozenset({"exactMatch", "contains", "regex", "tokenF1"})
+_SIMILARITY = frozenset({"rouge1", "rouge2", "rougeL", "bleu", "chrf"})
+QUALITY_NAMES = _MATCH | _SIMILARITY | {"judge"}
+QUALITY_METRICS = tuple(m for m in METRIC_NAMES if m in QUALITY_NAMES)
 
 
 def normalize_text(text: str) -> str:

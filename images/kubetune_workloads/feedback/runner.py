@@ -12,6 +12,7 @@ import json
 import logging
 from typing import Any
 
+from kubetune.api.contract import RESULT_PENDING_RECORDS
 from kubetune.api.steps import (
     CURSOR_FILE,
     FEEDBACK_FILE,
@@ -145,7 +146,7 @@ def _result(spec: FeedbackStepSpec, tally: Tally, files: int) -> StepResult:
     common = {"newLines": tally.new_lines, "malformed": tally.malformed}
     if spec.mode == "count":
         reason, uri = "Counted", None
-        metrics = {"pendingRecords": tally.usable, **common, "lowRating": tally.low_rating}
+        metrics = {RESULT_PENDING_RECORDS: tally.usable, **common, "lowRating": tally.low_rating}
     else:
         reason, uri = "Collected", spec.output_uri
         metrics = {

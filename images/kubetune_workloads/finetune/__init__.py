@@ -6,7 +6,8 @@ on one process or under torchrun (DDP/FSDP), resuming from the latest complete c
 and writes an HF-format artifact with ``metrics.jsonl``, ``results.json``, a model card and a
 manifest (last). Modules: ``model_setup`` (what to train), ``tokenizer_setup``,
 ``architectures``, ``data`` (objectives), ``batching`` (packing, order), ``optim``, ``loop``,
-``checkpoints``, ``distributed``, ``tracking``, ``outputs``.
+``checkpoints``, ``distributed``, ``tracking``, ``outputs``; what a run shows of itself:
+``watchers`` (``tensorboard_sink``, ``mlflow_sink``) and ``training_report``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.contract import RESULT_TRAIN_LOSS
 from kubetune.api.steps import FinetuneStepSpec, StepResult
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,17 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
     from kubetune_workloads import storage
     from kubetune_workloads.datasetio import open_dataset
     from kubetune_workloads.errors import invalid_input
-    from kubetune_workloads.finetune import checkpoints, data, loop, optim, outputs, ownership
+    from kubetune_workloads.finetune import (
+        checkpoints,
+        data,
+        loop,
+        optim,
+        outputs,
+        ownership,
+        performance,
+        preference,
+        preference_data,
+    )
     from kubetune_workloads.finetune import distributed as dist
     from kubetune_workloads.finetune.batching import BatchPlan, pack
     from kubetune_workloads.finetune.guards import GracefulStop
@@ -52,6 +64,7 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
         select_device,
     )
     from kubetune_workloads.finetune.tracking import MetricsLog, flops_per_token, peak_flops
+    from kubetune_workloads.finetune.watchers import open_watchers
     from kubetune_workloads.manifest import input_artifact, write_manifest
     from kubetune_workloads.progress import ProgressReporter
 
@@ -73,15 +86,21 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
         if not splits["train"]:
             raise invalid_input("the dataset's train split is empty")
         for name, records in splits.items():
-            data.check_fields(records, spec.objective, name)
+            if spec.preference is not None:
+                preference_data.check_records(records, name, dataset.schema, spec.preference)
+            else:
+                data.check_fields(records, spec.objective, name)
         if reporter:
             reporter.update(phase="Loading", message="loading the model")
         bundle = prepare_model(step, dataset, rt)
         tokenizer = bundle.tokenizer
         tokenized = {
             s: data.tokenize(r, tokenizer, spec.objective, hp.max_seq_length, spec.prompt_template)
+            if spec.preference is None
+            else preference_data.tokenize_for(r, tokenizer, spec)
             for s, r in splits.items()
         }
+        criterion = preference.prepare(bundle, spec, tokenized, rt) if spec.preference else None
         train_rows = tokenized["train"].examples
         if not train_rows:
             raise invalid_input("no training example has tokens to learn from after tokenization")
@@ -89,10 +108,14 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
             count = len(train_rows)
             train_rows = pack(train_rows, hp.max_seq_length)
             log.info("packed %d examples into %d rows", count, len(train_rows))
-        plan = BatchPlan(len(train_rows), hp.batch_size, env.world_size, env.rank, hp.seed)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        speed = performance.prepare(
+            bundle.model, step, train_rows, rt, env, pad_id, sequence_model=criterion is None
+        )  # attention path, Liger kernels, auto micro-batch, torch.compile
+        plan = BatchPlan(len(train_rows), speed.batch_size, env.world_size, env.rank, hp.seed)
         model = dist.wrap_model(bundle.model, env, device)
         optimizer = optim.build_optimizer(model, hp, device)
-        steps = loop.total_steps(step, plan)
+        steps = loop.total_steps(step, plan, speed.accumulation)
         trainee = loop.Trainee(
             model=model,
             optimizer=optimizer,
@@ -100,13 +123,20 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
             scaler=rt.grad_scaler(),
             rt=rt,
             env=env,
-            pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+            pad_id=pad_id,
             max_grad_norm=hp.max_grad_norm,
+            criterion=criterion,
+            varlen=speed.attention.varlen,
+            accumulation=speed.accumulation,
         )
         ckpt_root = checkpoints.checkpoint_root(step)
+        watch = open_watchers(step, env.is_main, dataset.info.version, stop)  # TB, MLflow
+        held.callback(watch.close)
         out_ctx: Any = storage.output_dir(step.output_uri) if env.is_main else _scratch_dir()
         with out_ctx as out:
-            metrics = MetricsLog(out / "metrics.jsonl" if env.is_main else None, reporter)
+            metrics = MetricsLog(
+                out / "metrics.jsonl" if env.is_main else None, reporter, watch.sinks
+            )
             outcome = loop.train(
                 trainee,
                 step,
@@ -118,7 +148,7 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
                 stop,
             )
             record_perplexity: float | None = None
-            if splits["validation"] and (env.is_main or env.fsdp):
+            if splits["validation"] and (env.is_main or env.fsdp) and criterion is None:
                 # FSDP shards the weights: every rank takes part in each forward pass, so all
                 # ranks measure (the same records) before the others leave; otherwise rank 0.
                 if reporter:
@@ -137,8 +167,12 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
             results = _results(outcome, bundle, tokenized, started, fpt, peak, env.world_size)
             if record_perplexity is not None:
                 results["perplexity"] = record_perplexity
+            results["performance"] = speed.summary()
+            if criterion is not None:
+                results = preference.adjust_results(results, metrics.last, criterion)
             outputs.write_results(out, results)
             outputs.write_model_card(out, step, bundle, results, dataset.info.version)
+            watch.write_report(out, step, results)  # training-report.html
             _adopt_checkpoints(step, ckpt_root, out)
             inputs = [input_artifact(step.dataset.uri, dataset_path, "dataset")]
             if step.model is not None:
@@ -155,6 +189,9 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
             )
         if reporter:
             reporter.update(phase="Succeeded", message="done")
+        watch.finish(
+            {"kubetune.outputUri": step.output_uri, "kubetune.hash": manifest.content_hash}
+        )
         return StepResult(
             step="finetune",
             ok=True,
@@ -162,6 +199,7 @@ def _run(step: FinetuneStepSpec, env: Any) -> StepResult:
             message=_summary(results),
             output_uri=step.output_uri,
             content_hash=manifest.content_hash,
+            **watch.result_fields(step),
             metrics=_status_metrics(results),
             details={
                 "step": outcome.state.step,
@@ -263,7 +301,7 @@ def _results(
 
 def _status_metrics(results: dict[str, Any]) -> dict[str, float]:
     names = {
-        "train_loss": "trainLoss",
+        "train_loss": RESULT_TRAIN_LOSS,
         "eval_loss": "evalLoss",
         "eval_perplexity": "evalPerplexity",
         "perplexity": "perplexity",
@@ -273,6 +311,10 @@ def _status_metrics(results: dict[str, Any]) -> dict[str, float]:
         "trainable_params": "trainableParams",
         "wall_time_seconds": "wallTimeSeconds",
         "mfu": "mfu",
+        "reward_accuracy": "rewardAccuracy",
+        "reward_margin": "rewardMargin",
+        "eval_reward_accuracy": "evalRewardAccuracy",
+        "eval_reward_margin": "evalRewardMargin",
     }
     found = {camel: float(results[key]) for key, camel in names.items() if key in results}
     if results.get("rollbacks"):

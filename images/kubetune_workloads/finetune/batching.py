@@ -2,8 +2,15 @@
 
 Packing places whole examples into ``maxSeqLength`` rows (best fit). The model gets
 ``position_ids`` that restart at every example and no attention mask, from which transformers
-builds a block-diagonal causal mask, so packed examples never attend to each other.
-Unpacked rows are padded to the longest row of their batch.
+builds a block-diagonal causal mask (eager, SDPA) or a flex-attention block mask, so packed
+examples never attend to each other. Unpacked rows are padded to the longest row of their
+batch; a batch of equally long rows gets no attention mask (transformers would otherwise
+inspect it on every forward).
+The first label of every example is ignored: in a packed row it would be predicted from the end
+of the previous example (alone, an example's first label is never predicted either).
+
+The ``varlen`` layout (FlashAttention paths) flattens a micro-batch into one padding-free row
+with ``cu_seq_lens``/``max_length`` kwargs, which transformers hands to the varlen kernels.
 
 The order of an epoch is a permutation seeded by ``seed + epoch``, so a run that resumes at
 micro-batch N sees exactly the batches it would have seen.
@@ -64,8 +71,12 @@ class BatchPlan:
         return [order[(start + i) % self.rows] for i in range(self.batch_size)]
 
 
-def collate(rows: list[Example], pad_id: int, device: torch.device) -> dict[str, Any]:
+def collate(
+    rows: list[Example], pad_id: int, device: torch.device, varlen: bool = False
+) -> dict[str, Any]:
     """Tensors for one micro-batch, and ``tokens`` (real, unpadded) for throughput."""
+    if varlen:
+        return _collate_flat(rows, device)
     width = max(len(r.input_ids) for r in rows)
     packed = any(len(r.lengths) > 1 for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -75,7 +86,7 @@ def collate(rows: list[Example], pad_id: int, device: torch.device) -> dict[str,
     for i, row in enumerate(rows):
         n = len(row.input_ids)
         ids[i, :n] = torch.tensor(row.input_ids)
-        labels[i, :n] = torch.tensor(row.labels)
+        labels[i, :n] = torch.tensor(_document_labels(row))
         mask[i, :n] = 1
         start = 0
         for length in [*row.lengths, width - n]:
@@ -84,9 +95,48 @@ def collate(rows: list[Example], pad_id: int, device: torch.device) -> dict[str,
     batch: dict[str, Any] = {"input_ids": ids, "labels": labels}
     if packed:
         batch["position_ids"] = positions
-    else:
-        batch["attention_mask"] = mask
+    elif any(len(r.input_ids) < width for r in rows):
+        batch["attention_mask"] = mask  # no mask on full rows: SDPA's causal path, no mask check
     tensors = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     tokens = int(mask.sum())
     scored = int((labels[:, 1:] != IGNORE).sum())
     return {"inputs": tensors, "tokens": tokens, "scored": scored}
+
+
+def _document_labels(row: Example) -> list[int]:
+    """The row's labels with the first label of every document set to ``IGNORE``."""
+    labels = list(row.labels)
+    start = 0
+    for length in row.lengths:
+        if start < len(labels):
+            labels[start] = IGNORE
+        start += length
+    return labels
+
+
+def _collate_flat(rows: list[Example], device: torch.device) -> dict[str, Any]:
+    """One padding-free row holding every document of ``rows``, with the cumulative document
+    lengths FlashAttention's varlen kernels take (as ``DataCollatorWithFlattening`` does)."""
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    lengths: list[int] = []
+    for row in rows:
+        ids.extend(row.input_ids)
+        labels.extend(_document_labels(row))
+        for length in row.lengths:
+            positions.extend(range(length))
+            lengths.append(length)
+    cumulative = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+    longest = max(lengths)
+    label_tensor = torch.tensor([labels], dtype=torch.long)
+    tensors = {
+        "input_ids": torch.tensor([ids], dtype=torch.long).to(device, non_blocking=True),
+        "labels": label_tensor.to(device, non_blocking=True),
+        "position_ids": torch.tensor([positions], dtype=torch.long).to(device, non_blocking=True),
+    }
+    seq_lens = cumulative.to(device, non_blocking=True)
+    extra: dict[str, Any] = {"cu_seq_lens_q": seq_lens, "cu_seq_lens_k": seq_lens}
+    extra |= {"max_length_q": longest, "max_length_k": longest}
+    scored = int((label_tensor[:, 1:] != IGNORE).sum())
+    return {"inputs": tensors | extra, "tokens": len(ids), "scored": scored}

@@ -21,8 +21,14 @@ from kubetune_workloads.finetune import distributed as dist
 from kubetune_workloads.finetune.batching import BatchPlan, collate
 from kubetune_workloads.finetune.data import Example
 from kubetune_workloads.finetune.guards import Divergence, DivergenceMonitor, GracefulStop
+from kubetune_workloads.finetune.host_sync import PendingLosses, all_reduce_step
 from kubetune_workloads.finetune.runtime import Runtime
-from kubetune_workloads.finetune.tracking import MetricsLog, Throughput, perplexity
+from kubetune_workloads.finetune.tracking import (
+    MetricsLog,
+    Throughput,
+    peak_memory_gib,
+    perplexity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,10 @@ class Trainee:
     env: dist.DistEnv
     pad_id: int
     max_grad_norm: float = 1.0
+    grad_norm: Any = None  # the last optimizer step's gradient norm (a tensor), before clipping
+    criterion: Any = None  # objective preference: a finetune.preference.PreferenceCriterion
+    varlen: bool = False  # FlashAttention varlen: micro-batches flattened (batching.collate)
+    accumulation: int | None = None  # micro-batches per step, when auto micro-batch chose it
 
 
 @dataclass
@@ -70,13 +80,14 @@ class Outcome:
     rollbacks: list[dict[str, Any]] = field(default_factory=list)
 
 
-def total_steps(step: FinetuneStepSpec, plan: BatchPlan) -> int:
+def total_steps(step: FinetuneStepSpec, plan: BatchPlan, accumulation: int | None = None) -> int:
     """Optimizer steps: ``maxSteps``, else epochs x micro-batches / accumulation."""
     hp = step.spec.hyperparameters
     if hp.max_steps is not None:
         return hp.max_steps
     epochs = hp.epochs or 1.0
-    return max(1, math.ceil(epochs * plan.micro_batches_per_epoch / hp.gradient_accumulation_steps))
+    accum = accumulation or hp.gradient_accumulation_steps
+    return max(1, math.ceil(epochs * plan.micro_batches_per_epoch / accum))
 
 
 def evaluate(t: Trainee, rows: list[Example], batch_size: int) -> float | None:
@@ -85,10 +96,15 @@ def evaluate(t: Trainee, rows: list[Example], batch_size: int) -> float | None:
         return None
     model = dist.unwrap(t.model)
     _eval_mode(model, t.rt)
+    if t.criterion is not None:
+        try:
+            return float(t.criterion.evaluate(model, rows, batch_size, t.rt))
+        finally:
+            model.train()
     loss_sum, scored = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
-            batch = collate(rows[i : i + batch_size], t.pad_id, t.rt.device)
+            batch = collate(rows[i : i + batch_size], t.pad_id, t.rt.device, t.varlen)
             with t.rt.autocast():
                 out = model(**batch["inputs"], use_cache=False)
             loss_sum += float(out.loss.float()) * batch["scored"]
@@ -116,7 +132,9 @@ def resume(t: Trainee, step: FinetuneStepSpec, root: Path, metrics: MetricsLog) 
     found = checkpoints.load_latest(root, checkpoints.resume_key(step))
     if found is None:
         return LoopState()
-    return _restore(t, found, metrics)
+    state = _restore(t, found, metrics)
+    metrics.mark(state.step, "resume")
+    return state
 
 
 def _restore(t: Trainee, found: Any, metrics: MetricsLog) -> LoopState:
@@ -143,8 +161,8 @@ def train(
 ) -> Outcome:
     spec = step.spec
     hp = spec.hyperparameters
-    accum = hp.gradient_accumulation_steps
-    steps = total_steps(step, plan)
+    accum = t.accumulation or hp.gradient_accumulation_steps
+    steps = total_steps(step, plan, accum)
     state = resume(t, step, ckpt_root, metrics)
     outcome = Outcome(state=state, total_steps=steps, resumed_from=state.step or None)
     if state.step:
@@ -153,33 +171,34 @@ def train(
     speed = Throughput()
     window_loss, window_steps, last_eval_step = 0.0, 0, -1
     vocab = getattr(dist.unwrap(t.model).config, "vocab_size", None)
-    monitor = DivergenceMonitor(spec.divergence, vocab if isinstance(vocab, int) else None)
+    uniform_guess = isinstance(vocab, int) and t.criterion is None  # ln(V): LM losses only
+    monitor = DivergenceMonitor(spec.divergence, vocab if uniform_guess else None)
     if stop is not None:
         stop.armed = True
     t.model.train()
+    pending = PendingLosses()  # losses stay on the device until the host needs them
     while state.step < steps and not state.stopped_early:
-        loss_value, tokens, stopping = _optimizer_step(
+        step_loss, tokens, stopping = _optimizer_step(
             t, train_rows, plan, state.micro_step, accum, params, stop
         )
         state.micro_step += accum
         state.step += 1
         state.tokens_seen += tokens
         speed.add(tokens)
-        if not math.isfinite(loss_value):
-            raise WorkloadError(
-                "NaNLoss",
-                f"the training loss became {loss_value} at step {state.step}; lower the learning "
-                "rate, use bf16 instead of fp16, or check the data and the model weights",
-            )
+        pending.add(state.step, step_loss)
+        if not (stopping or pending.full or _needs_host(state.step, steps, spec, bool(val_rows))):
+            continue
         try:
-            monitor.check_loss(state.step, loss_value)
+            for done_step, loss_value in pending.drain():
+                _check_finite(done_step, loss_value)
+                monitor.check_loss(done_step, loss_value)
+                window_loss += loss_value
+                window_steps += 1
         except Divergence as exc:
             state = _roll_back_or_fail(t, step, state, ckpt_root, metrics, outcome, exc)
             monitor.reset()
             window_loss, window_steps = 0.0, 0
             continue
-        window_loss += loss_value
-        window_steps += 1
         epoch = state.micro_step / plan.micro_batches_per_epoch
         if state.step == 1 or state.step % hp.logging_steps == 0 or state.step == steps:
             outcome.train_loss = window_loss / window_steps
@@ -193,6 +212,9 @@ def train(
                     "learning_rate": lr,
                     "tokens_per_second": rate,
                     "tokens_seen": state.tokens_seen,
+                    "grad_norm": _grad_norm(t),
+                    "peak_memory_gib": peak_memory_gib(t.rt.device),
+                    **(t.criterion.window_metrics() if t.criterion is not None else {}),
                 }
             )
             metrics.progress(
@@ -210,7 +232,7 @@ def train(
         if every and val_rows and state.step % every == 0:
             prior_best = state.best_eval_loss
             outcome.eval_loss = _eval_and_track(
-                t, val_rows, hp.batch_size, state, spec, metrics, epoch
+                t, val_rows, plan.batch_size, state, spec, metrics, epoch
             )
             last_eval_step = state.step
             try:
@@ -236,12 +258,13 @@ def train(
     outcome.train_seconds = speed.elapsed
     outcome.tokens_per_second = speed.overall_rate()
     if val_rows and last_eval_step != state.step:
-        outcome.eval_loss = evaluate(t, val_rows, hp.batch_size)
+        outcome.eval_loss = evaluate(t, val_rows, plan.batch_size)
         metrics.write(
             {
                 "step": state.step,
                 "eval_loss": outcome.eval_loss,
                 "eval_perplexity": perplexity(outcome.eval_loss),
+                **(t.criterion.last_eval if t.criterion is not None else {}),
             }
         )
     elif val_rows:
@@ -252,6 +275,23 @@ def train(
         except Divergence as exc:
             raise WorkloadError("Diverged", exc.message) from None
     return outcome
+
+
+def _needs_host(step_no: int, steps: int, spec: Any, has_val: bool) -> bool:
+    """Whether this step logs, evaluates or checkpoints (and so needs the losses read)."""
+    logs = step_no == 1 or step_no % spec.hyperparameters.logging_steps == 0 or step_no == steps
+    every_eval, every_ckpt = spec.evaluation.every_steps, spec.checkpointing.every_steps
+    evaluates = bool(every_eval and has_val and step_no % every_eval == 0)
+    return logs or evaluates or bool(every_ckpt and step_no % every_ckpt == 0)
+
+
+def _check_finite(step_no: int, loss_value: float) -> None:
+    if not math.isfinite(loss_value):
+        raise WorkloadError(
+            "NaNLoss",
+            f"the training loss became {loss_value} at step {step_no}; lower the learning "
+            "rate, use bf16 instead of fp16, or check the data and the model weights",
+        )
 
 
 def _roll_back_or_fail(
@@ -275,6 +315,7 @@ def _roll_back_or_fail(
     scale = state.lr_scale * guard.rollback_lr_factor
     rollbacks = state.rollbacks + 1
     restored = _restore(t, found, metrics)
+    metrics.mark(restored.step, "rollback")
     factor = scale / restored.lr_scale
     t.scheduler.base_lrs = [lr * factor for lr in t.scheduler.base_lrs]
     for group in t.optimizer.param_groups:
@@ -298,16 +339,19 @@ def _optimizer_step(
     accum: int,
     params: list[torch.nn.Parameter],
     stop: GracefulStop | None = None,
-) -> tuple[float, int, bool]:
+) -> tuple[torch.Tensor, int, bool]:
     """Forward/backward over ``accum`` micro-batches, then one clipped optimizer step.
 
-    Returns the (all-rank mean) loss, the number of real tokens all ranks processed, and
-    whether any rank was asked to stop (so every rank stops after the same step).
+    Returns the (all-rank mean) loss as a device tensor (read later: no host sync here on one
+    process), the number of real tokens all ranks processed, and whether any rank was asked to
+    stop (so every rank stops after the same step). A non-finite loss still steps; the loop
+    fails the run (``NaNLoss``) when it reads the loss, before any checkpoint.
     """
-    batches = [
-        collate([rows[i] for i in plan.indices(micro_step + k)], t.pad_id, t.rt.device)
-        for k in range(accum)
-    ]
+    picked = [[rows[i] for i in plan.indices(micro_step + k)] for k in range(accum)]
+    if t.criterion is not None:
+        batches = [t.criterion.collate(chunk, t.pad_id, t.rt.device) for chunk in picked]
+    else:
+        batches = [collate(chunk, t.pad_id, t.rt.device, t.varlen) for chunk in picked]
     scored_total = sum(b["scored"] for b in batches)
     step_loss = torch.zeros((), device=t.rt.device)
     tokens = 0
@@ -316,28 +360,28 @@ def _optimizer_step(
         sync_ctx = t.model.no_sync() if no_sync else contextlib.nullcontext()
         with sync_ctx:
             with t.rt.autocast():
-                out = t.model(**batch["inputs"], use_cache=False)
-            loss = out.loss.float() * (batch["scored"] / scored_total)
+                if t.criterion is not None:
+                    raw_loss = t.criterion.loss(t.model, batch)
+                else:
+                    raw_loss = t.model(**batch["inputs"], use_cache=False).loss
+            loss = raw_loss.float() * (batch["scored"] / scored_total)
             (t.scaler.scale(loss) if t.scaler is not None else loss).backward()
         step_loss += loss.detach()
         tokens += batch["tokens"]
-    asked = 1.0 if stop is not None and stop.requested else 0.0
-    loss_value, tokens_all, stopping = dist.all_reduce_sum(
-        t.env, [float(step_loss), float(tokens), asked], t.rt.device
-    )
-    loss_value /= t.env.world_size
-    if math.isfinite(loss_value):
-        if t.scaler is not None:
-            t.scaler.unscale_(t.optimizer)
-        torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
-        if t.scaler is not None:
-            t.scaler.step(t.optimizer)
-            t.scaler.update()
-        else:
-            t.optimizer.step()
-        t.scheduler.step()
+    asked = stop is not None and stop.requested
+    if t.env.enabled:  # one small all-reduce; reading its result is this step's only sync
+        step_loss, tokens, asked = all_reduce_step(t.env, step_loss, tokens, asked)
+    if t.scaler is not None:
+        t.scaler.unscale_(t.optimizer)
+    t.grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+    if t.scaler is not None:
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+    else:
+        t.optimizer.step()
+    t.scheduler.step()
     t.optimizer.zero_grad(set_to_none=True)
-    return loss_value, int(tokens_all), stopping > 0
+    return step_loss, tokens, asked
 
 
 def _eval_and_track(
@@ -356,6 +400,7 @@ def _eval_and_track(
             "epoch": round(epoch, 4),
             "eval_loss": loss,
             "eval_perplexity": perplexity(loss),
+            **(t.criterion.last_eval if t.criterion is not None else {}),
         }
     )
     if loss is None:
@@ -377,6 +422,7 @@ def _checkpoint(
     weights = dist.trainable_state(t.model, t.env)
     optim = dist.optimizer_state(t.model, t.optimizer, t.env)
     if t.env.is_main:
+        metrics.mark(state.step, "checkpoint")  # before the copy: a resumed run keeps it
         checkpoints.save(
             root,
             state.step,
@@ -393,6 +439,16 @@ def _checkpoint(
             keep_last=step.spec.checkpointing.keep_last,
         )
     dist.barrier(t.env)
+
+
+def _grad_norm(t: Trainee) -> float | None:
+    """The last step's gradient norm as a number (FSDP: the full norm, a collective)."""
+    norm = t.grad_norm
+    if norm is None:
+        return None
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)
 
 
 def _get_rng() -> dict[str, Any]:

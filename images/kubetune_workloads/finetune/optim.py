@@ -26,7 +26,8 @@ def warmup_steps(hp: Hyperparameters, total_steps: int) -> int:
 
 
 def build_optimizer(model: Any, hp: Hyperparameters, device: torch.device) -> Any:
-    """AdamW (torch, fused on GPUs), 8-bit AdamW (bitsandbytes) or SGD with momentum.
+    """AdamW (torch: fused on GPUs, foreach on CPU), 8-bit AdamW (bitsandbytes) or SGD with
+    momentum.
 
     Weight decay applies to matrices only, never to biases and norm weights.
     """
@@ -47,8 +48,15 @@ def build_optimizer(model: Any, hp: Hyperparameters, device: torch.device) -> An
             bnb.optim.PagedAdamW8bit if hp.optimizer == "paged_adamw_8bit" else bnb.optim.AdamW8bit
         )
         return cls(groups, lr=hp.learning_rate)
-    fused = device.type == "cuda" and all(p.dtype.is_floating_point for p in params)
-    return torch.optim.AdamW(groups, lr=hp.learning_rate, fused=fused or None)
+    if adamw_fused(device, params):
+        return torch.optim.AdamW(groups, lr=hp.learning_rate, fused=True)
+    return torch.optim.AdamW(groups, lr=hp.learning_rate, foreach=True)
+
+
+def adamw_fused(device: torch.device, params: list[torch.nn.Parameter]) -> bool:
+    """Fused AdamW (one kernel for every parameter, no host sync) on CUDA with floating-point
+    parameters; elsewhere the multi-tensor ``foreach`` implementation."""
+    return device.type == "cuda" and all(p.dtype.is_floating_point for p in params)
 
 
 def build_scheduler(optimizer: Any, hp: Hyperparameters, total_steps: int) -> Any:

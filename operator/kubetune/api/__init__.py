@@ -1,9 +1,10 @@
-"""Typed API of the five kinds (group kubetune.dev, version v1alpha1) and the pod contract."""
+"""Typed API of the five kinds (group kubetune.dev, version v1alpha1), their registry
+(:mod:`kubetune.api.kinds`) and the pod contract (:mod:`kubetune.api.contract`,
+:mod:`kubetune.api.steps`)."""
 
 from kubetune.api.common import (
     API_VERSION,
     GROUP,
-    KINDS,
     VERSION,
     ArtifactRef,
     Condition,
@@ -14,17 +15,15 @@ from kubetune.api.dataset import DatasetSpec, DatasetStatus
 from kubetune.api.evaluation import EvaluationSpec, EvaluationStatus
 from kubetune.api.feedback import FeedbackLoopSpec, FeedbackLoopStatus
 from kubetune.api.finetune import FinetuneJobSpec, FinetuneJobStatus
+from kubetune.api.kinds import KIND_INFO, KINDS, KindInfo, kind_info
 from kubetune.api.resources import (
-    KIND_INFO,
     AnyResource,
     Compression,
     Dataset,
     Evaluation,
     FeedbackLoop,
     FinetuneJob,
-    KindInfo,
     Resource,
-    kind_info,
 )
 
 __all__ = [

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from kubetune.api.base import KubeModel
+from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.kube import DNSSubdomain, LabelMap, LabelValue
 from kubetune.api.scheduling import Affinity, Toleration
 
@@ -16,8 +16,6 @@ GROUP = "kubetune.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-Kind = Literal["Dataset", "FinetuneJob", "Compression", "Evaluation", "FeedbackLoop"]
-KINDS: tuple[str, ...] = ("Dataset", "FinetuneJob", "Compression", "Evaluation", "FeedbackLoop")
 ModelProducerKind = Literal["FinetuneJob", "Compression"]
 
 # --- URIs ---------------------------------------------------------------------------------
@@ -96,6 +94,14 @@ Quantity = Annotated[
 
 # --- references ---------------------------------------------------------------------------
 
+# Every reference stays in its resource's namespace: `namespace` exists only to be refused.
+SAME_NAMESPACE_RULE: CelRule = {
+    "rule": "!has(self.namespace)",
+    "message": "cross-namespace references are not allowed; "
+    "the referenced resource must be in the same namespace",
+    "fieldPath": ".namespace",
+}
+
 
 class ArtifactRef(KubeModel):
     """A model or artifact: either a URI, or another kubetune resource in the same namespace."""
@@ -126,12 +132,7 @@ class ArtifactRef(KubeModel):
             "rule": "has(self.kind) == has(self.name)",
             "message": "kind and name must be set together",
         },
-        {
-            "rule": "!has(self.namespace)",
-            "message": "cross-namespace references are not allowed; "
-            "the referenced resource must be in the same namespace",
-            "fieldPath": ".namespace",
-        },
+        SAME_NAMESPACE_RULE,
     )
 
     @field_validator("uri")
@@ -155,12 +156,7 @@ class DatasetRef(KubeModel):
 
     __cel_rules__ = (
         {"rule": "has(self.name) != has(self.uri)", "message": "set exactly one of name or uri"},
-        {
-            "rule": "!has(self.namespace)",
-            "message": "cross-namespace references are not allowed; "
-            "the referenced resource must be in the same namespace",
-            "fieldPath": ".namespace",
-        },
+        SAME_NAMESPACE_RULE,
     )
 
     @field_validator("uri")
@@ -177,14 +173,7 @@ class DatasetNameRef(KubeModel):
         None, description="Not supported: datasets must be in the same namespace."
     )
 
-    __cel_rules__ = (
-        {
-            "rule": "!has(self.namespace)",
-            "message": "cross-namespace references are not allowed; "
-            "the referenced resource must be in the same namespace",
-            "fieldPath": ".namespace",
-        },
-    )
+    __cel_rules__ = (SAME_NAMESPACE_RULE,)
 
 
 class SecretKeySelector(KubeModel):

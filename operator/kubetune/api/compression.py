@@ -9,6 +9,7 @@ from pydantic import Field
 from kubetune.api.base import KubeModel
 from kubetune.api.common import ArtifactRef, CommonStatus, DatasetRef, RunSettings
 from kubetune.api.finetune import ComputeDtype
+from kubetune.api.publish import PublishSpec, PublishTargetStatus
 
 
 class MergeAdapterStep(KubeModel):
@@ -107,6 +108,9 @@ class CompressionSpec(CompressionTemplate):
     """Desired state of a Compression."""
 
     model: ArtifactRef = Field(description="The model to compress.")
+    publish: PublishSpec | None = Field(
+        None, description="Registries the compressed model is published to once it is complete."
+    )
 
 
 class CompressionStatus(CommonStatus):
@@ -114,3 +118,6 @@ class CompressionStatus(CommonStatus):
 
     size_ratio: float | None = Field(None, description="Bytes after / bytes before.")
     perplexity_delta: float | None = Field(None, description="Perplexity after - before.")
+    publish: list[PublishTargetStatus] | None = Field(
+        None, description="Each spec.publish target of the current run."
+    )

@@ -18,9 +18,11 @@ from kubetune.api.common import (
 )
 
 SourceFormat = Literal["jsonl", "json", "csv", "parquet", "text"]
-RecordSchema = Literal["text", "instruction", "chat"]
+RecordSchema = Literal["text", "instruction", "chat", "preference"]
 PiiKind = Literal["email", "phone", "ip", "creditCard", "iban", "secret"]
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "ip", "creditCard", "iban", "secret")
+# Map pods of one Dataset run (spec.parallelism).
+MAX_PARALLELISM = 1024
 
 
 class DataSource(KubeModel):
@@ -249,7 +251,10 @@ class DatasetSpec(RunSettings):
         min_length=1, max_length=64, description="Inputs, mixed by weight."
     )
     record_schema: RecordSchema = Field(
-        "text", alias="schema", description="Record shape: text, instruction or chat."
+        "text",
+        alias="schema",
+        description="Record shape: text, instruction, chat or preference (prompt or messages "
+        "with chosen and rejected; or completion and label for KTO).",
     )
     role_mapping: dict[str, str] | None = Field(
         None, description="Chat: map source roles (human, gpt...) to user/assistant/system."
@@ -263,6 +268,45 @@ class DatasetSpec(RunSettings):
     tokenizer: TokenizerSpec | None = Field(None, description="Token counting and bounds.")
     split: Split = Field(default_factory=Split, description="Train/validation split.")
     output_format: Literal["jsonl", "parquet"] = Field("jsonl", description="Output file format.")
+    # Unset means 1 (one pod), and stays out of the spec: runs and step specs of Datasets that
+    # do not set it are exactly what they were before the field existed.
+    parallelism: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PARALLELISM,
+        description="Map tasks (pods) of a run, default 1. Above 1 the per-record stages run "
+        "as one Indexed Job of this many pods writing shards, then a reduce Job merges them "
+        "into the versioned artifact (the same output and version as with 1).",
+    )
+
+    @field_validator("parallelism")
+    @classmethod
+    def _one_is_unset(cls, v: int | None) -> int | None:
+        return None if v == 1 else v  # one pod is the default run, whichever way it is said
+
+    __cel_rules__ = (
+        {
+            "rule": "!has(self.parallelism) || self.parallelism == 1 || !has(self.resources)"
+            " || !has(self.resources.nodes) || self.resources.nodes == 1",
+            "message": "a Dataset scales out with parallelism (map pods); resources.nodes "
+            "must stay 1 when parallelism is above 1",
+            "fieldPath": ".parallelism",
+        },
+    )
+
+
+StagePhase = Literal["NotStarted", "Pending", "Running", "Succeeded", "Failed", "Suspended"]
+
+
+class StageStatus(KubeModel):
+    """One stage of a parallel run (spec.parallelism above 1), read from its Job."""
+
+    name: Literal["map", "reduce"] = Field(description="The stage: map (Indexed Job) or reduce.")
+    phase: StagePhase = Field(description="Where the stage's Job stands.")
+    completed: int = Field(0, description="Pods (map tasks) of the stage that succeeded.")
+    total: int = Field(1, description="Pods (map tasks) the stage runs.")
+    failed: int = Field(0, description="Pod failures so far (a failed task is retried alone).")
+    job: str | None = Field(None, description="The stage's Job.")
 
 
 class DatasetStatus(CommonStatus):
@@ -273,4 +317,7 @@ class DatasetStatus(CommonStatus):
     tokens: int | None = Field(None, description="Tokens in the prepared dataset.")
     stage_counts: dict[str, int] | None = Field(
         None, description="Records removed per stage and reason."
+    )
+    stages: list[StageStatus] | None = Field(
+        None, description="Stages of a parallel run (spec.parallelism above 1), in order."
     )

@@ -35,6 +35,8 @@ MetricName = Literal[
     "tokensPerSecond",
     "judge",
     "offensiveRate",
+    "preferenceAccuracy",
+    "winRate",
 ]
 METRIC_NAMES: tuple[str, ...] = MetricName.__args__  # type: ignore[attr-defined]
 
@@ -192,6 +194,11 @@ class EvaluationTemplate(RunSettings):
     perplexity_data: DatasetRef | None = Field(
         None, description="Dataset whose validation split gives perplexity."
     )
+    preference_data: DatasetRef | None = Field(
+        None,
+        description="Dataset (schema preference) whose validation split gives held-out pairs "
+        "for preferenceAccuracy.",
+    )
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Decoding.")
     judge: JudgeSpec | None = Field(None, description="Judge endpoint for the judge metric.")
     bias_probes: list[BiasProbe] | None = Field(None, description="Counterfactual probes.")
@@ -218,6 +225,17 @@ class EvaluationTemplate(RunSettings):
             "message": "the perplexity metric needs perplexityData",
             "fieldPath": ".perplexityData",
         },
+        {
+            "rule": "!self.metrics.exists(m, m.name == 'preferenceAccuracy') "
+            "|| has(self.preferenceData)",
+            "message": "the preferenceAccuracy metric needs preferenceData",
+            "fieldPath": ".preferenceData",
+        },
+        {
+            "rule": "!self.metrics.exists(m, m.name == 'winRate') || has(self.judge)",
+            "message": "the winRate metric needs a judge endpoint",
+            "fieldPath": ".judge",
+        },
     )
 
 
@@ -233,6 +251,11 @@ class EvaluationSpec(EvaluationTemplate):
             "rule": "!has(self.gates) || !self.gates.exists(g, has(g.maxRegression)) "
             "|| has(self.baseline)",
             "message": "maxRegression gates need a baseline",
+            "fieldPath": ".baseline",
+        },
+        {
+            "rule": "!self.metrics.exists(m, m.name == 'winRate') || has(self.baseline)",
+            "message": "the winRate metric needs a baseline to compare with",
             "fieldPath": ".baseline",
         },
     )

@@ -20,6 +20,8 @@ from kubetune.api.common import (
 from kubetune.api.compression import CompressionTemplate
 from kubetune.api.evaluation import EvaluationTemplate, MetricName
 from kubetune.api.finetune import TrainingSettings
+from kubetune.api.publish import PublishSpec, PublishTargetStatus
+from kubetune.api.serving import Rollout
 
 
 class FeedbackFields(KubeModel):
@@ -175,6 +177,11 @@ class Promotion(KubeModel):
         description="With manual approval: a challenger not approved within this many seconds "
         "of its evaluation is rejected. Unset: it waits until approved or rejected.",
     )
+    publish: PublishSpec | None = Field(
+        None,
+        description="Registries each cycle's challenger is published to (alias 'challenger' "
+        "while it is evaluated); on promotion the alias/tag 'champion' moves to it.",
+    )
 
     __cel_rules__ = (
         {
@@ -214,6 +221,12 @@ class FeedbackLoopSpec(KubeModel):
             "rule": "has(self.evaluation.gates) && size(self.evaluation.gates) > 0",
             "message": "the evaluation needs gates: they decide whether a challenger is promoted",
             "fieldPath": ".evaluation.gates",
+        },
+        {
+            "rule": "self.finetune.objective != 'preference'",
+            "message": "a FeedbackLoop does not train with objective preference yet: its feedback "
+            "is collected as supervised records (docs/preference.md)",
+            "fieldPath": ".finetune.objective",
         },
     )
 
@@ -264,4 +277,10 @@ class FeedbackLoopStatus(CommonStatus):
     active_runs: list[str] | None = Field(None, description="Cycles running now (c1, c2...).")
     awaiting_approval: list[ApprovalRequest] | None = Field(
         None, description="Challengers that passed their gates and wait for approval."
+    )
+    publish: list[PublishTargetStatus] | None = Field(
+        None, description="Where the champion alias stands in each promotion.publish target."
+    )
+    rollout: Rollout | None = Field(
+        None, description="The champion's rollout to promotion.publish.kserve (canary, soak)."
     )

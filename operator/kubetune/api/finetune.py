@@ -8,8 +8,15 @@ from pydantic import Field, field_validator
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.common import ARTIFACT_SCHEMES, ArtifactRef, CommonStatus, DatasetRef, RunSettings
+from kubetune.api.publish import (
+    MlflowCredentials,
+    PublishSpec,
+    PublishTargetStatus,
+    TrackingUri,
+)
 
-Objective = Literal["continued-pretraining", "instruction", "chat"]
+Objective = Literal["continued-pretraining", "instruction", "chat", "preference"]
+PreferenceAlgorithm = Literal["dpo", "ipo", "orpo", "simpo", "kto"]
 Method = Literal["full", "lora", "qlora"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 ComputeDtype = Literal["bf16", "fp16", "fp32"]
@@ -135,6 +142,33 @@ class QuantizationSpec(KubeModel):
     compute_dtype: ComputeDtype = Field("bf16", description="Dtype of matmuls.")
 
 
+class PreferenceSpec(KubeModel):
+    """Preference tuning (objective preference): the loss and its knobs, as TRL defines them."""
+
+    algorithm: PreferenceAlgorithm = Field(
+        "dpo",
+        description="dpo (sigmoid), ipo, orpo, simpo (reference-free) or kto (unpaired "
+        "desirable/undesirable completions).",
+    )
+    beta: float = Field(
+        0.1,
+        gt=0,
+        description="dpo/ipo/kto: deviation from the reference (ipo: tau); orpo: weight of the "
+        "odds-ratio term (lambda); simpo: reward scale.",
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="dpo/simpo: probability that a pair's label is flipped."
+    )
+    simpo_gamma: float = Field(0.5, ge=0, description="simpo: target reward margin (gamma).")
+    sft_weight: float = Field(
+        0.0,
+        ge=0,
+        description="simpo: weight of the chosen answer's NLL added to the loss (CPO alpha).",
+    )
+    desirable_weight: float = Field(1.0, gt=0, description="kto: weight of desirable examples.")
+    undesirable_weight: float = Field(1.0, gt=0, description="kto: weight of undesirable examples.")
+
+
 class Hyperparameters(KubeModel):
     """Training hyperparameters (TRL/Axolotl names, camelCase)."""
 
@@ -240,14 +274,80 @@ class Distributed(KubeModel):
     )
 
 
+class Performance(KubeModel):
+    """How the training step runs fast on the hardware it gets (numerics stay the same)."""
+
+    attention: Literal[
+        "auto", "sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3"
+    ] = Field(
+        "auto",
+        description="Attention kernel. auto: FlashAttention varlen when installed on a GPU, "
+        "else flex attention with a document mask on a GPU, else SDPA. Packed documents never "
+        "attend to each other on any path.",
+    )
+    kernels: Literal["auto", "liger", "none"] = Field(
+        "auto",
+        description="Fused Liger kernels (linear+cross-entropy, RMSNorm, SwiGLU, RoPE). auto: "
+        "on a GPU when liger-kernel is installed (extra gpu); liger: required.",
+    )
+    compile: bool = Field(False, description="torch.compile the model (pays on long runs).")
+    auto_micro_batch: bool = Field(
+        False,
+        description="Probe forward+backward on the device and use the largest micro-batch up "
+        "to batchSize that fits (gradient checkpointing if none does); gradient accumulation "
+        "grows to keep the tokens per optimizer step.",
+    )
+    memory_headroom: float = Field(
+        0.1, ge=0, lt=0.9, description="Fraction of device memory auto mode leaves free."
+    )
+
+
+class MlflowTracking(KubeModel):
+    """Log the run's parameters and per-step metrics to an MLflow tracking server."""
+
+    tracking_uri: TrackingUri
+    experiment: str = Field(
+        description="Experiment name (created when missing).", min_length=1, max_length=256
+    )
+    run_name: str | None = Field(
+        None, max_length=256, description="MLflow run name (default: NAME-RUNID)."
+    )
+    credentials: MlflowCredentials | None = Field(None, description="Secrets of the server.")
+    required: bool = Field(
+        False,
+        description="Fail the run (TrackingUnavailable, retried) when the server cannot be "
+        "reached at the start. Default: warn and train on without MLflow.",
+    )
+
+    @field_validator("tracking_uri", mode="before")
+    @classmethod
+    def _no_userinfo(cls, v: object) -> object:
+        if isinstance(v, str) and "@" in v.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError(
+                "trackingUri must not carry credentials: put them in a Secret and reference it "
+                "from tracking.mlflow.credentials"
+            )
+        return v
+
+
+class Tracking(KubeModel):
+    """Experiment tracking besides the TensorBoard event files every run writes."""
+
+    mlflow: MlflowTracking | None = Field(None, description="An MLflow tracking server.")
+
+
 class TrainingSettings(RunSettings):
     """Everything of a FinetuneJob except what to train and on which data (used by templates)."""
 
     objective: Objective = Field(
         "instruction",
-        description="continued-pretraining (domain adaptation on raw text), instruction or chat.",
+        description="continued-pretraining (domain adaptation on raw text), instruction, chat "
+        "or preference (DPO/IPO/ORPO/SimPO/KTO on preference pairs).",
     )
     method: Method = Field("lora", description="full, lora or qlora.")
+    preference: PreferenceSpec | None = Field(
+        None, description="Objective preference: algorithm (dpo, ipo, orpo, simpo, kto) and beta."
+    )
     lora: LoraSpec | None = Field(None, description="LoRA settings (lora and qlora).")
     quantization: QuantizationSpec | None = Field(
         None, description="Quantization of the frozen base (qlora: 4-bit)."
@@ -263,6 +363,12 @@ class TrainingSettings(RunSettings):
         default_factory=DivergenceGuard, description="Divergence guard (on by default)."
     )
     distributed: Distributed = Field(default_factory=Distributed, description="Parallelism.")
+    performance: Performance = Field(
+        default_factory=Performance, description="Attention kernel, fused kernels, compile."
+    )
+    tracking: Tracking | None = Field(
+        None, description="Experiment tracking (MLflow); TensorBoard files are always written."
+    )
     merge_adapter: bool = Field(
         False, description="Also write a merged full model next to the adapter."
     )
@@ -290,6 +396,17 @@ class TrainingSettings(RunSettings):
             "fieldPath": ".quantization",
         },
         {
+            "rule": "(self.objective == 'preference') == has(self.preference)",
+            "message": "objective preference needs preference settings (algorithm, beta), "
+            "and preference settings need objective preference",
+            "fieldPath": ".preference",
+        },
+        {
+            "rule": "self.objective != 'preference' || !self.hyperparameters.packing",
+            "message": "preference pairs cannot be packed; set hyperparameters.packing false",
+            "fieldPath": ".hyperparameters.packing",
+        },
+        {
             "rule": "self.distributed.strategy != 'fsdp' || self.method == 'full'",
             "message": "fsdp is supported for full fine-tuning only",
             "fieldPath": ".distributed.strategy",
@@ -302,6 +419,9 @@ class FinetuneJobSpec(TrainingSettings):
 
     model: ModelSource = Field(description="What to train: base, from or architecture.")
     dataset: DatasetRef = Field(description="Training data: a Dataset or a dataset artifact.")
+    publish: PublishSpec | None = Field(
+        None, description="Registries the trained model is published to once it is complete."
+    )
 
     __cel_rules__ = (
         *TrainingSettings.__cel_rules__,
@@ -325,7 +445,25 @@ class Progress(KubeModel):
     eta_seconds: float | None = Field(None, description="Estimated seconds to finish.")
 
 
+class MlflowRun(KubeModel):
+    """The MLflow run a FinetuneJob run logged to."""
+
+    run_id: str = Field(description="MLflow run id.")
+    experiment_id: str = Field(description="MLflow experiment id.")
+    url: str = Field(description="The run's page on the tracking server.")
+
+
 class FinetuneJobStatus(CommonStatus):
     """Observed state of a FinetuneJob."""
 
     progress: Progress | None = Field(None, description="Live progress of the current run.")
+    report_uri: str | None = Field(
+        None, description="The HTML training report (curves, checkpoints, resumes)."
+    )
+    tensorboard_uri: str | None = Field(
+        None, description="The run's TensorBoard event files (tensorboard --logdir)."
+    )
+    mlflow: MlflowRun | None = Field(None, description="The MLflow run (spec.tracking.mlflow).")
+    publish: list[PublishTargetStatus] | None = Field(
+        None, description="Each spec.publish target of the current run."
+    )

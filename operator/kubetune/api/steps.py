@@ -20,9 +20,10 @@ from kubetune.api.compression import CompressionSpec
 from kubetune.api.dataset import DatasetSpec, RecordSchema
 from kubetune.api.evaluation import EvaluationSpec, PromptCase
 from kubetune.api.feedback import FeedbackSource
-from kubetune.api.finetune import FinetuneJobSpec, Progress
+from kubetune.api.finetune import FinetuneJobSpec, MlflowRun, Progress
+from kubetune.api.publish import PublishSpec
 
-StepName = Literal["dataprep", "finetune", "compress", "evaluate", "feedback"]
+StepName = Literal["dataprep", "finetune", "compress", "evaluate", "feedback", "publish"]
 STEP_OF_KIND: dict[str, StepName] = {
     "Dataset": "dataprep",
     "FinetuneJob": "finetune",
@@ -113,6 +114,9 @@ class EvaluateStepSpec(_StepBase):
         None, description="Dataset artifact whose validation split gives prompt cases."
     )
     perplexity_dataset: InputArtifact | None = None
+    preference_dataset: InputArtifact | None = Field(
+        None, description="Dataset artifact whose validation split gives held-out pairs."
+    )
     extra_cases: list[PromptCase] | None = Field(
         None, description="Cases read by the operator from a ConfigMap."
     )
@@ -143,8 +147,56 @@ class FeedbackStepSpec(_StepBase):
 FEEDBACK_FILE = "feedback.jsonl"
 CURSOR_FILE = "cursor.json"
 
+
+class PublishLineage(_Contract):
+    """Where a published model came from: recorded as MLflow tags, OCI annotations and in the
+    model card (never a secret)."""
+
+    resource: str = Field(description="Kind/namespace/name of the producing resource.")
+    run_id: str
+    base_model: str | None = Field(None, description="Base (or from) model URI.")
+    dataset: str | None = Field(None, description="Training dataset artifact URI.")
+    dataset_version: str | None = None
+    source_model: str | None = Field(None, description="Compression: the model compressed.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Scores known now.")
+
+
+class PromoteRequest(_Contract):
+    """Mode promote: move an alias to versions published earlier (a FeedbackLoop champion)."""
+
+    alias: str = "champion"
+    mlflow_version: str | None = None
+    oci_digest: str | None = None
+    clear_aliases: list[str] = Field(
+        default_factory=lambda: ["challenger"],
+        description="Aliases removed when they point at the promoted version.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Tags added to the promoted MLflow version."
+    )
+
+
+class PublishStepSpec(_StepBase):
+    """Publish a complete model artifact to each ``spec.publish`` target, or (mode promote) move
+    an alias to versions already published. Reads ``artifact``; writes nothing under
+    ``output_uri`` (the artifact it publishes)."""
+
+    step: Literal["publish"] = "publish"
+    mode: Literal["publish", "promote"] = "publish"
+    publish: PublishSpec
+    artifact: InputArtifact
+    version: str = Field(description="The version name: <resource>-<run id>.")
+    lineage: PublishLineage
+    promote: PromoteRequest | None = None
+
+
 StepSpec = Annotated[
-    DataprepStepSpec | FinetuneStepSpec | CompressStepSpec | EvaluateStepSpec | FeedbackStepSpec,
+    DataprepStepSpec
+    | FinetuneStepSpec
+    | CompressStepSpec
+    | EvaluateStepSpec
+    | FeedbackStepSpec
+    | PublishStepSpec,
     Field(discriminator="step"),
 ]
 _STEP_ADAPTER: TypeAdapter[StepSpec] = TypeAdapter(StepSpec)
@@ -184,6 +236,7 @@ FAILURE_REASONS: dict[str, tuple[FailureKind, str]] = {
     "UnsupportedArchitecture": ("permanent", "the model's architecture cannot be loaded"),
     "NaNLoss": ("permanent", "the training loss became NaN or infinite"),
     "Diverged": ("permanent", "the loss diverged and no rollback could recover it"),
+    "TrackingUnavailable": ("retryable", "tracking.mlflow.required and MLflow did not answer"),
     # compress
     "UnsupportedMerge": ("permanent", "the adapter cannot be merged into this base"),
     "NoAdapter": ("permanent", "mergeAdapter on a model without an adapter"),
@@ -199,6 +252,11 @@ FAILURE_REASONS: dict[str, tuple[FailureKind, str]] = {
     # feedback
     "InvalidCursor": ("permanent", "the since-cursor is not a kubetune cursor"),
     "CursorUnreadable": ("retryable", "the since-cursor cannot be read (storage)"),
+    # publish
+    "PublishUnauthorized": ("permanent", "a registry refused the credentials (401/403)"),
+    "PublishRejected": ("permanent", "a registry refused the request (4xx): a bad name or tag"),
+    "RegistryUnreachable": ("retryable", "a registry did not answer (connection, 5xx)"),
+    "NotPublished": ("permanent", "mode promote on a version that was never published"),
     # anything
     "StorageError": ("retryable", "reading or writing an artifact failed"),
     "OutOfMemory": ("retryable", "the process ran out of memory (MemoryError)"),
@@ -234,6 +292,8 @@ class StepResult(_Contract):
     passed: bool | None = Field(None, description="Evaluation: whether every gate passed.")
     failed_gates: list[str] | None = None
     report_uri: str | None = None
+    tensorboard_uri: str | None = Field(None, description="Finetune: TensorBoard event files.")
+    mlflow_run: MlflowRun | None = Field(None, description="Finetune: the MLflow run logged to.")
     details: dict[str, Any] | None = Field(
         None, description="Small kind-specific extras (Dataset: version, records, stageCounts)."
     )

@@ -23,8 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
+
+import orjson
 
 MAX_ID_CHARS = 256
 KNOWN_FIELDS = frozenset(
@@ -86,19 +90,31 @@ class BodyError(ValueError):
 
 
 def split_body(body: bytes, max_records: int) -> list[Any]:
-    """The objects of a body: one JSON value, a JSON array, or JSONL (bad lines as _BadLine)."""
+    """The objects of a body: one JSON value, a JSON array, or JSONL (bad lines as _BadLine).
+
+    Parsed with orjson; where orjson refuses what the json module reads (NaN, a lone
+    surrogate escape, a UTF-8 BOM...) or would read it differently (an integer literal of 19
+    digits or more becomes a float in orjson), the json module decides, so the values and the
+    error messages are the json module's.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BodyError(f"the body is not UTF-8 text (byte {exc.start})") from exc
     if not text.strip():
         raise BodyError("the body is empty")
-    if "\x00" in text:
+    if b"\x00" in body:
         raise BodyError("the body holds NUL characters (binary data?)")
+    fast = _LONG_DIGITS not in body.translate(_DIGITS)
     try:
-        value = json.loads(text)
+        value = orjson.loads(body) if fast else json.loads(text)
     except ValueError:
-        value = _jsonl(text, max_records)
+        try:
+            value = json.loads(text) if fast else None
+        except ValueError:
+            value = _jsonl(body, max_records, fast)
+        else:
+            value = value if isinstance(value, list) else [value]
     else:
         if not isinstance(value, list):
             value = [value]
@@ -109,22 +125,48 @@ def split_body(body: bytes, max_records: int) -> list[Any]:
     return list(value)
 
 
+# every digit -> "0", anything else -> " ": an integer literal orjson would read as a float
+# (beyond 64 bits) shows as 19 zeros in a row (a translate and a substring search: ~1 us/KB)
+_DIGITS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
 @dataclass(frozen=True)
 class _BadLine:
     line: int
     reason: str
 
 
-def _jsonl(text: str, max_records: int) -> list[Any]:
-    items: list[Any] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+def _jsonl(body: bytes, max_records: int, fast: bool) -> list[Any]:
+    """JSONL: lines end at \\n, \\r\\n or \\r (a U+2028 in a string does not end one)."""
+    lines = body.splitlines()
+    if fast:
+        try:  # the common case: every line reads
+            items = [orjson.loads(raw) for raw in lines if raw.strip()]
+        except ValueError:
+            pass
+        else:
+            if len(items) > max_records:
+                raise BodyError(f"more than {max_records} records in one request")
+            return items
+    items = []
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         if len(items) >= max_records:
             raise BodyError(f"more than {max_records} records in one request")
+        if fast:
+            try:
+                items.append(orjson.loads(raw))
+                continue
+            except ValueError:
+                pass
+        line = raw.decode("utf-8")
         try:
-            items.append(json.loads(raw))
+            items.append(json.loads(line))
         except ValueError as exc:
+            if not line.strip():  # Unicode blanks only (e.g. NBSP): a blank line
+                continue
             reason = f"line {number} is not JSON ({type(exc).__name__} at column {_col(exc)})"
             items.append(_BadLine(number, reason))
     return items
@@ -135,9 +177,43 @@ def _col(exc: ValueError) -> int:
 
 
 def content_id(record: Any) -> str:
-    """The id of a record that has none: a hash of its canonical JSON."""
-    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    """The id of a record that has none: a hash of its canonical JSON.
+
+    The canonical JSON is ``json.dumps(record, sort_keys=True, ensure_ascii=False,
+    separators=(",", ":"))`` in UTF-8; orjson writes the same bytes for plain values (see
+    ``_plain``), the json module writes the others.
+    """
+    if _plain_or_not(record):
+        try:
+            canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits
+            pass
+        else:
+            return "sha256:" + hashlib.sha256(canonical).hexdigest()
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _plain(value: Any) -> bool:
+    """Whether orjson writes ``value`` as the json module does: JSON types only, and floats
+    that both print in positional notation (orjson writes 1e-05 as 0.00001) or as 0."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return bool(value == 0.0 or 1e-4 <= abs(value) < 1e16)  # False for NaN and infinity
+    if kind is dict:
+        return all(type(key) is str and _plain(item) for key, item in value.items())
+    if kind is list:
+        return all(_plain(item) for item in value)
+    return False
+
+
+def _plain_or_not(value: Any) -> bool:
+    try:
+        return _plain(value)
+    except RecursionError:
+        return False
 
 
 class _Checker:
@@ -155,11 +231,12 @@ class _Checker:
         if not isinstance(value, str):
             self.fail(path, f"must be a string, not {_kind(value)}")
             return None
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            self.fail(path, "is not valid Unicode (a lone surrogate)")
-            return None
+        if not value.isascii():  # ASCII text (the common case) cannot hold a lone surrogate
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                self.fail(path, "is not valid Unicode (a lone surrogate)")
+                return None
         if not value.strip():
             if required:
                 self.fail(path, "must not be empty")
@@ -289,6 +366,130 @@ def _openai(row: dict[str, Any], check: _Checker) -> tuple[str | None, str | Non
 
 def validate(index: int, row: Any, received_at: str) -> Valid | Invalid:
     """One record of a batch -> the line to store, or its errors."""
+    fast = _fast_line(row, received_at) if type(row) is dict else None
+    if fast is not None:
+        return Valid(fast[0]["id"], fast[0])
+    return _validate_full(index, row, received_at)
+
+
+def validate_batch(
+    items: list[Any], received_at: str, max_record_bytes: int
+) -> tuple[list[tuple[str, bytes]], list[Invalid]]:
+    """The records of a batch -> ((id, encoded line) of each valid one, the invalid ones).
+
+    A line over ``max_record_bytes`` is invalid. Same outcome as ``validate`` and
+    ``encode_line`` record by record, without building their objects for the common records.
+    """
+    valid: list[tuple[str, bytes]] = []
+    rejected: list[Invalid] = []
+    for index, row in enumerate(items):
+        fast = _fast_line(row, received_at) if type(row) is dict else None
+        if fast is not None:
+            record_id, data = fast[0]["id"], _dump(*fast)
+        else:
+            outcome = _validate_full(index, row, received_at)
+            if isinstance(outcome, Invalid):
+                rejected.append(outcome)
+                continue
+            record_id, data = outcome.id, encode_line(outcome.line)
+        if len(data) > max_record_bytes:
+            error = FieldError("", f"record over {max_record_bytes} bytes")
+            rejected.append(Invalid(index, record_id, (error,)))
+        else:
+            valid.append((record_id, data))
+    return valid, rejected
+
+
+def _utf8(text: str) -> bool:
+    """Whether a non-ASCII string is valid Unicode (holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fast_line(row: dict[str, Any], received_at: str) -> tuple[dict[str, Any], bool] | None:
+    """(line, plain) of a valid feedback record in its common shape (no chat, no OpenAI pair,
+    JSON types); None for any other record, which ``_validate_full`` then judges. The line is
+    the one ``_validate_full`` builds; ``plain``: orjson may write it (see ``_plain``)."""
+    get = row.get
+    if "request" in row or get("messages") is not None:
+        return None
+    record_id = get("id")
+    if type(record_id) is not str and record_id is not None:
+        if type(record_id) is not int:
+            return None
+        record_id = str(record_id)
+    if record_id is not None and (
+        len(record_id) > MAX_ID_CHARS or not record_id or record_id.isspace()
+    ):
+        return None
+    prompt = get("prompt")
+    if type(prompt) is not str or not prompt or prompt.isspace():
+        return None
+    if not (prompt.isascii() or _utf8(prompt)):
+        return None
+    line: dict[str, Any] = {"id": record_id, "prompt": prompt}
+    plain = True
+    for key in _TEXT_FIELDS:  # each field in the line's order; rating after response
+        if key == "rating":
+            rating = _fast_rating(row)
+            if rating is _UNFIT:
+                return None
+            if rating is not None:
+                line["rating"] = rating
+                plain = type(rating) is int or rating == 0.0 or 1e-4 <= abs(rating) < 1e16
+            continue
+        value = get(key)
+        if value is not None:
+            if type(value) is not str or not (value.isascii() or _utf8(value)):
+                return None
+            if value and not value.isspace():
+                line[key] = value
+    if "response" not in line and "correction" not in line and "chosen" not in line:
+        return None
+    model = None
+    for name in ("model_version", "modelVersion"):
+        value = get(name)
+        if value is not None:
+            if type(value) is not str or not (value.isascii() or _utf8(value)):
+                return None
+            if value and not value.isspace():
+                model = value
+    if model is not None:
+        line["model_version"] = model
+    metadata = get("metadata")
+    if metadata is not None:
+        if type(metadata) is not dict:
+            return None
+        plain = plain and _plain_or_not(metadata)
+        line["metadata"] = metadata
+    line["received_at"] = received_at
+    if record_id is None:
+        line["id"] = content_id(row)
+    return line, plain
+
+
+_TEXT_FIELDS = ("response", "rating", "correction", "chosen", "rejected")
+_UNFIT = object()
+
+
+def _fast_rating(row: dict[str, Any]) -> Any:
+    """A valid rating (an int or a finite float; thumbs as 1 or 0), None, or _UNFIT."""
+    rating = row.get("rating")
+    if rating is None:
+        thumbs = row.get("thumbs")
+        if thumbs is None or thumbs == "up" or thumbs == "down":
+            return None if thumbs is None else int(thumbs == "up")
+        return _UNFIT
+    if type(rating) is int or (type(rating) is float and math.isfinite(rating)):
+        return rating
+    return _UNFIT
+
+
+def _validate_full(index: int, row: Any, received_at: str) -> Valid | Invalid:
+    """``validate`` of any record: every shape, every error with its field path."""
     if isinstance(row, _BadLine):
         return Invalid(index, None, (FieldError("", row.reason),))
     if not isinstance(row, dict):
@@ -343,6 +544,50 @@ def validate(index: int, row: Any, received_at: str) -> Valid | Invalid:
     return Valid(record_id, line)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+_NOT_ASCII = re.compile(rb"[\x7f-\xff]+")
+
+
 def encode_line(line: dict[str, Any]) -> bytes:
-    """One JSONL line (with its newline); ASCII-escaped so no record can split a line."""
-    return (json.dumps(line, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
+    """One JSONL line (with its newline); ASCII-escaped so no record can split a line.
+
+    The same bytes as ``json.dumps(line, ensure_ascii=True, separators=(",", ":")) + "\\n"``:
+    orjson writes plain lines (see ``_plain``), their non-ASCII characters (and DEL) escaped
+    afterwards as the json module escapes them; the json module writes the others.
+    """
+    return _dump(line, _plain_or_not(line))
+
+
+def _dump(line: dict[str, Any], plain: bool) -> bytes:
+    if plain:
+        try:
+            data = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits
+            pass
+        else:
+            if data.isascii() and b"\x7f" not in data:
+                return data
+            # non-ASCII bytes only occur inside strings: each run is whole UTF-8 characters
+            return _NOT_ASCII.sub(_escape_run, data)
+    return _stdlib_line(line)
+
+
+def _escape_run(match: re.Match[bytes]) -> bytes:
+    out = []
+    for char in match.group().decode("utf-8"):
+        code = ord(char)
+        if code > 0xFFFF:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out).encode("ascii")
+
+
+def _stdlib_line(line: dict[str, Any]) -> bytes:
+    """``encode_line`` with the json module: string values go straight to its C escaper."""
+    fields = [
+        f"{_quote(key)}:{_quote(value) if type(value) is str else _ENCODER.encode(value)}"
+        for key, value in line.items()
+    ]
+    return ("{" + ",".join(fields) + "}\n").encode("ascii")

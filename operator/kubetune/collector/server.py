@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import signal
@@ -34,20 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kubetune.collector.auth import TokenStore
-from kubetune.collector.records import (
-    BodyError,
-    FieldError,
-    Invalid,
-    Valid,
-    encode_line,
-    split_body,
-    validate,
-)
+from kubetune.collector.records import BodyError, split_body, validate_batch
 from kubetune.collector.store import LoopStore, backend_for, loop_uri, writer_id
 
 log = logging.getLogger("kubetune.collector")
@@ -119,7 +113,7 @@ class Metrics:
         )
         self.commit = Histogram(
             "kubetune_collector_commit_seconds",
-            "Time from a record's arrival to its durable commit.",
+            "Time from a request's records being queued to their durable commit (per request).",
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
@@ -135,22 +129,54 @@ class Metrics:
         )
         self.segments = Counter(
             "kubetune_collector_segment_commits",
-            "Segment commits (temporary file, fsync, rename; one PUT on S3).",
+            "Group commits to a segment (one append and fdatasync; one PUT on S3).",
             labels,
             registry=self.registry,
         )
 
 
 @dataclass
-class _Pending:
-    record_id: str
-    line: bytes
+class _Group:
+    """The not-yet-committed records of one request; ``future`` gets a new-or-not flag each."""
+
+    records: list[tuple[str, bytes]]
+    size: int
     since: float
-    future: asyncio.Future[bool]
+    future: asyncio.Future[list[bool]]
+
+
+@dataclass
+class _Ticket:
+    """What one request waits for: its own group and records another request is committing."""
+
+    group: _Group | None
+    borrowed: list[tuple[_Group, int]]
+    duplicates: int
+
+    async def wait(self) -> tuple[int, int]:
+        """(accepted, duplicates) once every record is committed; StoreUnavailable otherwise."""
+        groups = {id(g): g for g, _ in self.borrowed}
+        if self.group is not None:
+            groups[id(self.group)] = self.group
+        futures = [g.future for g in groups.values()]
+        if len(futures) == 1:
+            await asyncio.shield(futures[0])
+        elif futures:
+            await asyncio.shield(asyncio.gather(*futures))
+        own = self.group.future.result() if self.group is not None else []
+        accepted = sum(own) + sum(g.future.result()[i] for g, i in self.borrowed)
+        total = len(own) + len(self.borrowed) + self.duplicates
+        return accepted, total - accepted
 
 
 class LoopWriter:
-    """Group commits of one loop: one commit at a time, each takes all that is pending."""
+    """Group commits of one loop: one commit at a time, each takes every request pending.
+
+    Requests that arrive while a commit runs queue their records (counted in the service's
+    ``pending_bytes``, bounded by ``max_pending_bytes``: over it the service answers 429); the
+    next commit writes them all with one append and one fdatasync and acknowledges them
+    together.
+    """
 
     def __init__(self, service: CollectorService, namespace: str, loop: str) -> None:
         self.service = service
@@ -164,8 +190,13 @@ class LoopWriter:
             segment_seconds=config.segment_seconds,
             retention_seconds=config.retention_seconds,
         )
-        self.pending: list[_Pending] = []
-        self.inflight: dict[str, asyncio.Future[bool]] = {}
+        self.pending: list[_Group] = []
+        self.inflight: dict[str, tuple[_Group, int]] = {}  # id -> its group, its index there
+        metrics = service.metrics  # this loop's series, looked up once
+        self.accepted = metrics.accepted.labels(namespace, loop)
+        self.duplicates = metrics.duplicates.labels(namespace, loop)
+        self.bytes = metrics.bytes.labels(namespace, loop)
+        self.segments = metrics.segments.labels(namespace, loop)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] | None = None
@@ -180,75 +211,110 @@ class LoopWriter:
                 self.ready.exception()  # retrieved: waiting requests re-raise it
                 raise
             log.info("%s/%s: %d committed ids indexed", self.namespace, self.loop, loaded)
+            if self.store.torn_tails:
+                log.warning(
+                    "%s/%s: cut %d torn segment tails",
+                    self.namespace,
+                    self.loop,
+                    self.store.torn_tails,
+                )
             self._task = asyncio.create_task(self._run(), name=f"commit {self.loop}")
             self.ready.set_result(None)
         await asyncio.shield(self.ready)
 
-    def submit(self, record_id: str, line: bytes, now: float) -> asyncio.Future[bool] | None:
-        """None when the id is already committed; else a future: True once written."""
-        if record_id in self.store.ids:
-            return None
-        existing = self.inflight.get(record_id)
-        if existing is not None:
-            return existing
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.inflight[record_id] = future
-        self.pending.append(_Pending(record_id, line, now, future))
-        self.service.pending_bytes += len(line)
+    def submit(self, valid: list[tuple[str, bytes]], now: float) -> _Ticket:
+        """Queue the records whose id is neither committed nor being committed."""
+        committed, inflight = self.store.ids, self.inflight
+        group = _Group([], 0, now, asyncio.get_running_loop().create_future())
+        ids = [record_id for record_id, _ in valid]
+        if ids and committed.keys().isdisjoint(ids) and inflight.keys().isdisjoint(ids):
+            positions = {record_id: (group, i) for i, record_id in enumerate(ids)}
+            if len(positions) == len(ids):  # the common case: every id new, none twice
+                inflight.update(positions)
+                group.records = list(valid)
+                group.size = sum(len(line) for _, line in valid)
+                return self._queue(group, [], 0)
+        borrowed: list[tuple[_Group, int]] = []
+        duplicates = size = 0
+        for record_id, line in valid:
+            if record_id in committed:
+                duplicates += 1
+                continue
+            held = inflight.get(record_id)
+            if held is not None:
+                borrowed.append(held)
+                continue
+            inflight[record_id] = (group, len(group.records))
+            group.records.append((record_id, line))
+            size += len(line)
+        if not group.records:
+            return _Ticket(None, borrowed, duplicates)
+        group.size = size
+        return self._queue(group, borrowed, duplicates)
+
+    def _queue(self, group: _Group, borrowed: list[tuple[_Group, int]], duplicates: int) -> _Ticket:
+        self.pending.append(group)
+        self.service.pending_bytes += group.size
         self._wake.set()
-        return future
+        return _Ticket(group, borrowed, duplicates)
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self.pending:
-                batch = self._take(self.store.segment_bytes)
-                await self._commit(batch, sum(len(p.line) for p in batch))
+                await self._commit(self._take(self.store.segment_bytes))
 
-    def _take(self, limit: int) -> list[_Pending]:
+    def _take(self, limit: int) -> list[_Group]:
         size, count = 0, 0
-        for item in self.pending:
-            if count and size + len(item.line) > limit:
+        for group in self.pending:
+            if count and size + group.size > limit:
                 break
-            size += len(item.line)
+            size += group.size
             count += 1
         taken, self.pending = self.pending[:count], self.pending[count:]
         return taken
 
-    async def _commit(self, batch: list[_Pending], size: int) -> None:
+    async def _commit(self, groups: list[_Group]) -> None:
         metrics = self.service.metrics
+        records = [record for group in groups for record in group.records]
         try:
-            fresh = await asyncio.to_thread(
-                self.store.commit, [(p.record_id, p.line) for p in batch]
-            )
+            fresh = await asyncio.to_thread(self.store.commit, records)
         except Exception as exc:
             log.error("%s/%s: commit failed: %s", self.namespace, self.loop, exc)
             self.service.last_failure = time.monotonic()
             self.store.mark_dirty()
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(StoreUnavailable(str(exc)))
-                    item.future.exception()
-            self._release(batch, size)
+            for group in groups:
+                group.future.set_exception(StoreUnavailable(str(exc)))
+                group.future.exception()  # retrieved: the requests re-raise it
+            self._release(groups)
             return
         done = time.monotonic()
-        written = 0
-        for item, new in zip(batch, fresh, strict=True):
-            metrics.commit.observe(done - item.since)
-            written += len(item.line) if new else 0
-            if not item.future.done():
-                item.future.set_result(new)
-        metrics.bytes.labels(self.namespace, self.loop).inc(written)
+        written = start = 0
+        for group in groups:
+            flags = fresh[start : start + len(group.records)]
+            if all(flags):
+                written += group.size
+            else:
+                written += sum(
+                    len(line) for (_, line), new in zip(group.records, flags, strict=True) if new
+                )
+            start += len(group.records)
+            metrics.commit.observe(done - group.since)
+            group.future.set_result(flags)
+        self.bytes.inc(written)
         if written:
-            metrics.segments.labels(self.namespace, self.loop).inc()
-        self._release(batch, size)
+            self.segments.inc()
+        self._release(groups)
 
-    def _release(self, batch: list[_Pending], size: int) -> None:
-        for item in batch:
-            if self.inflight.get(item.record_id) is item.future:
-                del self.inflight[item.record_id]
-        self.service.pending_bytes -= size
+    def _release(self, groups: list[_Group]) -> None:
+        inflight = self.inflight
+        for group in groups:
+            for record_id, _ in group.records:
+                held = inflight.get(record_id)
+                if held is not None and held[0] is group:
+                    del inflight[record_id]
+            self.service.pending_bytes -= group.size
 
     def oldest_pending(self) -> float | None:
         return self.pending[0].since if self.pending else None
@@ -280,6 +346,7 @@ class CollectorService:
         self.pending_bytes = 0
         self.inflight_requests = 0
         self.last_failure = 0.0
+        self._by_status: dict[int, Any] = {}  # status -> its series of metrics.requests
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -321,7 +388,12 @@ class CollectorService:
             response = web.json_response(payload, status=exc.status, headers=headers)
             if exc.status in (408, 413):
                 response.force_close()
-        self.metrics.requests.labels(str(response.status)).inc()
+        counter = self._by_status.get(response.status)
+        if counter is None:
+            counter = self._by_status[response.status] = self.metrics.requests.labels(
+                str(response.status)
+            )
+        counter.inc()
         return response
 
     async def _post(self, request: web.Request) -> web.Response:
@@ -398,19 +470,7 @@ class CollectorService:
         except BodyError as exc:
             raise RequestError(400, "bad_body", str(exc)) from exc
         received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        valid: list[tuple[str, bytes]] = []
-        rejected: list[Invalid] = []
-        for index, item in enumerate(items):
-            outcome = validate(index, item, received)
-            if isinstance(outcome, Valid):
-                line = encode_line(outcome.line)
-                if len(line) > config.max_record_bytes:
-                    reason = f"record over {config.max_record_bytes} bytes"
-                    outcome = Invalid(index, outcome.id, (FieldError("", reason),))
-                else:
-                    valid.append((outcome.id, line))
-                    continue
-            rejected.append(outcome)
+        valid, rejected = validate_batch(items, received, config.max_record_bytes)
         if rejected:
             self.metrics.rejected.labels("invalid_record").inc(len(rejected))
         size = sum(len(line) for _, line in valid)
@@ -423,18 +483,13 @@ class CollectorService:
         accepted = duplicates = 0
         if valid:
             writer = await self._writer(namespace, loop)
-            now = time.monotonic()
-            waits = [writer.submit(record_id, line, now) for record_id, line in valid]
-            pending = [w for w in waits if w is not None]
-            duplicates = len(waits) - len(pending)
+            ticket = writer.submit(valid, time.monotonic())
             try:
-                results = await asyncio.shield(asyncio.gather(*pending))
+                accepted, duplicates = await ticket.wait()
             except StoreUnavailable as exc:
                 raise RequestError(503, "store_error", "commit failed; retry", 1) from exc
-            accepted = sum(results)
-            duplicates += len(results) - accepted
-            self.metrics.accepted.labels(namespace, loop).inc(accepted)
-            self.metrics.duplicates.labels(namespace, loop).inc(duplicates)
+            writer.accepted.inc(accepted)
+            writer.duplicates.inc(duplicates)
         log.debug(
             "%s/%s from %s: %d accepted, %d duplicates, %d rejected",
             namespace,
@@ -448,8 +503,11 @@ class CollectorService:
         if rejected:
             payload["rejected"] = [r.to_dict() for r in rejected[:100]]
             payload["rejectedCount"] = len(rejected)
-            return web.json_response(payload, status=400)
-        return web.json_response(payload)
+        return web.Response(
+            body=orjson.dumps(payload),
+            status=400 if rejected else 200,
+            content_type="application/json",
+        )
 
 
 async def serve(
@@ -469,6 +527,7 @@ async def serve(
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
     )
     await runner.setup()
+    gc.freeze()  # the modules' objects: out of every collection (cheaper full collections)
     site = web.TCPSite(runner, host, port, backlog=256)
     await site.start()
     bound = port

@@ -5,21 +5,32 @@ Layout, under the loop's prefix (``{store}/{namespace}/{loop}``, the loop's
 
     collector/2026-12-02/20261202T143512.123456Z-<writer>.jsonl
 
-A *segment* is one file of complete JSONL lines. Every commit writes the open segment's content
-plus the new lines to a hidden temporary name (``.<name>.tmp-*``, skipped by readers), flushes
-and fsyncs it, renames it over the segment and fsyncs the directory: a reader sees the old or
-the new version, both made of complete lines, and the new one only extends the old (the loop's
-cursor resumes at its byte offset). On S3 each commit is one PUT of the whole segment object.
+A *segment* is one file of complete JSONL lines, created under its final name by one writer
+process and only ever appended to by it. On a local or PVC store a commit is one ``pwrite`` of
+complete lines at the segment's end followed by ``fdatasync`` (and, when the commit created the
+segment, an ``fsync`` of its folder): a record is acknowledged only after that. The loop's
+reader consumes complete lines only (a line is complete once its newline is written), so a
+write cut short shows no partial record; readers resume at their cursor's byte offset because
+the file only grows. A write that fails or is cut by a crash can leave a *torn tail* (bytes
+after the last newline): the segment is then abandoned, and the next writer to take the store
+lock truncates the tail back to the last newline before anything else is committed (complete
+lines of the cut write stay: they are synced and their ids indexed, so a client's retry is a
+duplicate, and a reader may have read them already). On S3 an object cannot be appended to:
+each commit PUTs the whole segment object (its content is kept in memory while it is open),
+so a reader sees the old or the new version and the new one only extends the old.
+
 A segment is closed (a new one opened) when the next commit would make it larger than
-``segment_bytes`` or once it is ``segment_seconds`` old; its content stays in memory until
-then, so memory is bounded by ``segment_bytes`` per loop.
+``segment_bytes`` or once it is ``segment_seconds`` old. Its name never changes: sealing a
+segment is closing it, its last commit being already durable (renaming it would change the key
+of the reader's cursor and have it read the segment twice).
 
 Exactly once: every line carries its record ``id``. :class:`LoopStore` keeps the ids committed
 within the retention window (rebuilt from the segments at start-up, so a restarted collector
 still knows them). On a local or PVC store several replicas serialize their commits with an
 ``flock`` on ``collector/.lock``, whose generation counter tells a replica that another one
 committed: it then reads the new lines of the other replicas' segments before filtering its
-batch, so an id is written once across replicas too.
+batch, so an id is written once across replicas too. Every write to a segment happens under
+that lock, so a segment with a torn tail seen while holding it is not being written.
 """
 
 from __future__ import annotations
@@ -39,6 +50,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from kubetune.api.contract import PVC_ROOT_ENV
 
 COLLECTOR_DIR = "collector"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
@@ -64,7 +77,7 @@ class SegmentInfo:
 
 
 class Backend:
-    """Where segments live: list, read from an offset, replace atomically, lock."""
+    """Where segments live: list, read from an offset, append durably, repair, lock."""
 
     def list_segments(self, since_day: str) -> list[SegmentInfo]:
         raise NotImplementedError
@@ -72,8 +85,22 @@ class Backend:
     def read(self, relpath: str, offset: int) -> bytes:
         raise NotImplementedError
 
-    def replace(self, relpath: str, data: bytes) -> None:
+    def append(self, relpath: str, committed: int, data: bytes) -> None:
+        """Durably make ``relpath`` its first ``committed`` bytes followed by ``data``.
+
+        ``committed`` is 0 for a segment this call creates; otherwise it is the length this
+        writer committed last (the segment is open: only this writer appends to it).
+        """
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Seal the open segment: nothing more is appended to it."""
+
+    def truncate(self, relpath: str, size: int) -> None:
+        """Cut a torn tail (bytes after the last complete line) of an abandoned segment."""
+
+    def sync(self, relpath: str) -> None:
+        """Make what ``relpath`` holds durable (lines a writer wrote but may not have synced)."""
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[int]:
@@ -91,6 +118,9 @@ class LocalBackend(Backend):
         self.root = root
         self.base = root / COLLECTOR_DIR
         self._generation = -1
+        self._fd = -1
+        self._fd_relpath: str | None = None
+        self._lock_fd = -1
 
     def list_segments(self, since_day: str) -> list[SegmentInfo]:
         out: list[SegmentInfo] = []
@@ -113,34 +143,65 @@ class LocalBackend(Backend):
             handle.seek(offset)
             return handle.read()
 
-    def replace(self, relpath: str, data: bytes) -> None:
+    def append(self, relpath: str, committed: int, data: bytes) -> None:
+        created = self._fd_relpath != relpath
+        if created:
+            if committed:
+                raise RuntimeError(f"{relpath} is not this writer's open segment")
+            self._create(relpath)
+        try:
+            view, offset = memoryview(data), committed
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view, offset = view[written:], offset + written
+            _fdatasync(self._fd)
+            if created:
+                _fsync_dir((self.root / relpath).parent)  # the segment's name is durable too
+        except BaseException:
+            self.close()  # abandoned: a torn tail is cut under the lock before the next write
+            raise
+
+    def _create(self, relpath: str) -> None:
+        self.close()
         final = self.root / relpath
         folder = final.parent
         if not folder.is_dir():
             folder.mkdir(parents=True, exist_ok=True)
             _fsync_dir(folder.parent)
-        tmp = folder / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(final, flags, 0o644)
+        self._fd_relpath = relpath
+
+    def close(self) -> None:
+        if self._fd >= 0:
             with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        os.close(fd)
-        os.replace(tmp, final)
-        _fsync_dir(folder)
+                os.close(self._fd)
+        self._fd, self._fd_relpath = -1, None
+
+    def truncate(self, relpath: str, size: int) -> None:
+        fd = os.open(self.root / relpath, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def sync(self, relpath: str) -> None:
+        fd = os.open(self.root / relpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[int]:
-        self.base.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.base / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if self._lock_fd < 0:  # kept open: a commit costs no open/close of the lock file
+            self.base.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            self._lock_fd = os.open(self.base / ".lock", flags, 0o644)
+        fd = self._lock_fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             raw = os.pread(fd, 8, 0)
             current = struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
             others = 0 if self._generation < 0 else current - self._generation
@@ -150,10 +211,10 @@ class LocalBackend(Backend):
             self._generation = current + 1
             yield others
         finally:
-            os.close(fd)  # releases the flock
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def cleanup(self) -> int:
-        """Remove temporary files a killed writer left (older than a minute)."""
+        """Remove temporary files that collectors before 0.2 (whole-segment rewrites) left."""
         removed = 0
         now = time.time()
         for tmp in self.base.glob("*/.*.tmp-*") if self.base.is_dir() else []:
@@ -162,6 +223,11 @@ class LocalBackend(Backend):
                     tmp.unlink()
                     removed += 1
         return removed
+
+
+def _fdatasync(fd: int) -> None:
+    sync = getattr(os, "fdatasync", os.fsync)  # fdatasync also flushes the grown file size
+    sync(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -178,8 +244,10 @@ def _fsync_dir(path: Path) -> None:
 class S3Backend(Backend):
     """s3:// stores through fsspec/s3fs: each commit PUTs the whole segment object.
 
-    S3 has no lock: run one collector replica per S3 store for exactly-once across replicas
-    (restarts are covered by the start-up scan).
+    Objects cannot be appended to, so the open segment's content stays in memory (at most
+    ``segment_bytes``) and every commit replaces the object with a longer version; one object
+    per segment keeps the reader's listing short. S3 has no lock: run one collector replica
+    per S3 store for exactly-once across replicas (restarts are covered by the start-up scan).
     """
 
     def __init__(self, prefix: str) -> None:
@@ -191,6 +259,8 @@ class S3Backend(Backend):
             options["client_kwargs"] = {"endpoint_url": endpoint}
         self.fs: Any = fsspec.filesystem("s3", **options)
         self.prefix = prefix.strip("/")
+        self._open: str | None = None
+        self._content = b""
 
     def list_segments(self, since_day: str) -> list[SegmentInfo]:
         base = f"{self.prefix}/{COLLECTOR_DIR}"
@@ -214,8 +284,21 @@ class S3Backend(Backend):
         data: bytes = self.fs.cat_file(f"{self.prefix}/{relpath}", start=offset or None)
         return data
 
-    def replace(self, relpath: str, data: bytes) -> None:
-        self.fs.pipe_file(f"{self.prefix}/{relpath}", data)
+    def append(self, relpath: str, committed: int, data: bytes) -> None:
+        if self._open != relpath or len(self._content) != committed:
+            if committed:
+                raise RuntimeError(f"{relpath} is not this writer's open segment")
+            self._open, self._content = relpath, b""
+        content = self._content + data
+        try:
+            self.fs.pipe_file(f"{self.prefix}/{relpath}", content)
+        except BaseException:
+            self.close()
+            raise
+        self._content = content
+
+    def close(self) -> None:
+        self._open, self._content = None, b""
 
 
 def backend_for(uri: str) -> Backend:
@@ -225,7 +308,7 @@ def backend_for(uri: str) -> Backend:
     if scheme == "file":
         return LocalBackend(Path(rest))
     if scheme == "pvc":
-        return LocalBackend(Path(os.environ.get("KUBETUNE_PVC_ROOT", DEFAULT_PVC_ROOT)) / rest)
+        return LocalBackend(Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / rest)
     if scheme == "s3":
         return S3Backend(rest)
     raise ValueError(f"unsupported store scheme {scheme!r}: use file://, pvc:// or s3://")
@@ -271,21 +354,27 @@ class LoopStore:
         self.ids: dict[str, float] = {}  # id -> commit time, in commit order
         self._known: dict[str, int] = {}  # segment -> bytes whose ids are in the index
         self._open: str | None = None
-        self._content = bytearray()
+        self._size = 0  # committed bytes of the open segment
         self._opened_at = 0.0
-        self.segments_written = 0
+        self.commits = 0
+        self.torn_tails = 0  # torn tails cut (a crashed or failed write before)
         self._dirty = False
 
     def _since_day(self) -> str:
         return (datetime.now(UTC) - timedelta(seconds=self.retention)).strftime("%Y-%m-%d")
 
     def load(self) -> int:
-        """Read the ids of every segment within retention; returns how many were read."""
+        """Repair torn tails and read the ids of every segment within retention (how many)."""
         self.backend.cleanup()
-        return self.refresh()
+        with self.backend.locked():
+            return self.refresh()
 
     def refresh(self) -> int:
-        """Index the lines other writers (or an earlier process) committed since last time."""
+        """Index the lines other writers (or an earlier process) committed since last time.
+
+        Call it holding the store lock: a segment that ends in a torn tail is then not being
+        written (every write happens under the lock), so the tail is cut.
+        """
         added = 0
         for info in self.backend.list_segments(self._since_day()):
             seen = self._known.get(info.relpath, 0)
@@ -293,6 +382,9 @@ class LoopStore:
                 continue
             if info.size < seen:
                 seen = 0  # rewritten: read it all again
+            # A writer that died (or failed) between its write and its fdatasync left lines
+            # that may not be on disk yet: sync them before their ids count as committed.
+            self.backend.sync(info.relpath)
             data = self.backend.read(info.relpath, seen)
             complete = data.rfind(b"\n") + 1
             for record_id in ids_of(data[:complete]):
@@ -300,6 +392,9 @@ class LoopStore:
                     self.ids[record_id] = info.mtime
                     added += 1
             self._known[info.relpath] = seen + complete
+            if complete < len(data) and info.relpath != self._open:
+                self.backend.truncate(info.relpath, seen + complete)
+                self.torn_tails += 1
         self._trim()
         return added
 
@@ -312,10 +407,17 @@ class LoopStore:
             del self.ids[first]
 
     def mark_dirty(self) -> None:
-        """After a failed commit: the segment may or may not hold it; close it, re-read later."""
+        """After a failed commit: the segment may hold part of it; abandon it, re-read later."""
+        self.backend.close()
         self._open = None
-        self._content = bytearray()
+        self._size = 0
         self._dirty = True
+
+    def close(self) -> None:
+        """Seal the open segment (its last commit is durable already)."""
+        self.backend.close()
+        self._open = None
+        self._size = 0
 
     def commit(self, batch: list[tuple[str, bytes]]) -> list[bool]:
         """Write the lines whose id is new, durably; returns for each one whether it was new."""
@@ -333,7 +435,7 @@ class LoopStore:
                     chosen[record_id] = True
                     payload += line
             if payload:
-                self._write(bytes(payload))
+                self._append(bytes(payload))
                 now = time.time()
                 for record_id in chosen:
                     self.ids[record_id] = now
@@ -341,22 +443,21 @@ class LoopStore:
                     self._trim()
             return fresh
 
-    def _write(self, payload: bytes) -> None:
+    def _append(self, payload: bytes) -> None:
         now = time.time()
         if (
             self._open is None
-            or len(self._content) + len(payload) > self.segment_bytes
+            or self._size + len(payload) > self.segment_bytes
             or now - self._opened_at >= self.segment_seconds
         ):
+            self.close()
             self._open = f"{COLLECTOR_DIR}/{_day(now)}/{_stamp(now)}-{self.writer}.jsonl"
-            self._content = bytearray()
             self._opened_at = now
-        content = self._content + payload
-        self.backend.replace(self._open, bytes(content))
-        self._content = content
-        self._known[self._open] = len(content)
-        self.segments_written += 1
+        self.backend.append(self._open, self._size, payload)
+        self._size += len(payload)
+        self._known[self._open] = self._size
+        self.commits += 1
 
     @property
     def open_segment_bytes(self) -> int:
-        return len(self._content)
+        return self._size

@@ -26,14 +26,14 @@ import kopf
 from pydantic import ValidationError
 
 from kubetune.api.common import API_VERSION, GROUP
-from kubetune.api.resources import KIND_INFO, AnyResource
+from kubetune.api.contract import JOB_NAME_LABEL, LEGACY_JOB_NAME_LABEL
+from kubetune.api.kinds import KIND_INFO
+from kubetune.api.resources import AnyResource
 from kubetune.plan import naming
 from kubetune.plan.refs import referenced_resources
+from kubetune.plan.runs import conditions_finished
 
 VERSION = API_VERSION.split("/", 1)[1]
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-LEGACY_JOB_NAME_LABEL = "job-name"
-FINISHED_JOB_CONDITIONS = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
 
 Key = tuple[str, str, str]  # (namespace, kind, name)
 
@@ -108,11 +108,8 @@ def kubetune_owner(body: Mapping[str, Any]) -> tuple[Key, str] | None:
 
 
 def job_finished(job: Mapping[str, Any]) -> bool:
-    """Whether a Job's controller has marked it complete or failed."""
-    conditions = (job.get("status") or {}).get("conditions") or []
-    return any(
-        c.get("type") in FINISHED_JOB_CONDITIONS and c.get("status") == "True" for c in conditions
-    )
+    """Whether a Job body's outcome is decided (:func:`kubetune.plan.runs.conditions_finished`)."""
+    return conditions_finished((job.get("status") or {}).get("conditions") or [])
 
 
 def pod_finished(pod: Mapping[str, Any]) -> bool:

@@ -1,4 +1,6 @@
-"""The Dataset controller: one dataprep Job per generation; Ready with version and counts."""
+"""The Dataset controller: one dataprep Job per run; with ``spec.parallelism`` above 1, a map
+Indexed Job then a reduce Job, in order (decided by kubetune.plan.dataset and plan.stages);
+Ready with version and counts, ``status.stages`` per stage."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetune.api.common import API_VERSION
-from kubetune.api.resources import KIND_INFO
+from kubetune.api.kinds import KIND_INFO
 
 Fetch = Callable[[str], Awaitable[Mapping[str, Any] | None]]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kubetune import metrics
+from kubetune.controllers import metrics
 from kubetune.controllers.base import KindController
 
 

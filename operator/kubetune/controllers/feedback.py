@@ -12,8 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kubetune import metrics
+from kubetune.api.feedback import FeedbackLoopStatus
+from kubetune.controllers import metrics
 from kubetune.controllers.base import KindController
+
+# status.pendingRecords: the wire name of the field, from the model.
+_PENDING_RECORDS = str(FeedbackLoopStatus.model_fields["pending_records"].alias)
 
 
 def promoted(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
@@ -25,7 +29,7 @@ def promoted(status: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
 def observe_status(
     namespace: str, name: str, status: Mapping[str, Any], previous: Mapping[str, Any]
 ) -> None:
-    pending = status.get("pendingRecords")
+    pending = status.get(_PENDING_RECORDS)
     metrics.record_feedback(
         namespace,
         name,

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kubetune import metrics
+from kubetune.api.contract import RESULT_LOSS_KEYS
+from kubetune.controllers import metrics
 from kubetune.controllers.base import KindController
-
-LOSS_KEYS = ("loss", "trainLoss", "train_loss", "finalLoss", "final_loss")
 
 
 def latest_loss(status: Mapping[str, Any]) -> float | None:
@@ -18,10 +17,8 @@ def latest_loss(status: Mapping[str, Any]) -> float | None:
     if isinstance(progress.get("loss"), int | float):
         return float(progress["loss"])
     results = status.get("results") or {}
-    for key in LOSS_KEYS:
-        if isinstance(results.get(key), int | float):
-            return float(results[key])
-    return None
+    finals = [results[k] for k in RESULT_LOSS_KEYS if isinstance(results.get(k), int | float)]
+    return float(finals[0]) if finals else None
 
 
 def observe_status(

@@ -27,9 +27,10 @@ from typing import Any
 
 import kopf
 
-from kubetune import metrics
 from kubetune.api.common import GROUP
-from kubetune.api.resources import KIND_INFO
+from kubetune.api.kinds import KIND_INFO
+from kubetune.api.serving import KSERVE_API_VERSION, KSERVE_GROUP
+from kubetune.controllers import metrics
 from kubetune.controllers.base import KindController
 from kubetune.controllers.cache import (
     VERSION,
@@ -209,7 +210,7 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
 
 
 def register_children(registry: kopf.OperatorRegistry) -> None:
-    """Job and Pod events wake the kubetune resource that owns them."""
+    """Job, Pod and InferenceService events wake the kubetune resource that owns them."""
     labels = {naming.LABEL_KIND: kopf.PRESENT}
 
     @kopf.on.event("batch", "v1", "jobs", id="wake-job-owner", labels=labels, registry=registry)
@@ -226,3 +227,19 @@ def register_children(registry: kopf.OperatorRegistry) -> None:
         owner = Indexes(kwargs).job_owner(str(body.metadata.namespace or "default"), job)
         if owner is not None:
             runtime_of(memo)[1].wake(owner)
+
+    # KServe InferenceServices the operator created (spec.publish.kserve): a change of their
+    # status (Ready, url, traffic) wakes their owner. Without KServe's CRD kopf only warns and
+    # starts watching once the CRD appears.
+    @kopf.on.event(
+        KSERVE_GROUP,
+        KSERVE_API_VERSION.split("/")[1],
+        "inferenceservices",
+        id="wake-inferenceservice-owner",
+        labels=labels,
+        registry=registry,
+    )
+    async def on_inference_service_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        owner = owner_key(plain(body))
+        if owner is not None:
+            runtime_of(memo)[1].wake_if_looping(owner)

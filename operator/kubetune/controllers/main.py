@@ -37,8 +37,8 @@ from types import FrameType
 
 import kopf
 
-from kubetune import metrics
 from kubetune.api.common import API_VERSION
+from kubetune.controllers import metrics
 from kubetune.controllers.credentials import KubeAccess, LoginFailed
 from kubetune.controllers.kube import Api, APIError, NotFound, Unreachable
 from kubetune.controllers.leader import LeaderElector, LeaseConfig

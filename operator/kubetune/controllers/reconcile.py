@@ -4,7 +4,8 @@
    model; a spec that does not parse gets a ``Failed`` status with reason ``InvalidSpec`` and the
    field paths, and waits for the next change (:class:`InvalidSpec`).
 2. Build the :class:`~kubetune.plan.world.ObservedWorld` from the indexes: referenced resources,
-   the kubetune resources it controls, its Jobs and Pods, referenced ConfigMaps, live progress.
+   the kubetune resources it controls, its Jobs and Pods, referenced ConfigMaps, live progress,
+   and for a ``publish.kserve`` target whether KServe is installed and its InferenceService.
 3. Call the pure planner, then apply its answer idempotently: delete what it supersedes (Jobs,
    an old cycle's resources), create the children that are missing (``409 AlreadyExists`` means
    "already there"), patch (its own Jobs, or a promotion target of any kind, found by API
@@ -30,13 +31,14 @@ import aiohttp
 import kopf
 from pydantic import ValidationError
 
-from kubetune import metrics
+from kubetune.api.contract import JOB_NAME_LABEL, LABEL_RUN_ID
 from kubetune.api.resources import AnyResource
+from kubetune.api.serving import INFERENCE_SERVICE, KSERVE_API_VERSION
 from kubetune.api.steps import LiveProgress
+from kubetune.controllers import metrics
 from kubetune.controllers import status as status_writes
 from kubetune.controllers.base import KindController
 from kubetune.controllers.cache import (
-    JOB_NAME_LABEL,
     Fresh,
     Indexes,
     Key,
@@ -68,7 +70,8 @@ from kubetune.plan import (
     referenced_config_maps,
     referenced_resources,
 )
-from kubetune.plan.world import Event
+from kubetune.plan.serving import kserve_target, service_name
+from kubetune.plan.world import Event, ObservedServing
 
 T = TypeVar("T")
 TERMINAL = ("Succeeded", "Failed", "Ready")
@@ -240,7 +243,23 @@ class Reconciler:
             progress=progress,
             config_maps=config_maps,
             owned=self._owned(key, resource),
+            serving=await self._serving(resource),
         )
+
+    async def _serving(self, resource: AnyResource) -> ObservedServing | None:
+        """KServe as the resource's ``publish.kserve`` target sees it: whether the API server
+        serves InferenceServices (API discovery; a missing CRD is a status, not an error) and
+        the one the resource targets, read fresh (its watch events wake the resource)."""
+        target = kserve_target(resource)
+        if target is None:
+            return None
+        try:
+            kind = await self.client.resource(KSERVE_API_VERSION, INFERENCE_SERVICE)
+        except UnknownKind:
+            return ObservedServing(installed=False)
+        name = service_name(resource, target)
+        found = await self.client.get(kind.url(resource.namespace, name))
+        return ObservedServing(installed=True, inference_services={name: found} if found else {})
 
     async def _pods_of(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         """A Job's Pods from the index; from the API when the Job has finished but no Pod in
@@ -281,7 +300,7 @@ class Reconciler:
             pods = [
                 pod
                 for job in jobs
-                if job["metadata"].get("labels", {}).get("kubetune.dev/run-id") == run_id
+                if job["metadata"].get("labels", {}).get(LABEL_RUN_ID) == run_id
                 for pod in self.indexes.pods(resource.namespace, job["metadata"]["name"])
             ]
             ip = running_pod_ip(pods)

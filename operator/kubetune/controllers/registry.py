@@ -19,8 +19,9 @@ from typing import Any
 import aiohttp
 import kopf
 
-from kubetune import metrics
-from kubetune.controllers import compression, dataset, evaluation, feedback, finetune
+from kubetune.api.common import GROUP
+from kubetune.api.kinds import per_kind
+from kubetune.controllers import compression, dataset, evaluation, feedback, finetune, metrics
 from kubetune.controllers.base import KindController
 from kubetune.controllers.cache import register_child_indexes, register_indexes
 from kubetune.controllers.credentials import KubeAccess, connection_info, load
@@ -29,16 +30,24 @@ from kubetune.controllers.loop import MEMO_KEY, Wakers, register_children, regis
 from kubetune.controllers.reconcile import Runtime, utc_now
 from kubetune.plan.world import OperatorConfig
 
-PREFIX = "kubetune.dev"
+PREFIX = GROUP
 FINALIZER = f"{PREFIX}/finalizer"
 
-CONTROLLERS: tuple[KindController, ...] = (
-    dataset.CONTROLLER,
-    finetune.CONTROLLER,
-    compression.CONTROLLER,
-    evaluation.CONTROLLER,
-    feedback.CONTROLLER,
+# The controllers layer's registration: one controller module per kind of kubetune.api.kinds.
+BY_KIND: dict[str, KindController] = per_kind(
+    "kubetune.controllers.registry.BY_KIND",
+    {
+        c.kind: c
+        for c in (
+            dataset.CONTROLLER,
+            finetune.CONTROLLER,
+            compression.CONTROLLER,
+            evaluation.CONTROLLER,
+            feedback.CONTROLLER,
+        )
+    },
 )
+CONTROLLERS: tuple[KindController, ...] = tuple(BY_KIND.values())
 
 
 def configure(settings: kopf.OperatorSettings, posting_level: int = logging.WARNING) -> None:

@@ -15,11 +15,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubetune.api.resources import KIND_INFO
+from kubetune.api.kinds import KIND_INFO
 
 # Condition types the planners write; any other type belongs to someone else.
 MANAGED_CONDITIONS = frozenset(
-    {"Ready", "Succeeded", "Waiting", "Running", "Passed", "Cycling", "Reconciling", "Stalled"}
+    {
+        "Ready",
+        "Succeeded",
+        "Waiting",
+        "Running",
+        "Passed",
+        "Cycling",
+        "Reconciling",
+        "Stalled",
+        "Serving",  # spec.publish.kserve (plan/serving.py)
+    }
 )
 INVALID_SPEC = "InvalidSpec"
 CHILD_REJECTED = "ChildRejected"

@@ -27,7 +27,7 @@ from typing import Any
 from kubetune.local.executor import notes_for
 from kubetune.local.store import LocalStore, StoredResource, owner_references, resource_key
 from kubetune.plan.world import Plan
-from kubetune.validation import format_errors, is_kubetune, validate_manifest
+from kubetune.schema.validation import format_errors, is_kubetune, validate_manifest
 
 # Fields of a patch that address the object rather than change it.
 ADDRESS_FIELDS = ("apiVersion", "kind")

@@ -4,7 +4,9 @@ The Job's container command (``python -m kubetune_workloads <step> --spec ...``)
 interpreter; the step spec comes from the Job's ConfigMap child. Secrets referenced by the Job
 are taken from the caller's environment when a variable of the same name is set (a laptop has
 no Secrets), never written anywhere. Multi-node Jobs run as one local torchrun with one process
-per node and GPU.
+per node and GPU; any other Indexed Job (a parallel Dataset's map stage) runs as one process
+told how many indexes it stands for (``KUBETUNE_LOCAL_COMPLETIONS``), which runs them as that
+many worker processes.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.contract import (
+    CACHE_ENV,
+    LABEL_RUN_ID,
+    LOCAL_COMPLETIONS_ENV,
+    PROGRESS_FILE_ENV,
+    PVC_ROOT_ENV,
+    RESULT_LINE_PREFIX,
+    SPEC_KEY,
+    TERMINATION_LOG_ENV,
+)
 from kubetune.local.procs import die_with_parent, process_start
 from kubetune.local.store import Execution, now
 from kubetune.plan.naming import ANNOTATION_SPEC_HASH
 from kubetune.plan.world import ObservedJob, ObservedPod
-
-SPEC_MOUNT = "/etc/kubetune/spec.json"
-SPEC_KEY = "spec.json"
 
 
 @dataclass
@@ -82,11 +91,11 @@ def _local_env(
             env.pop(var["name"], None)  # a Secret the laptop does not have: leave unset
     env.update(
         {
-            "KUBETUNE_PVC_ROOT": str(paths.pvc_root),
-            "KUBETUNE_CACHE": str(paths.cache),
+            PVC_ROOT_ENV: str(paths.pvc_root),
+            CACHE_ENV: str(paths.cache),
             "HF_HOME": str(paths.cache / "hf"),
-            "KUBETUNE_TERMINATION_LOG": str(files["termination"]),
-            "KUBETUNE_PROGRESS_FILE": str(files["progress"]),
+            TERMINATION_LOG_ENV: str(files["termination"]),
+            PROGRESS_FILE_ENV: str(files["progress"]),
             "PYTHONUNBUFFERED": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }
@@ -99,6 +108,15 @@ def _local_env(
     return env
 
 
+def local_completions(job: dict[str, Any]) -> int:
+    """The indexes of an Indexed Job that does not start torchrun (one local process stands
+    for them all); 0 for any other Job."""
+    if job["spec"].get("completionMode") != "Indexed":
+        return 0
+    command = [str(a) for a in _container(job).get("command", [])]
+    return 0 if command[:1] == ["torchrun"] else int(job["spec"].get("completions") or 1)
+
+
 def local_command(job: dict[str, Any], spec_file: Path) -> list[str]:
     """The container command rewritten for this machine."""
     container = _container(job)
@@ -106,7 +124,7 @@ def local_command(job: dict[str, Any], spec_file: Path) -> list[str]:
     step = args[args.index("kubetune_workloads") + 1]
     parallel = (
         int(job["spec"].get("completions") or 1)
-        if job["spec"].get("completionMode") == "Indexed"
+        if job["spec"].get("completionMode") == "Indexed" and not local_completions(job)
         else 1
     )
     limits = container.get("resources", {}).get("limits") or {}
@@ -135,7 +153,9 @@ def notes_for(job: dict[str, Any]) -> list[str]:
     gpus = int(limits.get("nvidia.com/gpu", 0) or 0)
     if gpus and _cuda_devices() == 0:
         notes.append(f"{gpus} GPU(s) requested: none here, running on CPU")
-    if job["spec"].get("completionMode") == "Indexed":
+    if local_completions(job):
+        notes.append(f"{job['spec'].get('completions')} pods requested: running as local processes")
+    elif job["spec"].get("completionMode") == "Indexed":
         notes.append(
             f"{job['spec'].get('completions')} nodes requested: running as local processes"
         )
@@ -158,7 +178,7 @@ class LocalExecutor:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         files = {
-            "spec": run_dir / "spec.json",
+            "spec": run_dir / SPEC_KEY,
             "termination": run_dir / "termination-log",
             "progress": run_dir / "progress.json",
             "log": self.paths.logs / f"{name}.log",
@@ -169,6 +189,8 @@ class LocalExecutor:
         for stale in (files["termination"], files["progress"]):
             stale.unlink(missing_ok=True)
         env = _local_env(_container(job), self.paths, files)
+        if local_completions(job):
+            env[LOCAL_COMPLETIONS_ENV] = str(local_completions(job))
         log = files["log"].open("ab")
         log.write(f"--- {now().isoformat()} starting {name}\n".encode())
         log.flush()
@@ -185,7 +207,7 @@ class LocalExecutor:
         labels = job["metadata"].get("labels", {})
         return Execution(
             job=name,
-            run_id=labels.get("kubetune.dev/run-id", ""),
+            run_id=labels.get(LABEL_RUN_ID, ""),
             state="Running",
             pid=proc.pid,
             pid_start=process_start(proc.pid),
@@ -272,7 +294,7 @@ def _last_line(path: str | None) -> str | None:
         size = handle.tell()
         handle.seek(max(0, size - 8192))
         lines = [ln for ln in handle.read().decode(errors="replace").splitlines() if ln.strip()]
-    meaningful = [ln for ln in lines if not ln.startswith("KUBETUNE_RESULT")]
+    meaningful = [ln for ln in lines if not ln.startswith(RESULT_LINE_PREFIX)]
     chosen = meaningful or lines
     return chosen[-1] if chosen else None
 
@@ -284,7 +306,7 @@ def _ts(value: str | None) -> datetime | None:
 def observe(job: dict[str, Any], execution: Execution | None) -> ObservedJob:
     """The Job as kube-apiserver would report it, from the local execution."""
     name = job["metadata"]["name"]
-    run_id = job["metadata"].get("labels", {}).get("kubetune.dev/run-id", "")
+    run_id = job["metadata"].get("labels", {}).get(LABEL_RUN_ID, "")
     spec_hash = job["metadata"].get("annotations", {}).get(ANNOTATION_SPEC_HASH)
     suspended = bool(job["spec"].get("suspend"))
     if execution is None or execution.state in ("Pending", "Interrupted"):
@@ -327,7 +349,8 @@ def observe(job: dict[str, Any], execution: Execution | None) -> ObservedJob:
     return ObservedJob(
         name=name,
         run_id=run_id,
-        succeeded=1 if ok else 0,
+        # every index of an Indexed Job run by one local process completed with it
+        succeeded=max(1, local_completions(job)) if ok else 0,
         failed=0 if ok else 1,
         conditions=conditions,
         start_time=started,

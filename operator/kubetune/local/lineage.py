@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubetune.api.resources import KIND_INFO
+from kubetune.api.kinds import KIND_INFO
 from kubetune.api.steps import MANIFEST_FILE, ArtifactManifest, InputArtifact
 from kubetune.local.store import LocalStore, resource_key
 

@@ -23,7 +23,7 @@ from typing import Any
 from kubetune.local.store import LocalState, StoredResource, resource_key
 from kubetune.plan.feedback_children import DRIFT_LABEL, parse_count_id
 from kubetune.plan.naming import LABEL_KIND, LABEL_RUN_ID, spec_config_map_name
-from kubetune.validation import is_kubetune
+from kubetune.schema.validation import is_kubetune
 
 LOOP_KIND = "FeedbackLoop"
 FINISHED = ("Succeeded", "Failed")

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubetune.api.resources import KIND_INFO, AnyResource
+from kubetune.api.contract import LABEL_KIND, LABEL_RUN_ID
+from kubetune.api.kinds import KIND_INFO, KINDS
+from kubetune.api.resources import AnyResource
 from kubetune.api.steps import LiveProgress
 from kubetune.local.applier import PlanApplier
 from kubetune.local.executor import LocalExecutor, LocalPaths, observe, read_progress
@@ -33,7 +35,6 @@ from kubetune.local.store import LocalStore, StoredResource, now, resource_key
 from kubetune.plan import plan
 from kubetune.plan.world import ObservedWorld, OperatorConfig
 
-KIND_ORDER = ("Dataset", "FinetuneJob", "Compression", "Evaluation", "FeedbackLoop")
 TERMINAL_OK = {"Ready", "Succeeded"}
 
 
@@ -91,7 +92,7 @@ def interrupted_resources(store: LocalStore) -> dict[str, str]:
         if status.get("phase") != "Running":
             continue
         for job in store.jobs_of(stored.kind, stored.name):
-            if job["metadata"].get("labels", {}).get("kubetune.dev/run-id") != status.get("runId"):
+            if job["metadata"].get("labels", {}).get(LABEL_RUN_ID) != status.get("runId"):
                 continue
             execution = store.state.executions.get(job["metadata"]["name"])
             if execution is None:
@@ -126,6 +127,11 @@ def is_done(body: dict[str, Any]) -> bool:
     its running cycles all await approval."""
     status = body.get("status") or {}
     phase = status.get("phase")
+    if any(
+        c.get("type") in ("Published", "ChampionPublished") and c.get("status") == "False"
+        for c in status.get("conditions") or []
+    ):
+        return False  # spec.publish failed: the model did not reach its registries
     if body["kind"] == LOOP_KIND and phase == "Suspended":
         return not status.get("activeRuns")
     if body["kind"] == LOOP_KIND and status.get("awaitingApproval"):
@@ -266,7 +272,7 @@ class LocalRunner:
     def ordered(self) -> list[StoredResource]:
         return sorted(
             self.store.state.resources.values(),
-            key=lambda r: (KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else 99, r.name),
+            key=lambda r: (KINDS.index(r.kind) if r.kind in KINDS else 99, r.name),
         )
 
     def world_for(self, stored: StoredResource) -> ObservedWorld:
@@ -285,7 +291,7 @@ class LocalRunner:
             child["metadata"]["name"]: child.get("data", {})
             for child in self.store.state.children.values()
             if child["kind"] == "ConfigMap"
-            and "kubetune.dev/kind" not in child["metadata"].get("labels", {})
+            and LABEL_KIND not in child["metadata"].get("labels", {})
         }
         owned = {
             child.key: others[child.key]
@@ -330,7 +336,7 @@ class LocalRunner:
         """Local runs know where the current run's log is; put it in status.logPath."""
         for job in self.store.jobs_of(stored.kind, stored.name):
             labels = job["metadata"].get("labels", {})
-            if labels.get("kubetune.dev/run-id") == status.get("runId"):
+            if labels.get(LABEL_RUN_ID) == status.get("runId"):
                 execution = self.store.state.executions.get(job["metadata"]["name"])
                 if execution is not None and execution.log_path:
                     status["logPath"] = execution.log_path

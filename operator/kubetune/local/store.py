@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.contract import ANNOTATION_APPROVE, ANNOTATION_REJECT, LABEL_KIND, LABEL_NAME
+
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 # Set by `kubetune approve` (as by `kubectl annotate`), kept when the manifest is applied again.
-IMPERATIVE_ANNOTATIONS = ("kubetune.dev/approve", "kubetune.dev/reject")
+IMPERATIVE_ANNOTATIONS = (ANNOTATION_APPROVE, ANNOTATION_REJECT)
 
 
 def now() -> datetime:
@@ -247,8 +249,8 @@ class LocalStore:
             child
             for child in self.state.children.values()
             if child["kind"] == "Job"
-            and child["metadata"].get("labels", {}).get("kubetune.dev/kind") == kind
-            and child["metadata"].get("labels", {}).get("kubetune.dev/name") == name
+            and child["metadata"].get("labels", {}).get(LABEL_KIND) == kind
+            and child["metadata"].get("labels", {}).get(LABEL_NAME) == name
         ]
 
     def delete_job(self, job_name: str) -> None:

@@ -15,9 +15,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from kubetune.api.resources import KIND_INFO
+from kubetune.api.feedback import FeedbackLoopStatus
+from kubetune.api.kinds import KIND_INFO
 from kubetune.local.applier import patched_fields
 from kubetune.plan.feedback_children import CYCLE_LABEL, DRIFT_LABEL
+
+# status.pendingRecords: the wire name of the field, from the model.
+_PENDING_RECORDS = str(FeedbackLoopStatus.model_fields["pending_records"].alias)
 
 PHASE_STYLE = {
     "Ready": "green",
@@ -211,6 +215,10 @@ def summary_lines(resources: list[dict[str, Any]], now: datetime | None = None) 
             details.append(f"metrics: {shown}")
         if status.get("reportUri"):
             details.append(f"report: {status['reportUri']}")
+        if status.get("tensorboardUri"):
+            details.append(f"tensorboard: {status['tensorboardUri']}")
+        if (status.get("mlflow") or {}).get("url"):
+            details.append(f"mlflow run: {status['mlflow']['url']}")
         if phase == "Failed" and status.get("logPath"):
             details.append(f"log: {status['logPath']}")
         lines.extend(f"{indent}    {detail}" for detail in details)
@@ -248,7 +256,7 @@ def loop_lines(body: dict[str, Any], now: datetime | None = None) -> list[str]:
         return lines
     triggers = spec.get("triggers") or {}
     if triggers.get("minNewRecords") is not None:
-        pending = status.get("pendingRecords")
+        pending = status.get(_PENDING_RECORDS)
         lines.append(
             f"new feedback records: {'?' if pending is None else pending}"
             f"/{triggers['minNewRecords']}; each `kubetune run` counts them again"

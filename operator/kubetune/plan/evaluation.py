@@ -73,19 +73,29 @@ def build_step(ctx: RunContext) -> Built | Wait:
         if spec.perplexity_data is not None
         else None
     )
+    preference = (
+        resolve_dataset(spec.preference_data, world, "preference dataset")
+        if spec.preference_data is not None
+        else None
+    )
     cases = (
         config_map_cases(spec.prompts.config_map, world)
         if spec.prompts.config_map is not None
         else None
     )
     wait = combine_waits(
-        [r for r in (candidate, baseline, prompts, perplexity, cases) if isinstance(r, Wait)]
+        [
+            r
+            for r in (candidate, baseline, prompts, perplexity, preference, cases)
+            if isinstance(r, Wait)
+        ]
     )
     if wait is not None:
         return wait
     assert isinstance(candidate, InputArtifact)
     assert not isinstance(baseline, Wait) and not isinstance(prompts, Wait)
     assert not isinstance(perplexity, Wait) and not isinstance(cases, Wait)
+    assert not isinstance(preference, Wait)
     env: tuple[dict[str, Any], ...] = ()
     key_env = None
     if spec.judge is not None and spec.judge.api_key is not None:
@@ -98,6 +108,7 @@ def build_step(ctx: RunContext) -> Built | Wait:
         baseline=baseline,
         prompt_dataset=prompts,
         perplexity_dataset=perplexity,
+        preference_dataset=preference,
         extra_cases=cases,
         judge_api_key_env=key_env,
     )

@@ -11,6 +11,9 @@ Each reconciliation, in order:
    idempotent, so a crash before the status write repeats it harmlessly. With
    ``promotion.approval: manual`` it first waits in ``AwaitingApproval`` (a condition, an
    Event, ``status.awaitingApproval``) for the annotation ``kubetune.dev/approve=cN``.
+   With ``promotion.publish.kserve`` the champion is served by an InferenceService and a
+   promotion rolls out as a canary (:mod:`kubetune.plan.serving`); a canary aborted by
+   ``kubetune.dev/abort-rollout=cN`` returns the champion to the previous model.
 3. Check the triggers (:mod:`kubetune.plan.feedback_triggers`) and start at most one cycle.
 4. Delete what is no longer needed: resources and collect Jobs of cycles beyond
    ``historyLimit``, finished count Jobs but the latest, drift Evaluations but the latest.
@@ -31,6 +34,7 @@ from kubetune.api.common import API_VERSION, RunRecord
 from kubetune.api.feedback import FeedbackLoopStatus
 from kubetune.api.resources import Dataset, FeedbackLoop
 from kubetune.plan import feedback_triggers as triggers
+from kubetune.plan import serving
 from kubetune.plan.feedback_children import (
     CYCLE_LABEL,
     collect_job,
@@ -114,6 +118,8 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
 
     # --- follow the active cycles --------------------------------------------------------
     history = list(previous.history)
+    before = serving.Served(champion.uri, champion.training_uri, champion.cycle)
+    promoted: serving.Served | None = None
     still_active: list[tuple[Cycle, Stage]] = []
     completed = 0
     for number in active:
@@ -129,10 +135,16 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
         if outcome.reason == "Promoted":
             assert outcome.challenger is not None and outcome.challenger_training is not None
             champion = Champion(outcome.challenger, outcome.challenger_training, number)
+            promoted = serving.Served(champion.uri, champion.training_uri, number)
             patch = promotion_patch(loop, outcome.challenger)
             if patch is not None:
                 plan.patches.append(patch)
     history = history[: loop.spec.history_limit]
+    current = serving.Served(champion.uri, champion.training_uri, champion.cycle)
+    served = serving.serve_loop(loop, world, current, promoted, before)
+    if served is not None and served.revert is not None:  # a canary aborted by annotation
+        champion = Champion(served.revert.uri, served.revert.training_uri, served.revert.cycle)
+        history = serving.rolled_back(history, served)
 
     # --- triggers --------------------------------------------------------------------------
     collecting = any(stage.reason == "Collecting" for _, stage in still_active)
@@ -210,6 +222,9 @@ def plan_feedback(loop: FeedbackLoop, world: ObservedWorld, config: OperatorConf
         if stage.approval is not None and stage.approval.deadline is not None:
             found.wake_in((stage.approval.deadline - now).total_seconds())
     plan.requeue_after = found.requeue_after
+    if served is not None:
+        plan.status["rollout"] = served.rollout.wire() if served.rollout is not None else None
+        serving.merge_into(plan, loop, served, config, now)
     return plan
 
 

@@ -19,17 +19,24 @@ from __future__ import annotations
 from typing import Any
 
 from kubetune.api.common import API_VERSION, Credentials, Resources, RetryPolicy, RunSettings
+from kubetune.api.contract import (
+    ANNOTATION_BASELINE_CHAMPION,
+    LABEL_CYCLE,
+    LABEL_DRIFT_CHECK,
+    LABEL_FEEDBACK_LOOP,
+)
 from kubetune.api.feedback import FeedbackLoopSpec
 from kubetune.api.resources import Dataset, FeedbackLoop
-from kubetune.api.steps import CURSOR_FILE, FEEDBACK_FILE, FeedbackStepSpec, Producer
+from kubetune.api.steps import CURSOR_FILE, FEEDBACK_FILE, FeedbackStepSpec
 from kubetune.plan import naming, runs
 from kubetune.plan.jobs import JobRequest, build_children
 from kubetune.plan.world import OperatorConfig
 
-LOOP_LABEL = "kubetune.dev/feedback-loop"
-CYCLE_LABEL = "kubetune.dev/cycle"
-DRIFT_LABEL = "kubetune.dev/drift-check"  # value: the check's time slot
-BASELINE_ANNOTATION = "kubetune.dev/baseline-champion"
+LOOP_LABEL = LABEL_FEEDBACK_LOOP
+CYCLE_LABEL = LABEL_CYCLE
+DRIFT_LABEL = LABEL_DRIFT_CHECK  # value: the check's time slot
+BASELINE_ANNOTATION = ANNOTATION_BASELINE_CHAMPION
+CHALLENGER_ALIAS = "challenger"  # MLflow alias / OCI tag of a cycle's challenger (publish)
 FEEDBACK_RESOURCES = Resources(cpu="1", memory="2Gi")
 FEEDBACK_DEADLINE_SECONDS = 3600
 
@@ -122,17 +129,9 @@ def feedback_job(
     config: OperatorConfig,
 ) -> list[dict[str, Any]]:
     """The ConfigMap and Job of a ``feedback`` step (count or collect)."""
-    meta = loop.metadata
     step = FeedbackStepSpec.model_validate(
         {
-            "producer": Producer(
-                kind=loop.kind,
-                name=meta.name,
-                namespace=meta.namespace,
-                uid=meta.uid,
-                generation=loop.generation,
-                run_id=run_id,
-            ),
+            "producer": runs.producer(loop, run_id),
             "output_uri": output_uri,
             "mode": mode,
             "source": loop.spec.feedback,
@@ -238,6 +237,9 @@ def cycle_finetune(loop: FeedbackLoop, number: int, champion_training: str) -> d
     spec = _template(loop.spec.finetune, number)
     spec["model"] = {"from": {"uri": champion_training}}
     spec["dataset"] = {"name": name}
+    publish = challenger_publish(loop) if challenger_kind(loop) == "FinetuneJob" else None
+    if publish is not None:
+        spec["publish"] = publish
     return _body("FinetuneJob", _metadata(loop, name, {CYCLE_LABEL: str(number)}), spec)
 
 
@@ -248,7 +250,23 @@ def cycle_compression(loop: FeedbackLoop, number: int) -> dict[str, Any] | None:
     name = cycle_name(loop, number)
     spec = _template(loop.spec.compression, number)
     spec["model"] = {"kind": "FinetuneJob", "name": name}
+    publish = challenger_publish(loop)
+    if publish is not None:
+        spec["publish"] = publish
     return _body("Compression", _metadata(loop, name, {CYCLE_LABEL: str(number)}), spec)
+
+
+def challenger_publish(loop: FeedbackLoop) -> dict[str, Any] | None:
+    """``spec.publish`` of a cycle's challenger: the promotion's MLflow/OCI/Hub targets with the
+    alias ``challenger`` (KServe serves only the champion: plan/serving.py)."""
+    publish = loop.spec.promotion.publish
+    if publish is None:
+        return None
+    targets = {"mlflow", "oci", "huggingface"}
+    body = publish.model_dump(mode="json", by_alias=True, exclude_none=True, include=targets)
+    if not body:
+        return None
+    return {**body, "aliases": [CHALLENGER_ALIAS]}
 
 
 def challenger_kind(loop: FeedbackLoop) -> str:

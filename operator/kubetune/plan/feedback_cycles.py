@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from kubetune.api.common import RunRecord
+from kubetune.api.contract import ANNOTATION_APPROVE, ANNOTATION_REJECT
 from kubetune.api.feedback import ApprovalRequest
 from kubetune.api.resources import AnyResource, Evaluation, FeedbackLoop
 from kubetune.api.steps import FEEDBACK_FILE
@@ -47,8 +48,8 @@ STAGE_OF_KIND = {
 }
 DONE_PHASES = {"Dataset": "Ready"}
 RESULT_GRACE_SECONDS = 600.0
-APPROVE_ANNOTATION = "kubetune.dev/approve"
-REJECT_ANNOTATION = "kubetune.dev/reject"
+APPROVE_ANNOTATION = ANNOTATION_APPROVE
+REJECT_ANNOTATION = ANNOTATION_REJECT
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 from croniter import croniter
 
 from kubetune.api.common import API_VERSION
+from kubetune.api.contract import ANNOTATION_TRIGGER, RESULT_PENDING_RECORDS
 from kubetune.api.feedback import FeedbackLoopStatus
 from kubetune.api.resources import Evaluation, FeedbackLoop
 from kubetune.plan.feedback_children import (
@@ -38,8 +39,8 @@ from kubetune.plan.feedback_children import (
 from kubetune.plan.state import clip, job_state
 from kubetune.plan.world import ObservedJob, ObservedWorld, OperatorConfig
 
+TRIGGER_ANNOTATION = ANNOTATION_TRIGGER
 MAX_MISSED_SCHEDULES = 10_000
-TRIGGER_ANNOTATION = "kubetune.dev/trigger"
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _count(ctx: Context, found: Triggers) -> None:
     if latest is not None:
         state = job_state(latest[1], feedback_settings(ctx.loop.spec), None)
         if state.phase == "Succeeded" and state.result is not None:
-            found.pending_records = int(state.result.metrics.get("pendingRecords", 0))
+            found.pending_records = int(state.result.metrics.get(RESULT_PENDING_RECORDS, 0))
             found.last_scan_time = state.completion_time or latest[1].completion_time
         elif state.phase == "Failed":
             found.problems.append(

@@ -13,6 +13,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune.api.common import Credentials, RunSettings, SecretRef
+from kubetune.api.contract import (
+    CACHE_ENV,
+    JOB_NAME_LABEL,
+    NNODES_ENV,
+    NODE_RANK_ENV,
+    NPROC_PER_NODE_ENV,
+    PVC_ROOT_ENV,
+    SPEC_DIR,
+    SPEC_KEY,
+    SPEC_PATH,
+    TERMINATION_LOG,
+    TERMINATION_LOG_ENV,
+)
+from kubetune.api.contract import LABEL_STAGE as LABEL_STAGE
 from kubetune.api.resources import AnyResource
 from kubetune.api.steps import EXIT_PERMANENT, StepName, StepSpec
 from kubetune.plan import naming
@@ -20,15 +34,10 @@ from kubetune.plan.quantity import half
 from kubetune.plan.world import OperatorConfig
 
 CONTAINER = "step"
-SPEC_DIR = "/etc/kubetune"
-SPEC_KEY = "spec.json"
-SPEC_PATH = f"{SPEC_DIR}/{SPEC_KEY}"
-TERMINATION_LOG = "/dev/termination-log"
 CACHE_DIR = "/var/cache/kubetune"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 # Exit code a workload uses for a permanent failure reason (kubetune.api.steps.FAILURE_REASONS);
 # the Job's podFailurePolicy then fails the Job at once.
 EXIT_INVALID_INPUT = EXIT_PERMANENT
@@ -48,6 +57,10 @@ class JobRequest:
     spec_hash: str
     step_spec: StepSpec
     extra_env: tuple[dict[str, Any], ...] = field(default=())
+    # A stage of a staged run (a parallel Dataset: "map", "reduce"), and its pods: above 1 the
+    # stage is an Indexed Job whose failed pods are retried per index (plan/stages.py).
+    stage: str | None = None
+    completions: int = 1
 
     @property
     def nodes(self) -> int:
@@ -55,7 +68,16 @@ class JobRequest:
 
     @property
     def job_name(self) -> str:
+        if self.stage is not None:
+            return stage_job_name(
+                self.resource.name, self.step, self.run_id, self.stage, self.completions
+            )
         return naming.job_name(self.resource.name, self.step, self.run_id, self.nodes)
+
+
+def stage_job_name(resource_name: str, step: str, run_id: str, stage: str, pods: int) -> str:
+    """``{name}-{step}-{stage}-{run_id}`` (e.g. ``tickets-dataprep-map-g1``), DNS-safe."""
+    return naming.job_name(resource_name, f"{step}-{stage}", run_id, pods)
 
 
 def build_children(req: JobRequest, config: OperatorConfig) -> list[dict[str, Any]]:
@@ -114,6 +136,8 @@ def build_job(req: JobRequest, config: OperatorConfig) -> dict[str, Any]:
     settings = req.settings
     res = settings.resources
     extra_labels = {naming.LABEL_QUEUE: res.queue_name} if res.queue_name else {}
+    stage_labels = {LABEL_STAGE: req.stage} if req.stage is not None else {}
+    extra_labels.update(stage_labels)
     meta = naming.child_metadata(req.resource, req.job_name, req.step, req.run_id, extra_labels)
     meta["annotations"].update(
         {
@@ -143,7 +167,9 @@ def build_job(req: JobRequest, config: OperatorConfig) -> dict[str, Any]:
         # Kueue admits a queued Job by unsuspending it, so it must be created suspended.
         "suspend": settings.suspend or bool(res.queue_name),
         "template": {
-            "metadata": {"labels": naming.labels(req.resource, req.step, req.run_id)},
+            "metadata": {
+                "labels": {**naming.labels(req.resource, req.step, req.run_id), **stage_labels}
+            },
             "spec": _pod_spec(req, config),
         },
     }
@@ -152,6 +178,18 @@ def build_job(req: JobRequest, config: OperatorConfig) -> dict[str, Any]:
     if req.nodes > 1:
         spec.update(
             {"completionMode": "Indexed", "completions": req.nodes, "parallelism": req.nodes}
+        )
+    elif req.completions > 1:
+        # One pod per task index; a failed pod is retried for its own index only.
+        limit = settings.retry.backoff_limit
+        spec.update(
+            {
+                "completionMode": "Indexed",
+                "completions": req.completions,
+                "parallelism": req.completions,
+                "backoffLimitPerIndex": limit,
+                "backoffLimit": limit * req.completions,
+            }
         )
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
 
@@ -329,9 +367,9 @@ def credential_env(credentials: Credentials | None) -> list[dict[str, Any]]:
 
 def _env(req: JobRequest, config: OperatorConfig) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": "KUBETUNE_TERMINATION_LOG", "value": TERMINATION_LOG},
-        {"name": "KUBETUNE_PVC_ROOT", "value": config.pvc_mount_root},
-        {"name": "KUBETUNE_CACHE", "value": CACHE_DIR},
+        {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
+        {"name": PVC_ROOT_ENV, "value": config.pvc_mount_root},
+        {"name": CACHE_ENV, "value": CACHE_DIR},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
         {"name": "XDG_CACHE_HOME", "value": f"{CACHE_DIR}/xdg"},
         {"name": "HOME", "value": "/tmp"},
@@ -343,9 +381,9 @@ def _env(req: JobRequest, config: OperatorConfig) -> list[dict[str, Any]]:
     if req.nodes > 1:
         env.extend(
             [
-                {"name": "KUBETUNE_NNODES", "value": str(req.nodes)},
+                {"name": NNODES_ENV, "value": str(req.nodes)},
                 {
-                    "name": "KUBETUNE_NODE_RANK",
+                    "name": NODE_RANK_ENV,
                     "valueFrom": {
                         "fieldRef": {
                             "fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"
@@ -354,7 +392,7 @@ def _env(req: JobRequest, config: OperatorConfig) -> list[dict[str, Any]]:
                 },
                 {"name": "MASTER_ADDR", "value": f"{req.job_name}-0.{req.job_name}"},
                 {"name": "MASTER_PORT", "value": str(config.rendezvous_port)},
-                {"name": "KUBETUNE_NPROC_PER_NODE", "value": str(max(res.gpus, 1))},
+                {"name": NPROC_PER_NODE_ENV, "value": str(max(res.gpus, 1))},
             ]
         )
     return env
@@ -367,7 +405,7 @@ def _command(req: JobRequest) -> list[str]:
         return [
             "torchrun",
             f"--nnodes={req.nodes}",
-            "--node-rank=$(KUBETUNE_NODE_RANK)",
+            f"--node-rank=$({NODE_RANK_ENV})",
             f"--nproc-per-node={max(res.gpus, 1)}",
             "--rdzv-backend=c10d",
             "--rdzv-endpoint=$(MASTER_ADDR):$(MASTER_PORT)",

@@ -11,6 +11,12 @@ import re
 from typing import Any
 
 from kubetune.api.common import API_VERSION
+from kubetune.api.contract import ANNOTATION_GENERATION as ANNOTATION_GENERATION
+from kubetune.api.contract import ANNOTATION_RESOURCE as ANNOTATION_RESOURCE
+from kubetune.api.contract import ANNOTATION_SPEC_HASH as ANNOTATION_SPEC_HASH
+from kubetune.api.contract import LABEL_KIND as LABEL_KIND
+from kubetune.api.contract import LABEL_NAME as LABEL_NAME
+from kubetune.api.contract import LABEL_RUN_ID as LABEL_RUN_ID
 from kubetune.api.resources import AnyResource
 
 DNS_LABEL_MAX = 63
@@ -19,12 +25,6 @@ HASH_LEN = 6
 
 PART_OF = "kubetune"
 MANAGED_BY = "kubetune-operator"
-LABEL_KIND = "kubetune.dev/kind"
-LABEL_NAME = "kubetune.dev/name"
-LABEL_RUN_ID = "kubetune.dev/run-id"
-ANNOTATION_SPEC_HASH = "kubetune.dev/spec-hash"
-ANNOTATION_GENERATION = "kubetune.dev/generation"
-ANNOTATION_RESOURCE = "kubetune.dev/resource"
 LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")

@@ -12,15 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubetune.api.common import ArtifactRef, DatasetNameRef, DatasetRef, condition
-from kubetune.api.resources import (
-    KIND_INFO,
-    AnyResource,
-    Compression,
-    Dataset,
-    Evaluation,
-    FeedbackLoop,
-    FinetuneJob,
-)
+from kubetune.api.kinds import KIND_INFO, per_kind
+from kubetune.api.resources import AnyResource, Evaluation
 from kubetune.api.steps import InputArtifact
 from kubetune.plan.world import ObservedWorld
 
@@ -87,35 +80,49 @@ def combine_waits(waits: list[Wait]) -> Wait | None:
     return Wait(first.reason, message, failed=first.failed)
 
 
+# The plan layer's registration of dependencies: per kind, the spec fields (python attribute
+# paths) whose DatasetRef/DatasetNameRef/ArtifactRef names a resource the kind waits for and is
+# woken by. tests/unit/test_kind_registry.py finds every reference field of every spec and fails
+# when one is neither here nor in CHILD_TEMPLATE_FIELDS.
+DEPENDENCY_FIELDS: dict[str, tuple[str, ...]] = per_kind(
+    "kubetune.plan.refs.DEPENDENCY_FIELDS",
+    {
+        "Dataset": ("tokenizer.model",),
+        "FinetuneJob": ("dataset", "model.from_"),
+        "Compression": ("model", "dataset"),
+        "Evaluation": (
+            "candidate",
+            "baseline",
+            "prompts.dataset",
+            "perplexity_data",
+            "preference_data",
+        ),
+        "FeedbackLoop": ("base_dataset", "champion"),
+    },
+)
+# Spec fields that are templates of child resources: their references are the children's
+# dependencies, not the parent's.
+CHILD_TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {"FeedbackLoop": ("compression", "evaluation")}
+
+
+def _field(spec: object, path: str) -> object:
+    value = spec
+    for part in path.split("."):
+        if value is None:
+            return None
+        value = getattr(value, part)
+    return value
+
+
 def referenced_resources(resource: AnyResource) -> set[tuple[str, str]]:
     """(kind, name) of every kubetune resource this one depends on (for watches/indexes)."""
     found: set[tuple[str, str]] = set()
-
-    def dataset(ref: DatasetRef | DatasetNameRef | None) -> None:
-        if ref is not None and ref.name is not None:
+    for path in DEPENDENCY_FIELDS[resource.kind]:
+        ref = _field(resource.spec, path)
+        if isinstance(ref, DatasetRef | DatasetNameRef) and ref.name is not None:
             found.add(("Dataset", ref.name))
-
-    def model(ref: ArtifactRef | None) -> None:
-        if ref is not None and ref.kind is not None and ref.name is not None:
+        elif isinstance(ref, ArtifactRef) and ref.kind is not None and ref.name is not None:
             found.add((ref.kind, ref.name))
-
-    if isinstance(resource, Dataset):
-        tokenizer = resource.spec.tokenizer
-        model(tokenizer.model if tokenizer is not None else None)
-    elif isinstance(resource, FinetuneJob):
-        dataset(resource.spec.dataset)
-        model(resource.spec.model.from_)
-    elif isinstance(resource, Compression):
-        model(resource.spec.model)
-        dataset(resource.spec.dataset)
-    elif isinstance(resource, Evaluation):
-        model(resource.spec.candidate)
-        model(resource.spec.baseline)
-        dataset(resource.spec.prompts.dataset)
-        dataset(resource.spec.perplexity_data)
-    elif isinstance(resource, FeedbackLoop):
-        dataset(resource.spec.base_dataset)
-        model(resource.spec.champion)
     return found
 
 

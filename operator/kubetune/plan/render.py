@@ -9,16 +9,18 @@ objects, and :func:`plan_manifests` reports why (their plan's Waiting status).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from kubetune.api.common import Condition
-from kubetune.api.resources import KIND_INFO, AnyResource
+from kubetune.api.kinds import KIND_INFO
+from kubetune.api.resources import AnyResource
 from kubetune.plan import plan
 from kubetune.plan.naming import run_id_for
 from kubetune.plan.runs import output_uri
-from kubetune.plan.world import ObservedWorld, OperatorConfig, Plan
+from kubetune.plan.stages import every_stage
+from kubetune.plan.world import ObservedJob, ObservedWorld, OperatorConfig, Plan
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -85,7 +87,14 @@ def plan_manifests(
             config_maps={name: dict(data) for (ns, name), data in maps.items() if ns == namespace},
         )
         fresh = resource.model_copy(update={"status": None})
-        rendered.append(RenderedResource(resource, plan(fresh, world, config)))
+        planned = plan(fresh, world, config)
+
+        def replan(done: tuple[ObservedJob, ...]) -> list[dict[str, Any]]:
+            return plan(fresh, replace(world, jobs=done), config).children  # noqa: B023
+
+        # A staged run (a parallel Dataset) renders every stage's Job, in order.
+        planned.children = every_stage(planned.children, replan)
+        rendered.append(RenderedResource(resource, planned))
     return rendered
 
 

@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from kubetune.api.common import CommonStatus, RunRecord, condition
-from kubetune.api.resources import KIND_INFO, AnyResource
+from kubetune.api.kinds import KIND_INFO
+from kubetune.api.resources import AnyResource
+from kubetune.api.steps import Producer
 from kubetune.plan.naming import generation_of_run, rerun_id_for, run_id_for
 from kubetune.plan.refs import referenced_resources
 from kubetune.plan.world import ObservedJob, ObservedWorld, OperatorConfig
 
 TERMINAL_PHASES = ("Succeeded", "Failed", "Ready")
+# The Job conditions that decide a run: success first, then failure (as plan.state reads them).
+JOB_SUCCEEDED_CONDITIONS = ("Complete", "SuccessCriteriaMet")
+JOB_FAILED_CONDITIONS = ("Failed", "FailureTarget")
+JOB_FINISHED_CONDITIONS = JOB_SUCCEEDED_CONDITIONS + JOB_FAILED_CONDITIONS
 
 
 def spec_hash(resource: AnyResource) -> str:
@@ -30,6 +38,19 @@ def spec_hash(resource: AnyResource) -> str:
     spec.pop("suspend", None)
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def producer(resource: AnyResource, run_id: str) -> Producer:
+    """Who a run's step runs for: the resource (kind, name, namespace, uid, generation), the run."""
+    meta = resource.metadata
+    return Producer(
+        kind=resource.kind,
+        name=meta.name,
+        namespace=meta.namespace,
+        uid=meta.uid,
+        generation=resource.generation,
+        run_id=run_id,
+    )
 
 
 def dependency_state(resource: AnyResource, world: ObservedWorld) -> list[str]:
@@ -97,12 +118,20 @@ def output_uri(resource: AnyResource, run_id: str, config: OperatorConfig) -> st
     return configured or default_output_uri(resource, run_id, config)
 
 
-def job_finished(job: ObservedJob) -> bool:
-    """Whether the Job reached Complete or Failed."""
+def conditions_finished(conditions: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether a Job's ``status.conditions`` say its outcome is decided (it will not run again).
+
+    The one definition for the planners and the controllers: SuccessCriteriaMet/FailureTarget
+    (set first since Kubernetes 1.31, while the pods terminate) count as much as Complete/Failed.
+    """
     return any(
-        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-        for c in job.conditions
+        c.get("type") in JOB_FINISHED_CONDITIONS and c.get("status") == "True" for c in conditions
     )
+
+
+def job_finished(job: ObservedJob) -> bool:
+    """Whether an observed Job's outcome is decided (:func:`conditions_finished`)."""
+    return conditions_finished(job.conditions)
 
 
 def superseded_record(

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from kubetune.api.common import Phase, RunSettings
 from kubetune.api.steps import LiveProgress, StepResult, parse_step_result
+from kubetune.plan.runs import JOB_FAILED_CONDITIONS, JOB_SUCCEEDED_CONDITIONS
 from kubetune.plan.world import ObservedJob, ObservedPod
 
 MAX_MESSAGE = 1024
@@ -144,12 +145,12 @@ def job_state(job: ObservedJob, settings: RunSettings, progress: LiveProgress | 
 
     pods = tuple(_by_start(job.pods))
     nodes = settings.resources.nodes
-    done = _condition(job, "Complete", "SuccessCriteriaMet")
+    done = _condition(job, *JOB_SUCCEEDED_CONDITIONS)
     if done is not None or (not job.conditions and job.succeeded >= nodes and job.active == 0):
         result = _result_of([p for p in pods if p.phase == "Succeeded"])
         message = result.message if result is not None and result.message else "completed"
         return state("Succeeded", "Completed", clip(message), result=result)
-    failed = _condition(job, "Failed", "FailureTarget")
+    failed = _condition(job, *JOB_FAILED_CONDITIONS)
     if failed is not None:
         reason, message = _failure(job, failed)
         return state("Failed", reason, message, warning=True)

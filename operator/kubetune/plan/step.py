@@ -19,9 +19,11 @@ from typing import Any
 
 from kubetune.api.common import CommonStatus, Phase, RunSettings, Usage
 from kubetune.api.finetune import Progress
-from kubetune.api.resources import KIND_INFO, AnyResource
-from kubetune.api.steps import Producer, StepName, StepResult, StepSpec
+from kubetune.api.kinds import KIND_INFO
+from kubetune.api.resources import AnyResource
+from kubetune.api.steps import StepName, StepResult, StepSpec
 from kubetune.plan import runs
+from kubetune.plan import stages as staging
 from kubetune.plan.jobs import JobRequest, build_children
 from kubetune.plan.quantity import to_cores
 from kubetune.plan.refs import Wait
@@ -52,16 +54,8 @@ class RunContext:
 
     def base(self) -> dict[str, Any]:
         """The fields every step spec has: producer, output URI, progress port."""
-        meta = self.resource.metadata
         return {
-            "producer": Producer(
-                kind=self.resource.kind,
-                name=meta.name,
-                namespace=meta.namespace,
-                uid=meta.uid,
-                generation=self.resource.generation,
-                run_id=self.run_id,
-            ),
+            "producer": runs.producer(self.resource, self.run_id),
             "output_uri": self.output_uri,
             "progress_port": self.config.progress_port,
         }
@@ -83,6 +77,10 @@ def _no_conditions(result: StepResult) -> list[CondSpec]:
     return []
 
 
+def _one_stage(resource: AnyResource, output_uri: str, run_id: str) -> tuple[staging.Stage, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class KindPlanner:
     """The kind-specific parts of planning."""
@@ -93,6 +91,10 @@ class KindPlanner:
     result_fields: Callable[[StepResult], dict[str, Any]] = field(default=_no_fields)
     # Extra conditions (e.g. Evaluation's Passed) from a successful run's result.
     result_conditions: Callable[[StepResult], list[CondSpec]] = field(default=_no_conditions)
+    # The stages of a run, each its own Job run in order (plan/stages.py), from the resource,
+    # its output URI and the run id; empty: the run is one Job (what every kind does, and a
+    # Dataset with parallelism 1).
+    stages: Callable[[AnyResource, str, str], tuple[staging.Stage, ...]] = field(default=_one_stage)
 
 
 def _job_ref(job: ObservedJob, namespace: str) -> dict[str, Any]:
@@ -150,7 +152,12 @@ def plan_step(
     previous = resource.status
     digest = runs.run_hash(resource, world)
     run_id = runs.current_run_id(resource, world.jobs, digest, previous)
-    job = next((j for j in world.jobs if j.run_id == run_id), None)
+    stages = kind.stages(resource, runs.output_uri(resource, run_id, config), run_id)
+    run_jobs = tuple(j for j in world.jobs if j.run_id == run_id)
+    names = staging.job_names(stages, resource.name, kind.step, run_id)
+    at, job = (
+        staging.current(stages, run_jobs, names) if stages else (0, next(iter(run_jobs), None))
+    )
     same_run = previous if previous is not None and previous.run_id == run_id else None
     plan = Plan(
         deletions=[
@@ -162,10 +169,17 @@ def plan_step(
 
     waiting: CondSpec | None = None
     if job is not None:
-        state = job_state(job, settings, world.progress)
+        job_settings = staging.stage_settings(settings, stages[at]) if stages else settings
+        state = job_state(job, job_settings, world.progress)
         patch = None if state.terminal else _suspend_patch(job, settings, resource.namespace)
         if patch is not None:
             plan.patches.append(patch)
+        if stages:
+            state = staging.stage_state(state, stages, at, job, run_jobs)
+            if state.phase == "Succeeded" and at + 1 < len(stages):
+                out = runs.output_uri(resource, run_id, config)
+                ctx = RunContext(resource, world, config, run_id, out)
+                state, waiting = _next_stage(plan, ctx, kind, digest, stages, at, state)
     elif same_run is not None and same_run.phase in runs.TERMINAL_PHASES:
         state = _remembered(same_run, done_type)
     elif settings.image and not config.image_allowed(settings.image):
@@ -186,9 +200,7 @@ def plan_step(
             state = RunState("Waiting", built.reason, built.message, warning=built.failed)
             waiting = CondSpec("Waiting", "True", built.reason, built.message)
         else:
-            request = JobRequest(
-                resource, settings, kind.step, run_id, digest, built.spec, built.env
-            )
+            request = _stage_request(ctx, kind, digest, built, stages[0] if stages else None)
             plan.children = build_children(request, config)
             state = _new_run_state(settings, request.job_name)
 
@@ -203,6 +215,12 @@ def plan_step(
         )
 
     fields, extra_conds = _outcome(state, same_run, kind, run_id, world, config, resource)
+    if stages:
+        fields["stages"] = (
+            staging.statuses(stages, run_jobs, names, settings, world.progress)
+            if run_jobs or not state.terminal
+            else getattr(same_run, "stages", None)
+        )
     specs = run_conditions(done_type, state, waiting) + extra_conds
     prior = previous.conditions if previous is not None else []
     status = info.status_model.model_validate(
@@ -220,7 +238,7 @@ def plan_step(
                 previous, run_id, world.now, world.jobs, config.history_limit, done_type
             ),
             "usage": (
-                usage(job, settings, config, kind.step, world.now)
+                run_usage(run_jobs if stages else (job,), settings, config, kind.step, world.now)
                 if job is not None
                 else (same_run.usage if same_run is not None else None)
             ),
@@ -234,6 +252,66 @@ def plan_step(
     elif state.phase == "Waiting":
         plan.requeue_after = config.dependency_recheck_seconds
     return plan
+
+
+def _stage_request(
+    ctx: RunContext, kind: KindPlanner, digest: str, built: Built, stage: staging.Stage | None
+) -> JobRequest:
+    """The Job request of a run, or of one stage of a staged run."""
+    resource = ctx.resource
+    settings = resource.spec
+    assert isinstance(settings, RunSettings)
+    if stage is None:
+        return JobRequest(resource, settings, kind.step, ctx.run_id, digest, built.spec, built.env)
+    return JobRequest(
+        resource,
+        settings,
+        kind.step,
+        ctx.run_id,
+        digest,
+        built.spec,
+        (*built.env, *stage.env),
+        stage=stage.name,
+        completions=stage.completions,
+    )
+
+
+def _next_stage(
+    plan: Plan,
+    ctx: RunContext,
+    kind: KindPlanner,
+    digest: str,
+    stages: tuple[staging.Stage, ...],
+    at: int,
+    state: RunState,
+) -> tuple[RunState, CondSpec | None]:
+    """Stage ``at`` succeeded: create the next stage's Job (same step spec)."""
+    built = kind.build(ctx)
+    if isinstance(built, Wait):
+        waiting = CondSpec("Waiting", "True", built.reason, built.message)
+        return RunState("Waiting", built.reason, built.message, warning=built.failed), waiting
+    request = _stage_request(ctx, kind, digest, built, stages[at + 1])
+    plan.children = build_children(request, ctx.config)
+    return staging.advancing(state, stages, at, request.job_name), None
+
+
+def run_usage(
+    jobs: tuple[ObservedJob, ...],
+    settings: RunSettings,
+    config: OperatorConfig,
+    step: str,
+    now: datetime,
+) -> Usage:
+    """The usage of a run's Jobs (one, or one per stage), summed."""
+    parts = [usage(job, settings, config, step, now) for job in jobs]
+    if len(parts) == 1:
+        return parts[0]
+    return parts[0].model_copy(
+        update={
+            "gpu_seconds": round(sum(p.gpu_seconds for p in parts), 1),
+            "cpu_seconds": round(sum(p.cpu_seconds for p in parts), 1),
+        }
+    )
 
 
 def usage(

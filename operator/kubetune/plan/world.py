@@ -50,6 +50,16 @@ class ObservedJob:
 
 
 @dataclass(frozen=True)
+class ObservedServing:
+    """What the shell saw of KServe for a resource with a ``publish.kserve`` target."""
+
+    # Whether the API server serves serving.kserve.io/v1beta1 InferenceService (the CRD exists).
+    installed: bool
+    # The InferenceServices the resource targets, by name (raw API objects), when they exist.
+    inference_services: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ObservedWorld:
     """Everything a planner may look at for one resource."""
 
@@ -65,6 +75,8 @@ class ObservedWorld:
     # kubetune resources this resource controls (controller ownerReference with its uid), by
     # (kind, name): a FeedbackLoop's cycle Datasets, FinetuneJobs, Compressions, Evaluations.
     owned: dict[tuple[str, str], AnyResource] = field(default_factory=dict)
+    # KServe, for a resource with a publish.kserve target; None: not observed (local runtime).
+    serving: ObservedServing | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ _MISSING = object()
 
 @functools.cache
 def _schemas() -> dict[str, dict[str, Any]]:
-    from kubetune.crd import generate_crds
+    from kubetune.schema.crd import generate_crds
 
     out = {}
     for crd in generate_crds().values():

@@ -3,7 +3,7 @@
 :func:`validate_document` uses the pydantic models (whose validators evaluate the same CEL rules
 as the cluster) and reports errors with field paths worded like kube-apiserver's
 (``FinetuneJob.kubetune.dev "x" is invalid: spec.lora.r: Required value``).
-:func:`validate_against_crd` (from :mod:`kubetune.crd_validation`) checks the generated CRD
+:func:`validate_against_crd` (from :mod:`kubetune.schema.crd_validation`) checks the generated CRD
 schema only, as the API server does. :func:`validate_manifest` runs both.
 """
 
@@ -20,10 +20,10 @@ import yaml
 from pydantic import ValidationError
 
 from kubetune.api.common import API_VERSION, GROUP
+from kubetune.api.kinds import KIND_INFO
 from kubetune.api.kube import object_meta_errors
 from kubetune.api.kube import shown_value as _shown
-from kubetune.api.resources import KIND_INFO
-from kubetune.crd_validation import validate_against_crd
+from kubetune.schema.crd_validation import validate_against_crd
 
 __all__ = [
     "FieldError",

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from kubetune.api.common import API_VERSION
-from kubetune.api.resources import KIND_INFO
-from kubetune.crd import (
+from kubetune.api.kinds import KIND_INFO
+from kubetune.schema.crd import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_LENGTH,
     DEFAULT_MAX_PATTERN_LENGTH,

@@ -59,18 +59,21 @@ JOB_SECONDS = Histogram(
     buckets=(10, 30, 60, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400),
     registry=REGISTRY,
 )
-GPU_SECONDS = Counter(
-    "kubetune_gpu_seconds",
-    "GPU-seconds of finished runs (requested GPUs x wall time of their pods; status.usage).",
-    ["namespace", "kind", "queue"],
-    registry=REGISTRY,
-)
-CPU_SECONDS = Counter(
-    "kubetune_cpu_seconds",
-    "CPU-seconds of finished runs (requested CPUs x wall time of their pods; status.usage).",
-    ["namespace", "kind", "queue"],
-    registry=REGISTRY,
-)
+
+
+def _usage_seconds(device: str) -> Counter:
+    """``kubetune_<device>_seconds_total{namespace,kind,queue}``: requested devices x wall time."""
+    return Counter(
+        f"kubetune_{device.lower()}_seconds",
+        f"{device}-seconds of finished runs (requested {device}s x wall time of their pods; "
+        "status.usage).",
+        ["namespace", "kind", "queue"],
+        registry=REGISTRY,
+    )
+
+
+GPU_SECONDS = _usage_seconds("GPU")
+CPU_SECONDS = _usage_seconds("CPU")
 TRAINING_LOSS = Gauge(
     "kubetune_training_loss",
     "Latest training loss of a FinetuneJob (live progress, then the final result).",

@@ -25,7 +25,7 @@ from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
 from kubetune.api.common import GROUP, VERSION
-from kubetune.api.resources import KIND_INFO, KindInfo
+from kubetune.api.kinds import KIND_INFO, KindInfo
 
 # Bounds added where the models set none, so every CEL rule has a bounded estimated cost.
 DEFAULT_MAX_ITEMS = 1024
@@ -64,25 +64,18 @@ _KEY_ORDER = (
     "x-kubernetes-int-or-string",
     "x-kubernetes-validations",
 )
-_PASS_THROUGH = frozenset(
-    {
-        "type",
-        "format",
-        "enum",
-        "minimum",
-        "maximum",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "minItems",
-        "maxItems",
-        "minProperties",
-        "maxProperties",
-        "required",
-        "x-kubernetes-preserve-unknown-fields",
-        "x-kubernetes-int-or-string",
-    }
-)
+# Schema keywords copied as they are (the rest are rebuilt: descriptions, defaults, nested
+# schemas, exclusive bounds, CEL rules).
+_PASS_THROUGH = frozenset(_KEY_ORDER) - {
+    "description",
+    "default",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "properties",
+    "items",
+    "additionalProperties",
+    "x-kubernetes-validations",
+}
 _DROPPED = frozenset({"title", "$defs", "additionalProperties", "examples"})
 
 
