@@ -32,6 +32,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "images"))
 
@@ -173,26 +174,13 @@ def s_curve(pairs: list[tuple[str, str, float]], found: list[bool]) -> dict[str,
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(bins.items()) if k >= "0.50"}
 
 
-def main() -> None:
+def measure(
+    pairs: list[tuple[str, str, float]], threshold: float, ngram: int
+) -> dict[str, dict[str, Any]]:
+    """Recall, false-positive rate and S-curve of kubetune and its peers over ``pairs``."""
     import tempfile
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer pairs, under a minute")
-    parser.add_argument("--pairs", type=int, default=None, help="pairs per document length")
-    parser.add_argument("--threshold", type=float, default=0.8)
-    parser.add_argument("--ngram", type=int, default=5)
-    args = parser.parse_args()
-    per_length = args.pairs or (400 if args.quick else 2000)
-    threshold, ngram = args.threshold, args.ngram
-
-    pairs = make_pairs(per_length, ngram)
-    from kubetune_workloads.dataprep.minhash import recall_bands
-
-    bands, rows = recall_bands(threshold, NUM_PERM)
-    print(f"kubetune bands x rows for {threshold}/{NUM_PERM}: {bands} x {rows}")
-    print(f"{len(pairs)} pairs, lengths {LENGTHS} words, {ngram}-gram shingles, "
-          f"threshold {threshold}")  # fmt: skip
-    results: dict[str, dict[str, object]] = {}
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-dedup-") as tmp:
         runners = {
             "kubetune": lambda: run_kubetune(pairs, threshold, ngram),
@@ -210,43 +198,64 @@ def main() -> None:
             print(f"{name:>12}: recall(J>={threshold}) {r['recall']:.4f}  "
                   f"FPR(J<={threshold - 0.1:.1f}) {r['fpr']:.4f}  {elapsed:.1f}s")  # fmt: skip
     print("S-curve (share of pairs found per true-Jaccard bin):")
-    bins = list(results["kubetune"]["curve"])  # type: ignore[arg-type]
+    bins = list(results["kubetune"]["curve"])
     print(f"{'J bin':>12} " + " ".join(f"{b:>6}" for b in bins))
     for name, r in results.items():
         curve = r["curve"]
-        print(f"{name:>12} " + " ".join(f"{curve.get(b, 0):>6.3f}" for b in bins))  # type: ignore[attr-defined]
+        print(f"{name:>12} " + " ".join(f"{curve.get(b, 0):>6.3f}" for b in bins))
+    return results
 
+
+def summary(results: dict[str, dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """Whether the goals are met, and the last line's JSON object."""
     ours = results["kubetune"]
     peers = [results["datasketch"], results["datatrove"]]
-    best = max(float(p["recall"]) for p in peers)  # type: ignore[arg-type]
+    best = max(float(p["recall"]) for p in peers)
     met = (
-        float(ours["recall"]) >= RECALL_GOAL  # type: ignore[arg-type]
-        and float(ours["fpr"]) <= FPR_GOAL  # type: ignore[arg-type]
-        and all(ours["recall"] >= p["recall"] and ours["fpr"] <= p["fpr"] for p in peers)  # type: ignore[operator]
+        float(ours["recall"]) >= RECALL_GOAL
+        and float(ours["fpr"]) <= FPR_GOAL
+        and all(ours["recall"] >= p["recall"] and ours["fpr"] <= p["fpr"] for p in peers)
     )
     print(f"goals (recall >= {RECALL_GOAL}, FPR <= {FPR_GOAL}, not below either peer): "
           f"{'met' if met else 'NOT met'}")  # fmt: skip
-    print(
-        json.dumps(
-            {
-                "bench": "dedup_quality",
-                "metric": f"near_dup_recall_at_j_ge_{threshold}",
-                "value": round(float(ours["recall"]), 4),  # type: ignore[arg-type]
-                "baseline": round(best, 4),
-                "ratio": round(float(ours["recall"]) / best, 3) if best else None,  # type: ignore[arg-type]
-                "goal": RECALL_GOAL,
-                "unit": "recall",
-                "fpr": round(float(ours["fpr"]), 4),  # type: ignore[arg-type]
-                "fpr_goal": FPR_GOAL,
-                "goals_met": met,
-                "peers": {
-                    k: {"recall": round(float(v["recall"]), 4), "fpr": round(float(v["fpr"]), 4)}  # type: ignore[arg-type]
-                    for k, v in results.items()
-                    if k not in ("kubetune", "kubetune-lsh")
-                },
-            }
-        )
-    )
+    return {
+        "bench": "dedup_quality",
+        "metric": f"near_dup_recall_at_j_ge_{threshold}",
+        "value": round(float(ours["recall"]), 4),
+        "baseline": round(best, 4),
+        "ratio": round(float(ours["recall"]) / best, 3) if best else None,
+        "goal": RECALL_GOAL,
+        "unit": "recall",
+        "fpr": round(float(ours["fpr"]), 4),
+        "fpr_goal": FPR_GOAL,
+        "goals_met": met,
+        "peers": {
+            k: {"recall": round(float(v["recall"]), 4), "fpr": round(float(v["fpr"]), 4)}
+            for k, v in results.items()
+            if k not in ("kubetune", "kubetune-lsh")
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer pairs, under a minute")
+    parser.add_argument("--pairs", type=int, default=None, help="pairs per document length")
+    parser.add_argument("--threshold", type=float, default=0.8)
+    parser.add_argument("--ngram", type=int, default=5)
+    args = parser.parse_args()
+    per_length = args.pairs or (400 if args.quick else 2000)
+    threshold, ngram = args.threshold, args.ngram
+
+    pairs = make_pairs(per_length, ngram)
+    from kubetune_workloads.dataprep.minhash import recall_bands
+
+    bands, rows = recall_bands(threshold, NUM_PERM)
+    print(f"kubetune bands x rows for {threshold}/{NUM_PERM}: {bands} x {rows}")
+    print(f"{len(pairs)} pairs, lengths {LENGTHS} words, {ngram}-gram shingles, "
+          f"threshold {threshold}")  # fmt: skip
+    results = measure(pairs, threshold, ngram)
+    print(json.dumps(summary(results, threshold)))
 
 
 if __name__ == "__main__":

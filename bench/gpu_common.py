@@ -171,7 +171,7 @@ def kubetune(
     alone (model loading and saving excluded), e.g. in a profiler."""
     from kubetune.api.finetune import FinetuneJobSpec
     from kubetune.api.steps import FinetuneStepSpec, InputArtifact, Producer
-    from kubetune_workloads.finetune import loop, run
+    from kubetune_workloads.finetune import run, training_loop
 
     cuda = device.type == "cuda"
     body: dict[str, Any] = {
@@ -206,13 +206,13 @@ def kubetune(
         dataset=InputArtifact(uri=uris["data"]),
         model=InputArtifact(uri=uris["base"]),
     )
-    original = loop.train
+    original = training_loop.train
     if around is not None:
-        loop.train = lambda *a, **k: around(lambda: original(*a, **k))  # type: ignore[assignment]
+        training_loop.train = lambda *a, **k: around(lambda: original(*a, **k))  # type: ignore[assignment]
     try:
         result = run(step)
     finally:
-        loop.train = original  # type: ignore[assignment]
+        training_loop.train = original  # type: ignore[assignment]
     if not result.ok:
         raise SystemExit(f"kubetune run failed: {result.reason}: {result.message}")
     return dict(json.loads((out / "results.json").read_text()))

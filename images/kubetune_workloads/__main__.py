@@ -1,13 +1,14 @@
 """Entry point: ``python -m kubetune_workloads <step> --spec FILE``.
 
-Whatever happens, the step ends with a :class:`kubetune.api.steps.StepResult` written to the
-termination log (the pod's termination message) and a non-zero exit code on failure.
+Dispatches through the step registry (:mod:`kubetune_workloads.steps`) to the step's one entry,
+``kubetune_workloads/<step>/main.py: run(spec) -> StepResult``. Whatever happens, the step
+ends with a :class:`kubetune.api.steps.StepResult` written to the termination log (the pod's
+termination message) and a non-zero exit code on failure.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -15,24 +16,12 @@ import traceback
 from pathlib import Path
 
 from kubetune.api.contract import RESULT_LINE_PREFIX, TERMINATION_LOG, TERMINATION_LOG_ENV
-from kubetune.api.steps import (
-    StepResult,
-    exit_code_for,
-    parse_step_spec,
-)
+from kubetune.api.steps import StepName, StepResult, parse_step_spec
 
 from kubetune_workloads.errors import WorkloadError
+from kubetune_workloads.steps import STEP_MODULES, entry_point, exit_code
 
-STEP_MODULES = {
-    "dataprep": "kubetune_workloads.dataprep",
-    "finetune": "kubetune_workloads.finetune",
-    "compress": "kubetune_workloads.compress",
-    "evaluate": "kubetune_workloads.evaluate",
-    "feedback": "kubetune_workloads.feedback",
-    "publish": "kubetune_workloads.publish",
-}
-# One table decides which failures are permanent (and the exit code):
-# kubetune.api.steps.FAILURE_REASONS.
+__all__ = ["STEP_MODULES", "main", "run_step", "write_result"]
 log = logging.getLogger("kubetune_workloads")
 
 
@@ -46,6 +35,7 @@ def termination_log_path() -> Path | None:
 
 
 def write_result(result: StepResult) -> None:
+    """The summary to the termination log and, as one prefixed line, to stdout."""
     path = termination_log_path()
     text = result.termination_message()
     if path is not None:
@@ -56,27 +46,25 @@ def write_result(result: StepResult) -> None:
     print(f"{RESULT_LINE_PREFIX} {text}", flush=True)
 
 
-def run_step(step: str, spec_path: Path) -> StepResult:
+def run_step(step: StepName, spec_path: Path) -> StepResult:
     """Run one step and always return a result (never raise)."""
     try:
         text = spec_path.read_text()
     except OSError as exc:
-        return StepResult(step=step, ok=False, reason="SpecUnreadable", message=str(exc))  # type: ignore[arg-type]
+        return StepResult(step=step, ok=False, reason="SpecUnreadable", message=str(exc))
     try:
         spec = parse_step_spec(text)
     except ValueError as exc:
-        return StepResult(step=step, ok=False, reason="InvalidSpec", message=str(exc)[:2000])  # type: ignore[arg-type]
+        return StepResult(step=step, ok=False, reason="InvalidSpec", message=str(exc)[:2000])
     if spec.step != step:
         return StepResult(
-            step=step,  # type: ignore[arg-type]
+            step=step,
             ok=False,
             reason="InvalidSpec",
             message=f"spec is for step {spec.step!r}, not {step!r}",
         )
     try:
-        module = importlib.import_module(STEP_MODULES[step])
-        result: StepResult = module.run(spec)
-        return result
+        return entry_point(step)(spec)
     except WorkloadError as exc:
         log.error("%s failed: %s", step, exc)
         return StepResult(step=spec.step, ok=False, reason=exc.reason, message=exc.message)
@@ -101,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = run_step(args.step, args.spec)
     write_result(result)
-    if result.ok:
-        return 0
-    # Exit code 2 tells the Job's podFailurePolicy that retrying cannot help.
-    return exit_code_for(result.reason)
+    return exit_code(result)  # 2 tells the Job's podFailurePolicy that retrying cannot help
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,9 +141,9 @@ class OffensiveLexicon:
                 yield _Match(spans[i][0], spans[i + length - 1][1], term)
                 i += length
                 continue
-            term = self._forms.get(words[i])
-            if term is not None:
-                yield _Match(spans[i][0], spans[i][1], term)
+            single = self._forms.get(words[i])
+            if single is not None:
+                yield _Match(spans[i][0], spans[i][1], single)
             i += 1
 
     def _phrase_at(self, words: list[str], i: int) -> tuple[str, int] | None:
@@ -188,7 +188,7 @@ def _decode(
     token: str,
     forms: dict[str, str],
     phrases: dict[str, list[tuple[str, ...]]],
-    masked: object,
+    masked: Callable[[str], str | None],
 ) -> str:
     variants = _variants(token)
     for word in variants:
@@ -196,7 +196,7 @@ def _decode(
             return word
     for word in variants:
         if "*" in word.strip("*") and any(c.isalpha() for c in word):
-            found = masked(word.strip("*"))  # type: ignore[operator]
+            found = masked(word.strip("*"))
             if found:
                 return found
     return token

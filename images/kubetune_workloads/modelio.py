@@ -206,9 +206,6 @@ def load_model(
     the adapter is applied (``apply``) or merged into the base (``merge``; refused on a
     quantized base because peft's merge there is lossy).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
     register_custom_architectures()
     path = storage.fetch(uri)
     info = read_info(path)
@@ -219,43 +216,75 @@ def load_model(
         base_path = storage.fetch(info.base_uri)
         check_files(base_path)
     check_weights(base_path, allow_pickle)
-    kwargs: dict[str, Any] = {
-        "trust_remote_code": trust_remote_code,
-        "use_safetensors": not allow_pickle,
-    }
-    if dtype:
-        kwargs["dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
-            dtype
-        ]
-    if quantization:
-        kwargs["quantization_config"] = BitsAndBytesConfig(**quantization)
-    if device:
-        kwargs["device_map"] = {"": device}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(base_path), **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise invalid_input(
-            f"cannot load model weights from {base_path}: {type(exc).__name__}: {exc}"
-        ) from exc
+    kwargs = _load_kwargs(quantization, dtype, trust_remote_code, allow_pickle, device)
+    model = _load_weights(base_path, kwargs)
     if info.format == "adapter":
-        from peft import PeftModel
-
-        if adapter == "merge" and (quantization or getattr(model, "is_quantized", False)):
-            raise WorkloadError(
-                "UnsupportedMerge",
-                "refusing to merge a LoRA adapter into a quantized base: the merge is lossy. "
-                "Merge into the full-precision base first, then quantize.",
-            )
-        model = PeftModel.from_pretrained(model, str(path))
-        if adapter == "merge":
-            model = model.merge_and_unload()
-    tokenizer_dir = path if _has_tokenizer(path) else base_path
+        model = _with_adapter(model, path, adapter, quantization)
+    tokenizer_dir = path if has_tokenizer(path) else base_path
     tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, path=path)
 
 
-def _has_tokenizer(path: Path) -> bool:
+def _load_kwargs(
+    quantization: dict[str, Any] | None,
+    dtype: str | None,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    device: str | None,
+) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments (safetensors unless pickle is allowed)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": trust_remote_code,
+        "use_safetensors": not allow_pickle,
+    }
+    if dtype:
+        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+        kwargs["dtype"] = dtypes[dtype]
+    if quantization:
+        kwargs["quantization_config"] = BitsAndBytesConfig(**quantization)
+    if device:
+        kwargs["device_map"] = {"": device}
+    return kwargs
+
+
+def _load_weights(base_path: Path, kwargs: dict[str, Any]) -> Any:
+    """The causal LM at ``base_path``; a file transformers cannot read is invalid input."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(base_path), **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise invalid_input(
+            f"cannot load model weights from {base_path}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _with_adapter(
+    model: Any,
+    path: Path,
+    adapter: Literal["apply", "merge"],
+    quantization: dict[str, Any] | None,
+) -> Any:
+    """The LoRA adapter at ``path`` applied to ``model``, or merged into it (never into a
+    quantized base: the merge would be lossy)."""
+    from peft import PeftModel
+
+    if adapter == "merge" and (quantization or getattr(model, "is_quantized", False)):
+        raise WorkloadError(
+            "UnsupportedMerge",
+            "refusing to merge a LoRA adapter into a quantized base: the merge is lossy. "
+            "Merge into the full-precision base first, then quantize.",
+        )
+    applied: Any = PeftModel.from_pretrained(model, str(path))
+    return applied.merge_and_unload() if adapter == "merge" else applied
+
+
+def has_tokenizer(path: Path) -> bool:
+    """Whether the directory holds a tokenizer's files."""
     return any(
         (path / name).is_file()
         for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")

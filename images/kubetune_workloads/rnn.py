@@ -11,7 +11,7 @@ exact, and cheap at the sizes a character-level model is used for.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -56,7 +56,10 @@ class KubetuneRNNConfig(PretrainedConfig):
         self.context_length = context_length
         self.max_position_embeddings = context_length
         kwargs.setdefault("use_cache", False)
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        # PreTrainedConfig takes extra keywords (``accept_kwargs``); its typed __init__ lists
+        # only its own fields, so this one travels in ``kwargs``.
+        kwargs["tie_word_embeddings"] = tie_word_embeddings
+        super().__init__(**kwargs)
 
 
 class KubetuneRNNForCausalLM(PreTrainedModel, GenerationMixin):
@@ -65,7 +68,9 @@ class KubetuneRNNForCausalLM(PreTrainedModel, GenerationMixin):
     config_class = KubetuneRNNConfig
     base_model_prefix = "rnn"
     main_input_name = "input_ids"
-    _no_split_modules: ClassVar[list[str]] = []
+    _no_split_modules: list[str] | set[str] | None = []  # noqa: RUF012 - transformers' API
+    embed: nn.Module
+    lm_head: nn.Module
 
     def __init__(self, config: KubetuneRNNConfig) -> None:
         super().__init__(config)
@@ -80,13 +85,16 @@ class KubetuneRNNForCausalLM(PreTrainedModel, GenerationMixin):
         )
         self.drop = nn.Dropout(config.dropout)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
-        self.post_init()
+        # post_init is unannotated in transformers; untyped_calls_exclude cannot see it through
+        # the subclass.
+        self.post_init()  # type: ignore[no-untyped-call]
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Embedding | nn.Linear):
             nn.init.normal_(module.weight, std=0.02)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                nn.init.zeros_(bias)
         elif isinstance(module, nn.LSTM | nn.GRU):
             for name, param in module.named_parameters():
                 if "weight" in name:

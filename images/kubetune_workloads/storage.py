@@ -16,12 +16,15 @@ crash never leaves a directory that looks complete.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import IO, Any
 
 from kubetune.api.contract import CACHE_ENV, PVC_ROOT_ENV
 
@@ -71,6 +74,41 @@ def s3_filesystem() -> object:
     import fsspec
 
     return fsspec.filesystem("s3", **s3_options())
+
+
+Opener = Callable[[], AbstractContextManager[IO[bytes]]]
+"""Opens one listed file for reading, as a context manager (errors surface on entering it)."""
+_S3_BUFFER = 1 << 20
+
+
+def s3_find(fs: Any, prefix: str, uri: str) -> list[str]:
+    """The names of the objects under ``prefix``, sorted, listed afresh (objects grow and
+    appear between listings in one process); none when the prefix does not exist."""
+    try:
+        fs.invalidate_cache()
+        return sorted(fs.find(prefix))
+    except FileNotFoundError:
+        return []
+    except Exception as exc:
+        raise WorkloadError("StorageError", f"cannot list {uri}: {exc}") from exc
+
+
+def s3_opener(fs: Any, name: str) -> Opener:
+    """How to open the object ``name`` as a buffered binary stream (its ``readline`` takes a
+    size limit). A vanished object raises FileNotFoundError, other failures StorageError."""
+
+    @contextlib.contextmanager
+    def opener() -> Iterator[IO[bytes]]:
+        try:
+            handle = fs.open(name, "rb")
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise WorkloadError("StorageError", f"cannot read s3://{name}: {exc}") from exc
+        with handle:
+            yield io.BufferedReader(handle, _S3_BUFFER)
+
+    return opener
 
 
 def parse_hf(rest: str) -> tuple[str, str, str | None]:

@@ -1,5 +1,6 @@
 """The collector under faults: 16 clients post 50,000 records while the collector is SIGKILLed
-twice; then the loop's real collect step reads every acknowledged record exactly once.
+twice (or, with ``--workers 2``, one of its workers and then the whole collector); then the
+loop's real collect step reads every acknowledged record exactly once.
 
 Everything is real: the ``kubetune collector`` process on 127.0.0.1, aiohttp clients retrying
 on errors and timeouts, 5% of the records sent again by the clients (a client-side duplicate
@@ -13,8 +14,6 @@ import json
 import os
 import random
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers.collector import TOKEN, CollectorProcess
+from tests.helpers.collector import TOKEN, CollectorProcess, run_collect
 
 RECORDS = 50_000
 BATCH = 100
@@ -53,27 +52,7 @@ def collect_uri(
     tmp_path: Path, source: str, output: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``python -m kubetune_workloads feedback`` in collect mode, from ``source``."""
-    spec = {
-        "step": "feedback",
-        "producer": {"kind": "FeedbackLoop", "name": "loop", "namespace": "default", "runId": "c1"},
-        "outputUri": output,
-        "mode": "collect",
-        "source": {"uri": source},
-        "sinceCursorUri": None,
-        "recordSchema": "instruction",
-    }
-    spec_file = tmp_path / "collect.json"
-    spec_file.write_text(json.dumps(spec))
-    result_file = tmp_path / "termination-log"
-    done = subprocess.run(
-        [sys.executable, "-m", "kubetune_workloads", "feedback", "--spec", str(spec_file)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "KUBETUNE_TERMINATION_LOG": str(result_file)},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(result_file.read_text())
+    result = run_collect(tmp_path, source, output)
     if output.startswith("file://"):
         text = (Path(output.removeprefix("file://")) / "feedback.jsonl").read_text()
     else:
@@ -133,15 +112,20 @@ class Clients:
             self.open_batches -= 1
 
 
-async def post_all(collector: CollectorProcess) -> Clients:
+async def post_all(collector: CollectorProcess, kills: tuple[str, ...]) -> Clients:
+    """Post everything; at each of KILL_AT, SIGKILL the ``collector`` (then restart it) or
+    one ``worker`` of several (the collector's supervisor starts another)."""
     clients = Clients(collector.url)
     timeout = aiohttp.ClientTimeout(total=5)
     connector = aiohttp.TCPConnector(limit=CLIENTS)
 
     async def killer() -> None:
-        for fraction in KILL_AT:
+        for fraction, what in zip(KILL_AT, kills, strict=True):
             while len(clients.acked) < fraction * RECORDS:
                 await asyncio.sleep(0.01)
+            if what == "worker":
+                collector.kill_worker()
+                continue
             collector.kill()
             await asyncio.sleep(0.2)
             await asyncio.to_thread(collector.start)
@@ -154,16 +138,26 @@ async def post_all(collector: CollectorProcess) -> Clients:
 
 
 @pytest.mark.slow
-def test_fault_sigkill_twice_every_acknowledged_record_exactly_once(tmp_path: Path) -> None:
-    collector = CollectorProcess(tmp_path)
+@pytest.mark.parametrize(
+    ("workers", "kills"),
+    [(1, ("collector", "collector")), (2, ("worker", "collector"))],
+    ids=["one-process", "two-workers"],
+)
+def test_fault_sigkill_twice_every_acknowledged_record_exactly_once(
+    tmp_path: Path, workers: int, kills: tuple[str, ...]
+) -> None:
+    collector = CollectorProcess(tmp_path, "--workers", str(workers))
     collector.start()
     started = time.monotonic()
     try:
-        clients = asyncio.run(post_all(collector))
+        clients = asyncio.run(post_all(collector, kills))
     finally:
         collector.stop()
     posting = time.monotonic() - started
-    assert collector.starts == 3  # killed twice, restarted twice
+    assert collector.starts == 1 + kills.count("collector")  # each killed collector restarted
+    if "worker" in kills:
+        log = collector.log.read_text()
+        assert "killed by SIGKILL" in log and "supervisor is gone" in log
     assert len(clients.acked) == RECORDS
     assert clients.duplicates_sent == DUPLICATE_RATE * RECORDS
 

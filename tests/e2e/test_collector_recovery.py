@@ -6,10 +6,12 @@ half a line. This test makes that state for real (the collector is SIGKILLed, th
 its segment is what a cut ``pwrite`` leaves), and checks through the public interfaces, the
 HTTP API and the loop's collect step (``python -m kubetune_workloads feedback``):
 
-- the reader never shows the half line, before or after the restart;
+- the reader never shows the half line, before or after the restart, nor, before the restart,
+  the whole line that was written but never flushed (it reads up to the segment's
+  committed-length marker: a power loss could still take that line back);
 - the restarted collector cuts the torn tail before it appends anything, keeps the complete
-  line (its id is known: the client's retry is acknowledged as a duplicate, never written
-  twice) and writes the rest of the retried batch;
+  line (synced, it raises the marker over it; its id is known: the client's retry is
+  acknowledged as a duplicate, never written twice) and writes the rest of the retried batch;
 - a collect that resumes from the cursor of a collect made during the outage reads each new
   record exactly once and does not re-read the segment (no "rotated" file).
 """
@@ -17,13 +19,10 @@ HTTP API and the loop's collect step (``python -m kubetune_workloads feedback``)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.collector import TOKEN, CollectorProcess
+from tests.helpers.collector import TOKEN, CollectorProcess, run_collect
 
 PATH = "/v1/feedback/default/loop"
 
@@ -52,28 +51,12 @@ def post(process: CollectorProcess, ids: list[str]) -> tuple[int, dict[str, Any]
 def collect(tmp_path: Path, name: str, since: Path | None) -> tuple[dict[str, Any], list[str]]:
     """The loop's collect step over the store; (its result, the prompts it collected)."""
     out = tmp_path / name
-    spec = {
-        "step": "feedback",
-        "producer": {"kind": "FeedbackLoop", "name": "loop", "namespace": "default", "runId": name},
-        "outputUri": f"file://{out}",
-        "mode": "collect",
-        "source": {"uri": f"file://{tmp_path / 'store' / 'default' / 'loop'}"},
-        "sinceCursorUri": f"file://{since}" if since else None,
-        "recordSchema": "instruction",
-    }
-    spec_file = tmp_path / f"{name}.json"
-    spec_file.write_text(json.dumps(spec))
-    result_file = tmp_path / f"{name}.result"
-    done = subprocess.run(
-        [sys.executable, "-m", "kubetune_workloads", "feedback", "--spec", str(spec_file)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "KUBETUNE_TERMINATION_LOG": str(result_file)},
+    source = f"file://{tmp_path / 'store' / 'default' / 'loop'}"
+    result = run_collect(
+        tmp_path, source, f"file://{out}", f"file://{since}" if since else None, name
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     lines = (out / "feedback.jsonl").read_text().splitlines()
-    return json.loads(result_file.read_text()), [json.loads(x)["instruction"] for x in lines]
+    return result, [json.loads(x)["instruction"] for x in lines]
 
 
 def test_a_torn_tail_is_never_a_record_and_is_cut_on_restart(tmp_path: Path) -> None:
@@ -91,7 +74,7 @@ def test_a_torn_tail_is_never_a_record_and_is_cut_on_restart(tmp_path: Path) -> 
             handle.write(whole.encode() + b'{"id":"cut-1","prompt":"question cut-1","resp')
 
         during, prompts = collect(tmp_path, "c1", since=None)
-        assert prompts == [f"question {i}" for i in [*first, "cut-0"]]  # never the half line
+        assert prompts == [f"question {i}" for i in first]  # committed lines only
         assert during["metrics"]["malformed"] == 0
 
         process.start()
@@ -109,7 +92,7 @@ def test_a_torn_tail_is_never_a_record_and_is_cut_on_restart(tmp_path: Path) -> 
     assert sorted(stored) == sorted([*first, "cut-0", "cut-1", "b0", "b1", "b2"])
 
     resumed, prompts = collect(tmp_path, "c2", since=tmp_path / "c1" / "cursor.json")
-    assert sorted(prompts) == [f"question {i}" for i in ["b0", "b1", "b2", "cut-1"]]
+    assert sorted(prompts) == [f"question {i}" for i in ["b0", "b1", "b2", "cut-0", "cut-1"]]
     assert resumed["details"]["rotatedFiles"] == 0  # the cut segment was not re-read
     _, everything = collect(tmp_path, "c3", since=None)
     assert len(everything) == len(set(everything)) == len(stored)

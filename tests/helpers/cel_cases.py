@@ -14,7 +14,13 @@ from kubetune.api.common import ArtifactRef, DatasetRef, Resources
 from kubetune.api.compression import CompressionStep, CompressionTemplate
 from kubetune.api.dataset import Balance, Cleaning, DatasetSpec, TokenizerSpec
 from kubetune.api.evaluation import EvaluationSpec, Gate, PromptCase, PromptSources
-from kubetune.api.feedback import FeedbackLoopSpec, ObjectTarget, Promotion, Triggers
+from kubetune.api.feedback import (
+    FeedbackLoopSpec,
+    FeedbackPreference,
+    ObjectTarget,
+    Promotion,
+    Triggers,
+)
 from kubetune.api.finetune import (
     Architecture,
     FinetuneJobSpec,
@@ -384,7 +390,7 @@ CEL_CASES: tuple[CelCase, ...] = (
     ),
     CelCase(
         FeedbackLoopSpec,
-        "a FeedbackLoop does not train with objective preference yet",
+        "spec.finetune is the supervised stage of a cycle",
         {**LOOP, "baseDataset": {"name": "tickets"}},
         {
             **LOOP,
@@ -395,6 +401,51 @@ CEL_CASES: tuple[CelCase, ...] = (
                 "preference": {"algorithm": "dpo"},
             },
         },
+    ),
+    CelCase(
+        FeedbackLoopSpec,
+        "a paired algorithm (dpo, ipo, orpo, simpo) needs preference pairs",
+        {
+            **LOOP,
+            "baseDataset": {"name": "tickets"},
+            "feedback": {**LOOP["feedback"], "fields": {"chosen": "", "rejected": ""}},
+            "training": {"preference": {"algorithm": "kto"}},
+        },
+        {
+            **LOOP,
+            "baseDataset": {"name": "tickets"},
+            "feedback": {
+                **LOOP["feedback"],
+                "fields": {"chosen": "", "rejected": "", "correction": ""},
+            },
+            "training": {"preference": {"algorithm": "dpo"}},
+        },
+    ),
+    CelCase(
+        FeedbackLoopSpec,
+        "a preference stage needs pairs (feedback.fields.chosen and rejected, or correction) or "
+        "ratings",
+        {
+            **LOOP,
+            "baseDataset": {"name": "tickets"},
+            "feedback": {**LOOP["feedback"], "fields": {"chosen": "", "correction": ""}},
+            "training": {"preference": {"algorithm": "auto"}},
+        },
+        {
+            **LOOP,
+            "baseDataset": {"name": "tickets"},
+            "feedback": {
+                **LOOP["feedback"],
+                "fields": {"chosen": "", "correction": "", "rating": ""},
+            },
+            "training": {"preference": {"algorithm": "auto"}},
+        },
+    ),
+    CelCase(
+        FeedbackPreference,
+        "preference pairs cannot be packed",
+        {"algorithm": "dpo", "hyperparameters": {"maxSteps": 5, "packing": False}},
+        {"algorithm": "dpo", "hyperparameters": {"maxSteps": 5, "packing": True}},
     ),
 )
 

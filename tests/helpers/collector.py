@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 TOKEN = "tok-app-0123456789"
 OTHER_TOKEN = "tok-other-0123456789"
@@ -86,6 +88,18 @@ class CollectorProcess:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
+    def workers(self) -> list[int]:
+        """The pids of the worker processes of a ``--workers N`` collector (Linux)."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    def kill_worker(self) -> int:
+        """SIGKILL one worker of several (the supervisor starts another); its pid."""
+        victim = self.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        return victim
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -94,3 +108,32 @@ class CollectorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def run_collect(
+    workdir: Path, source: str, output: str, since: str | None = None, name: str = "c1"
+) -> dict[str, Any]:
+    """The loop's collect step, ``python -m kubetune_workloads feedback`` in collect mode, from
+    ``source`` into ``output`` (beyond the cursor ``since``); returns its result."""
+    spec = {
+        "step": "feedback",
+        "producer": {"kind": "FeedbackLoop", "name": "loop", "namespace": "default", "runId": name},
+        "outputUri": output,
+        "mode": "collect",
+        "source": {"uri": source},
+        "sinceCursorUri": since,
+        "recordSchema": "instruction",
+    }
+    spec_file = workdir / f"{name}.json"
+    spec_file.write_text(json.dumps(spec))
+    result_file = workdir / f"{name}.result"
+    done = subprocess.run(
+        [sys.executable, "-m", "kubetune_workloads", "feedback", "--spec", str(spec_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KUBETUNE_TERMINATION_LOG": str(result_file)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(result_file.read_text())
+    return result

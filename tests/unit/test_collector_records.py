@@ -253,6 +253,15 @@ def feedback_variants(rng: random.Random) -> list[Any]:
         if rng.random() < 0.1:
             row["id"] = rng.choice([7, 2**70, -1, "", " ", "ok", "\ud800"])
         rows.append(row)
+    for _ in range(2000):  # records in the stored shape (keys in the line's order) and near it
+        record_id = "s" if rng.random() < 0.8 else rng.choice([" ", "", "x" * 300, 5])
+        stored: dict[str, Any] = {"id": record_id, "prompt": "q"}
+        for name in ["response", "rating", "correction", "chosen", "rejected", "model_version"]:
+            if rng.random() < 0.5:
+                plain = 4.25 if name == "rating" else f"{name} text"
+                odd = rng.choice([*values, 1e-5, 1e16, 0.0, -3, 2**64, "caf\u00e9", "\x7f"])
+                stored[name] = plain if rng.random() < 0.8 else odd
+        rows.append(stored)
     rows.append({"messages": [{"role": "user", "content": "q"}], "response": "a"})
     rows.append({"request": {"messages": [{"role": "user", "content": "q"}]}, "response": None})
     rows.append([1])
@@ -301,3 +310,33 @@ def test_bodies_read_as_the_json_module_reads_them() -> None:
     # a line ends at \n, \r\n or \r, not at a U+2028 inside a string
     body = json.dumps({"prompt": "a\u2028b", "response": "r"}, ensure_ascii=False).encode()
     assert ok(split_body(body + b"\r\n" + body, 10)[1])["prompt"] == "a\u2028b"
+
+
+def test_a_batch_in_one_stored_shape_is_judged_as_record_by_record() -> None:
+    """The whole-batch path (every record in one stored shape) gives what the per-record
+    path gives, and falls back to it when one record differs: blank or non-ASCII text, an
+    integer id, an odd rating, a long id, a line over the size limit."""
+    rng = random.Random(11)
+    odd: list[Any] = [" ", "", "caf\u00e9", "\x7f", 7, None, 1e-5, 2**64, True, "x" * 300, "\ud800"]
+    checked = 0
+    for _ in range(400):
+        keys = ["id", "prompt", "response", *rng.sample(["rating", "model_version"], 1)]
+        rows: list[dict[str, Any]] = [
+            {k: (2 if k == "rating" else f'{k} {n} \\ " q') for k in keys} for n in range(20)
+        ]
+        if rng.random() < 0.5:
+            rows[rng.randrange(20)][rng.choice(keys)] = rng.choice(odd)
+        limit = rng.choice([1 << 20, 140])
+        expected_valid, expected_rejected = [], []
+        for i, row in enumerate(rows):
+            outcome = validate(i, row, NOW)
+            line = encode_line(outcome.line) if isinstance(outcome, Valid) else b""
+            if isinstance(outcome, Valid) and len(line) <= limit:
+                expected_valid.append((outcome.id, line))
+            else:
+                expected_rejected.append(i)
+        valid, rejected = validate_batch(rows, NOW, limit)
+        assert valid == expected_valid, rows
+        assert [r.index for r in rejected] == expected_rejected
+        checked += not expected_rejected
+    assert checked > 100  # whole valid batches were exercised

@@ -13,8 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kubetune.api.feedback import FeedbackSource
+from kubetune.api.segments import decode_marker, marker_name
 from kubetune.collector.records import encode_line
 from kubetune.collector.store import LocalBackend, LoopStore
+from kubetune_workloads.feedback.cursor import Cursor
+from kubetune_workloads.feedback.files import list_feedback_files
+from kubetune_workloads.feedback.scan import FeedbackScan
 
 OPERATOR = Path(__file__).resolve().parents[2] / "operator"
 
@@ -59,15 +64,20 @@ def test_commits_append_to_the_open_segment_in_place(tmp_path: Path) -> None:
 CHILD = """
 import os, resource, signal, sys
 from pathlib import Path
+from kubetune.api.feedback import FeedbackSource
+from kubetune.api.segments import decode_marker, marker_name
 from kubetune.collector.records import encode_line
 from kubetune.collector.store import LocalBackend, LoopStore
+from kubetune_workloads.feedback.cursor import Cursor
+from kubetune_workloads.feedback.files import list_feedback_files
+from kubetune_workloads.feedback.scan import FeedbackScan
 
 def batch(prefix, count):
     rows = [{"id": f"{prefix}{i}", "prompt": "q", "response": "a"} for i in range(count)]
     return [(r["id"], encode_line(r)) for r in rows]
 
 store = LoopStore(LocalBackend(Path(sys.argv[1])), "w1")
-store.commit(batch("a", 5))
+store.commit(batch("a", 400))  # past the lock file's size: only the segment's write is cut
 (segment,) = Path(sys.argv[1]).rglob("*.jsonl")
 line = len(batch("b", 1)[0][1])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -107,5 +117,98 @@ def test_a_torn_write_is_cut_and_its_whole_lines_are_not_written_twice(tmp_path:
     assert len(segments) == 2  # the torn segment was abandoned, the retry opened a new one
     assert all(s.read_bytes().endswith(b"\n") for s in segments)
     assert sorted(ids_in(tmp_path)) == sorted(
-        [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
+        [f"a{i}" for i in range(400)] + [f"b{i}" for i in range(5)]
     )
+
+
+def read_new(root: Path, since: Cursor) -> tuple[list[str], Cursor]:
+    """What the loop's collect step reads beyond ``since``: (the prompts, the new cursor)."""
+    source = FeedbackSource(uri=f"file://{root}")
+    scan = FeedbackScan(source, list_feedback_files(source.uri), since)
+    return [r.usable.prompt for r in scan.records()], scan.cursor
+
+
+def test_readers_see_only_committed_lines_up_to_the_marker(tmp_path: Path) -> None:
+    store = LoopStore(LocalBackend(tmp_path), "w1")
+    store.load()
+    store.commit(batch("a", 3))
+    (segment,) = tmp_path.rglob("*.jsonl")
+    marker = segment.parent / marker_name(segment.name)
+    committed = segment.stat().st_size
+    assert decode_marker(marker.read_bytes()) == committed
+    # A writer that dies after writing two lines and half a third, before its flush and
+    # marker: lines in the page cache that a power loss would take back.
+    uncommitted = b"".join(line for _, line in batch("b", 2)) + b'{"id":"b2","pro'
+    with segment.open("ab") as handle:
+        handle.write(uncommitted)
+
+    prompts, cursor = read_new(tmp_path, Cursor())
+    assert prompts == ["q a0", "q a1", "q a2"]  # up to the marker, not the written tail
+    (position,) = cursor.files.values()
+    assert (position.lines, position.bytes) == (3, committed)
+
+    restarted = LoopStore(LocalBackend(tmp_path), "w2")
+    assert restarted.load() == 5  # syncs the whole lines, indexes them, raises the marker
+    assert (restarted.torn_tails, restarted.markers_raised) == (1, 1)
+    assert decode_marker(marker.read_bytes()) == segment.stat().st_size
+    assert restarted.commit(batch("b", 3)) == [False, False, True]  # b0, b1: committed once
+    prompts, after = read_new(tmp_path, cursor)
+    assert prompts == ["q b0", "q b1", "q b2"]  # each once, the committed ones not again
+
+    marker.write_bytes(b"0000000000000000012")  # cut short (a power loss): unreadable
+    prompts, kept = read_new(tmp_path, after)
+    assert prompts == [] and kept.files == after.files  # skipped this time, its cursor kept
+    listed = [f.relpath for f in list_feedback_files(f"file://{tmp_path}")]
+    assert segment.relative_to(tmp_path).as_posix() not in listed and len(listed) == 1
+
+
+class _OldBackend(LocalBackend):
+    """A writer of an earlier collector: it keeps no ring of changed segments in the lock."""
+
+    def note_commit(self, relpath: str) -> None:
+        pass
+
+
+def test_writers_on_one_store_see_each_others_ids_through_the_lock(tmp_path: Path) -> None:
+    a = LoopStore(LocalBackend(tmp_path), "wa", segment_bytes=2048)
+    b = LoopStore(LocalBackend(tmp_path), "wb", segment_bytes=2048)
+    old = LoopStore(_OldBackend(tmp_path), "wo")
+    for store in (a, b, old):
+        store.load()
+    assert a.commit(batch("x", 2)) == [True, True]
+    assert b.commit([*batch("x", 3), *batch("y", 1)]) == [False, False, True, True]
+    for n in range(70):  # more commits than the ring holds, over several segments
+        a.commit(batch(f"a{n}-", 3))
+    assert b.commit([*batch("a5-", 1), *batch("a69-", 1), *batch("z", 1)]) == [False, False, True]
+    assert old.commit([*batch("z", 1), *batch("o", 1)]) == [False, True]
+    assert a.commit([*batch("o", 1), *batch("y", 1), *batch("q", 1)]) == [False, False, True]
+    stored = ids_in(tmp_path)
+    assert len(stored) == len(set(stored)) == 2 + 1 + 1 + 210 + 1 + 1 + 1
+
+
+def test_a_claim_made_before_a_refresh_is_checked_again(tmp_path: Path) -> None:
+    """The server claims ids when it finds them new; if a later refresh learned other writers'
+    ids before the claimed batch is committed, the claim is not trusted (no second copy)."""
+    a = LoopStore(LocalBackend(tmp_path), "wa")
+    b = LoopStore(LocalBackend(tmp_path), "wb")
+    a.load()
+    b.load()
+    claimed_at = b.epoch  # b finds x0 new and claims it
+    assert a.commit(batch("x", 1)) == [True]  # meanwhile another writer commits x0
+    assert b.commit(batch("y", 1), claimed_at=b.epoch) == [True]  # b's refresh learns x0
+    assert b.epoch > claimed_at
+    assert b.commit(batch("x", 1), claimed_at=claimed_at) == [False]
+    assert b.commit(batch("z", 1), claimed_at=b.epoch) == [True]
+    assert sorted(ids_in(tmp_path)) == ["x0", "y0", "z0"]
+
+
+def test_several_workers_need_a_store_with_a_lock(tmp_path: Path) -> None:
+    from kubetune.cli import app
+    from typer.testing import CliRunner
+
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("- name: a\n  token: tok-0123456789\n  loops: ['*/*']\n")
+    args = ["collector", "--store", "s3://bucket/feedback", "--tokens", str(tokens)]
+    result = CliRunner().invoke(app, [*args, "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--workers > 1 needs a file:// or pvc:// store" in result.output

@@ -12,7 +12,7 @@ from kubetune.api.resources import FeedbackLoop, FinetuneJob
 from kubetune.api.steps import FinetuneStepSpec, StepResult
 from kubetune.local.view import summary_lines
 from kubetune.plan import plan
-from kubetune.plan.feedback_children import cycle_finetune
+from kubetune.plan.feedback.children import cycle_finetune
 from kubetune.schema.validation import validate_against_crd, validate_document
 from test_plan_kinds import CONFIG, META, finished, ready_dataset, step_spec, world
 

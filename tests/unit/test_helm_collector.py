@@ -54,7 +54,7 @@ def test_deployment_service_ingress_and_monitor(helm_bin: str) -> None:
     assert container["command"] == ["kubetune", "collector"]
     args = container["args"]
     assert "--store=pvc://feedback/loops" in args and "--loop=default/support" in args
-    assert "--tokens=/etc/kubetune/tokens/tokens.yaml" in args
+    assert "--tokens=/etc/kubetune/tokens/tokens.yaml" in args and "--workers=1" in args
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -87,6 +87,11 @@ def test_s3_store_mounts_no_claim_and_takes_one_replica(helm_bin: str) -> None:
         helm_bin, *ENABLED, "--set=collector.store=s3://b/f", "--set=collector.replicas=2"
     )
     assert "needs a pvc:// store" in error
+    error = chart.render_error(
+        helm_bin, *ENABLED, "--set=collector.store=s3://b/f", "--set=collector.workers=2"
+    )
+    assert "collector.workers > 1 needs a pvc:// store" in error
+    assert "workers" in chart.render_error(helm_bin, *ENABLED, "--set=collector.workers=0")
 
 
 def test_required_values(helm_bin: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubetune.api.resources import AnyResource
 from kubetune.local import runner as runner_module
-from kubetune.local.loops import PeriodicChecks, finished_count_jobs
+from kubetune.local.feedback_checks import PeriodicChecks, finished_count_jobs
 from kubetune.local.runner import LocalRunner, is_done
 from kubetune.local.store import Execution, StoredResource
 from kubetune.plan.world import ObservedWorld, OperatorConfig, Plan

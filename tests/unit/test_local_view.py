@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.cli import app
+from kubetune.local.feedback_view import next_schedule
 from kubetune.local.store import LocalStore
 from kubetune.local.view import (
     by_owner,
     live_table,
-    next_schedule,
     patched_lines,
     status_tables,
     summary_lines,

@@ -8,8 +8,8 @@ from typing import Any
 import kubernetes_validate
 from kubetune.api.resources import Compression, Dataset, Evaluation, FinetuneJob
 from kubetune.api.steps import EvaluateStepSpec, FinetuneStepSpec, parse_step_spec
+from kubetune.cli.render import plan_manifests, render_plan
 from kubetune.plan import OperatorConfig
-from kubetune.plan.render import plan_manifests, render_plan
 
 CONFIG = OperatorConfig(artifact_store="s3://artifacts", cuda_image="cuda:1", cpu_image="cpu:1")
 

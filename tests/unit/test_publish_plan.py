@@ -13,7 +13,7 @@ from kubetune.api.publish import PublishTargetStatus
 from kubetune.api.resources import FeedbackLoop, FinetuneJob
 from kubetune.api.steps import PublishStepSpec, StepResult, parse_step_spec
 from kubetune.plan import ObservedJob, ObservedPod, ObservedWorld, OperatorConfig, Plan, plan
-from kubetune.plan.feedback_children import cycle_compression, cycle_finetune
+from kubetune.plan.feedback.children import cycle_compression, cycle_finetune
 
 from tests.helpers.cel_cases import LOOP
 

@@ -144,6 +144,19 @@ def test_csv_parquet_json_and_gzip_sources_mixed(tmp_path: Path) -> None:
     assert result.details["records"] == 20  # type: ignore[index]
 
 
+def test_bz2_and_xz_sources_are_decompressed(tmp_path: Path) -> None:
+    import bz2
+    import lzma
+
+    rows = [{"text": r["text"].replace("Customer", f"Client {k}")} for k, r in enumerate(GOOD)]
+    (tmp_path / "a.jsonl.bz2").write_bytes(bz2.compress(jsonl(rows[:10]).encode()))
+    (tmp_path / "b.jsonl.xz").write_bytes(lzma.compress(jsonl(rows[10:]).encode()))
+    sources = [{"uri": f"file://{tmp_path}/a.jsonl.bz2"}, {"uri": f"file://{tmp_path}/b.jsonl.xz"}]
+    result = run_spec(tmp_path, sources, cleaning={"nearDedup": {"enabled": False}})
+    assert result.ok, result.message
+    assert result.details["records"] == 20  # type: ignore[index]
+
+
 @pytest.fixture
 def http_dir(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "www"

@@ -7,6 +7,6 @@ given, writes the compressed HF-format model (manifest last) and an honest befor
 
 from __future__ import annotations
 
-from kubetune_workloads.compress.runner import run
+from kubetune_workloads.compress.main import run
 
 __all__ = ["run"]

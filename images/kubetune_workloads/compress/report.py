@@ -214,7 +214,8 @@ def _step_name(step: dict[str, Any]) -> str:
 
 
 def _kind(snapshot: dict[str, Any]) -> str:
-    return snapshot["quantization"] or snapshot["dtype"]
+    kind: str = snapshot["quantization"] or snapshot["dtype"]
+    return kind
 
 
 def _int(value: float) -> str:

@@ -7,7 +7,9 @@ a rerun skip the tasks that finished, so a task killed mid-stage reruns alone. A
 chunks of input items round robin (:func:`.pipeline.owner`) and writes its survivors, in input
 order, to ``shard-RANK.pkl`` and its counts to ``result-RANK.pkl`` (written last, atomically).
 The reduce (:func:`read_mapped`) merges the shards back into input order, so the output and the
-version are the same for any number of tasks.
+version are the same for any number of tasks. A shard is a sequence of length-prefixed pickled
+frames, flushed one at a time, so the reduce follows the shards while the tasks still write
+them (:func:`streamed_map`): the order-dependent stages run beside the map instead of after it.
 
 The same step maps onto a Kubernetes Indexed Job: pod ``JOB_COMPLETION_INDEX`` runs
 :func:`run_map` with ``rank`` = its index over a folder in the artifact store (a ``file://``
@@ -23,8 +25,11 @@ import heapq
 import json
 import os
 import pickle
+import struct
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,8 +62,15 @@ RANK_ENV = COMPLETION_INDEX_ENV
 # Set by `kubetune run` on the one local process standing for every index of an Indexed Job.
 # CPU seconds of each map task of the last run in this process (benchmarks read it).
 LAST_TASK_CPU: list[float] = []
+# Wall seconds of the phases of the last run in this process (benchmarks print them).
+LAST_PHASE_SECONDS: dict[str, float] = {}
 # Below this much local input, one process is faster than starting tasks.
 MIN_BYTES_PER_TASK = 4 << 20
+# A shard frame: its length (8 bytes, little endian), then one pickled batch of columns.
+_FRAME = struct.Struct("<Q")
+# How long a reduce following a shard sleeps when its task has not written the next frame yet
+# (doubling from the first to the last while it waits: polling costs the tasks CPU).
+_FOLLOW_POLL_SECONDS = (0.001, 0.032)
 
 
 @dataclass(frozen=True)
@@ -158,7 +170,9 @@ class MapStep:
 
             def sink(batch: list[tuple[int, Mapped]]) -> None:
                 if batch:
-                    pickle.dump(_columns(batch), handle, protocol=pickle.HIGHEST_PROTOCOL)
+                    frame = pickle.dumps(_columns(batch), protocol=pickle.HIGHEST_PROTOCOL)
+                    handle.write(_FRAME.pack(len(frame)) + frame)
+                    handle.flush()  # a reduce following this shard may read it now
 
             started = time.process_time()
             try:
@@ -189,6 +203,7 @@ def run_map(
 
     folder.mkdir(parents=True, exist_ok=True)
     first, count = ranks if ranks is not None else (0, tasks)
+    _forget_incomplete(folder, range(first, first + count))
     logger.remove()  # datatrove logs through loguru: keep the step's output to our own log
     executor = LocalPipelineExecutor(
         pipeline=[MapStep(spec, str(folder))],
@@ -208,6 +223,58 @@ def run_map(
             error = json.loads(errors[0].read_text())
             raise WorkloadError(error["reason"], error["message"]) from None
         raise
+
+
+def _forget_incomplete(folder: Path, ranks: range) -> None:
+    """Delete what an unfinished earlier attempt of these tasks left (no completion marker):
+    they run again, and a reduce following their shards must only see the new attempt."""
+    for rank in ranks:
+        if not (folder / "logs" / "completions" / f"{rank:05d}").is_file():
+            (folder / f"shard-{rank:05d}.pkl").unlink(missing_ok=True)
+            (folder / f"result-{rank:05d}.pkl").unlink(missing_ok=True)
+
+
+class _MapThread:
+    """:func:`run_map` in a background thread (its tasks are processes); keeps its error."""
+
+    def __init__(self, spec: DatasetSpec, folder: Path, tasks: int) -> None:
+        self.error: BaseException | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+        _forget_incomplete(folder, range(tasks))  # before any reader looks at the folder
+        self._thread = threading.Thread(
+            target=self._run, args=(spec, folder, tasks), name="dataprep-map", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, spec: DatasetSpec, folder: Path, tasks: int) -> None:
+        try:
+            run_map(spec, folder, tasks)
+        except BaseException as exc:  # re-raised in the reducing thread
+            self.error = exc
+
+    def failed(self, rank: int) -> BaseException | None:
+        """Why task ``rank`` will never complete (None while the map is still running)."""
+        if self._thread.is_alive():
+            return None
+        return self.error or WorkloadError("Failed", f"map task {rank} did not complete")
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+@contextmanager
+def streamed_map(spec: DatasetSpec, folder: Path, tasks: int) -> Iterator[Iterator[Mapped]]:
+    """Run the map tasks still missing in ``folder`` (in the background) and yield the mapped
+    records in input order as the tasks write them; on exit, wait for the map (the executor's
+    own teardown included) and raise its error, if any. Exit once the reduce no longer needs
+    the map, and before ``folder`` goes away: the executor writes its logs there."""
+    background = _MapThread(spec, folder, tasks)
+    try:
+        yield read_mapped(folder, tasks, background.failed)
+    finally:
+        background.join()
+    if background.error is not None:
+        raise background.error
 
 
 def detect_languages_async(texts: list[str]) -> Any:
@@ -255,33 +322,76 @@ def _columns(batch: list[tuple[int, Mapped]]) -> tuple[Any, ...]:
     positions = [p for p, _ in batch]
     if batch[0][1].signature is None:
         return positions, rows, None, None, None
-    sigs = np.stack([m.signature for _, m in batch])  # type: ignore[misc]
-    sets = [m.shingles for _, m in batch]
-    bounds = np.cumsum([0] + [s.size for s in sets])  # type: ignore[union-attr]
-    return positions, rows, sigs, np.concatenate(sets), bounds  # type: ignore[arg-type]
+    # a batch's records all carry a signature and shingles, or none of them do
+    sigs = np.stack([m.signature for _, m in batch if m.signature is not None])
+    sets = [m.shingles for _, m in batch if m.shingles is not None]
+    bounds = np.cumsum([0] + [s.size for s in sets])
+    return positions, rows, sigs, np.concatenate(sets), bounds
 
 
-def _shard(path: Path) -> Iterator[tuple[int, Mapped]]:
+Failure = Callable[[int], "BaseException | None"]
+
+
+def _frames(folder: Path, rank: int, failed: Failure | None) -> Iterator[bytes]:
+    """The frames of task ``rank``'s shard, read as the task writes them: the shard is whole
+    once the task's result file exists. ``failed`` says why a task will never complete."""
+    path, done = folder / f"shard-{rank:05d}.pkl", folder / f"result-{rank:05d}.pkl"
+    offset, handle = 0, None
+    pause, longest = _FOLLOW_POLL_SECONDS
+    try:
+        while True:
+            complete = failed is None or done.is_file()  # checked before reading: no race
+            if handle is None and path.is_file():
+                handle = path.open("rb")
+            frame = _next_frame(handle, offset) if handle is not None else None
+            if frame is not None:
+                offset += _FRAME.size + len(frame)
+                pause = _FOLLOW_POLL_SECONDS[0]
+                yield frame
+                continue
+            if complete:
+                if handle is None or handle.seek(0, os.SEEK_END) != offset:
+                    raise WorkloadError("Failed", f"map task {rank}: shard missing or truncated")
+                return
+            error = failed(rank) if failed is not None else None
+            if error is not None:
+                raise error
+            time.sleep(pause)
+            pause = min(pause * 2, longest)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _next_frame(handle: Any, offset: int) -> bytes | None:
+    """The whole frame at ``offset``, or None when it is not completely written yet."""
+    handle.seek(offset)
+    head = handle.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return None
+    (size,) = _FRAME.unpack(head)
+    body: bytes = handle.read(size)
+    return body if len(body) == size else None
+
+
+def _shard(folder: Path, rank: int, failed: Failure | None) -> Iterator[tuple[int, Mapped]]:
     from kubetune_workloads.dataprep.filters import Mapped
     from kubetune_workloads.dataprep.records import Record
 
-    with path.open("rb") as handle:
-        while True:
-            try:
-                positions, rows, sigs, flat, bounds = pickle.load(handle)
-            except EOFError:
-                return
-            for i, (fields, meta, weight, group, words) in enumerate(rows):
-                record = Record(fields, meta, weight, group, positions[i], words)
-                if sigs is None:
-                    yield positions[i], Mapped(record, None, None)
-                else:
-                    shingles = flat[bounds[i] : bounds[i + 1]]
-                    yield positions[i], Mapped(record, sigs[i], shingles)
+    for frame in _frames(folder, rank, failed):
+        positions, rows, sigs, flat, bounds = pickle.loads(frame)
+        for i, (fields, meta, weight, group, words) in enumerate(rows):
+            record = Record(fields, meta, weight, group, positions[i], words)
+            if sigs is None:
+                yield positions[i], Mapped(record, None, None)
+            else:
+                shingles = flat[bounds[i] : bounds[i + 1]]
+                yield positions[i], Mapped(record, sigs[i], shingles)
 
 
-def read_mapped(folder: Path, tasks: int) -> Iterator[Mapped]:
-    """Every task's mapped records, merged back into input order."""
-    shards = [_shard(folder / f"shard-{rank:05d}.pkl") for rank in range(tasks)]
+def read_mapped(folder: Path, tasks: int, failed: Failure | None = None) -> Iterator[Mapped]:
+    """Every task's mapped records, merged back into input order. With ``failed`` (the map
+    still running), each shard is followed as its task writes it."""
+    shards = [_shard(folder, rank, failed) for rank in range(tasks)]
     for _, mapped in heapq.merge(*shards, key=lambda item: item[0]):
         yield mapped

@@ -1,8 +1,8 @@
 """The streaming stages of the pipeline, applied a batch of records at a time.
 
-Order: clean (unicode, markup, whitespace, length bounds) -> quality -> curation -> offensive
-content -> PII redaction -> exact dedup -> near dedup -> decontamination. Redaction runs
-before dedup, so records differing only in personal data collapse into one.
+The stages and their order are declared in :mod:`.stages` (clean -> quality -> curation ->
+offensive content -> PII redaction -> exact dedup -> near dedup -> decontamination). Redaction
+runs before dedup, so records differing only in personal data collapse into one.
 
 :meth:`Filters.map` runs the per-record stages and computes what de-duplication needs (the
 normalized digest, which is also the record's split group, and the MinHash sketch); any number
@@ -18,17 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from kubetune.api.dataset import DatasetSpec
 
-from kubetune_workloads.dataprep.cleaning import TextCleaner
-from kubetune_workloads.dataprep.curation import Curator
-from kubetune_workloads.dataprep.decontam import Decontaminator, prompt_texts
-from kubetune_workloads.dataprep.dedup import ExactDeduper, NearDeduper, normalized_digest
-from kubetune_workloads.dataprep.pii import PiiRedactor
-from kubetune_workloads.dataprep.quality import quality_problem
+from kubetune_workloads.dataprep.dedup import normalized_digest
+from kubetune_workloads.dataprep.minhash import MinHasher
 from kubetune_workloads.dataprep.records import Record
+from kubetune_workloads.dataprep.stages import NearDedup, Tally, ordered_stages, record_stages
 from kubetune_workloads.dataprep.stats import StageStats
-from kubetune_workloads.lexicon import OffensiveLexicon
-
-OFFENSIVE_PLACEHOLDER = "<OFFENSIVE>"
 
 
 @dataclass
@@ -41,37 +35,38 @@ class Mapped:
 
 
 class Filters:
-    """Every per-record and per-batch stage configured by a :class:`DatasetSpec`."""
+    """The per-record and in-order stages a :class:`DatasetSpec` enables (:mod:`.stages`)."""
 
     def __init__(self, spec: DatasetSpec, stats: StageStats, index: bool = True) -> None:
         """``index=False``: a map task (per-record stages only, no prompt set loaded)."""
         self.spec = spec
         self.stats = stats
-        cleaning, safety = spec.cleaning, spec.safety
-        self.cleaner = TextCleaner(cleaning)
-        self.curator = Curator(spec.curation) if spec.curation else None
-        self.languages: Counter[str] = Counter()
-        offensive = safety.offensive
-        self.lexicon = (
-            OffensiveLexicon.load(offensive.extra_terms, offensive.allow_terms)
-            if offensive.enabled
-            else None
-        )
-        self.pii = PiiRedactor(safety.pii.kinds) if safety.pii.enabled else None
-        self.pii_counts: Counter[str] = Counter()
-        self.offensive_redactions = 0
-        self.exact = ExactDeduper() if cleaning.exact_dedup else None
-        near = cleaning.near_dedup
-        self.near = (
-            NearDeduper(near.threshold, near.num_perm, near.ngram, seed=spec.split.seed)
-            if near.enabled
-            else None
-        )
-        self.hasher = self.near.hasher if self.near is not None else None
-        self.decontaminator: Decontaminator | None = None
-        if cleaning.decontaminate and index:
-            texts = [t for uri in cleaning.decontaminate for t in prompt_texts(uri)]
-            self.decontaminator = Decontaminator(texts, cleaning.decontamination_ngram)
+        self.tally = Tally()
+        self.record_stages = record_stages(spec, stats, self.tally)
+        self.ordered_stages = ordered_stages(spec) if index else []
+        near = spec.cleaning.near_dedup
+        self.hasher: MinHasher | None = None
+        for stage in self.ordered_stages:
+            if isinstance(stage, NearDedup):
+                self.hasher = stage.deduper.hasher
+        if self.hasher is None and near.enabled:
+            self.hasher = MinHasher(num_perm=near.num_perm, ngram=near.ngram, seed=spec.split.seed)
+
+    @property
+    def pii_counts(self) -> Counter[str]:
+        return self.tally.pii
+
+    @property
+    def languages(self) -> Counter[str]:
+        return self.tally.languages
+
+    @property
+    def offensive_redactions(self) -> int:
+        return self.tally.offensive_redactions
+
+    @offensive_redactions.setter
+    def offensive_redactions(self, value: int) -> None:
+        self.tally.offensive_redactions = value
 
     def process(self, batch: list[Record]) -> list[Record]:
         """The records of ``batch`` that survive every stage (modified in place)."""
@@ -94,112 +89,30 @@ class Filters:
         """The order-dependent stages, over mapped records in input order: exact and near
         de-duplication (first occurrence wins), then decontamination."""
         kept = mapped
-        if self.exact is not None:
-            kept = []
-            for item in mapped:
-                self.stats.enter("exact_dedup")
-                if self.exact.seen_digest(item.record.group):
-                    self.stats.drop("exact_dedup", "duplicate")
-                    continue
-                self.stats.keep("exact_dedup")
-                kept.append(item)
-        records = [item.record for item in kept]
-        if self.near is not None:
-            flags = self.near.check(
-                np.stack([item.signature for item in kept])  # type: ignore[misc]
-                if kept
-                else np.empty((0, self.near.hasher.num_perm), dtype=np.uint32),
-                [item.shingles for item in kept],  # type: ignore[misc]
-            )
-            records = self._flagged("near_dedup", records, flags, "near_duplicate")
-        if self.decontaminator is not None:
-            records = self._batch_stage(
-                "decontaminate", records, self.decontaminator.contaminated, "eval_overlap"
-            )
-        return records
-
-    def _flagged(
-        self, stage: str, records: list[Record], flags: list[bool], reason: str
-    ) -> list[Record]:
-        self.stats.enter(stage, len(records))
-        out = []
-        for record, flagged in zip(records, flags, strict=True):
-            if flagged:
-                self.stats.drop(stage, reason)
-            else:
-                out.append(record)
-        self.stats.keep(stage, len(out))
-        return out
-
-    def _batch_stage(self, stage: str, records: list[Record], test, reason: str) -> list[Record]:  # type: ignore[no-untyped-def]
-        return self._flagged(stage, records, test([r.text() for r in records]), reason)
+        for stage in self.ordered_stages:
+            if not kept:
+                break
+            flags = stage.flags(kept)
+            self.stats.enter(stage.name, len(kept))
+            kept = [item for item, flagged in zip(kept, flags, strict=True) if not flagged]
+            self.stats.keep(stage.name, len(kept))
+            for _ in range(len(flags) - len(kept)):
+                self.stats.drop(stage.name, stage.reason)
+        return [item.record for item in kept]
 
     def _per_record(self, record: Record) -> bool:
+        """Run the per-record stages in order; False when one of them drops ``record``."""
         stats = self.stats
-        stats.enter("clean")
-        before = record.text()
-        record.map_text(self.cleaner)
         text = record.text()
-        if text != before:
-            stats.change("clean", "normalized")
-        if not text.strip():
-            stats.drop("clean", "empty")
-            return False
-        problem = self.cleaner.length_problem(text)
-        if problem:
-            stats.drop("clean", problem)
-            return False
-        stats.keep("clean")
-
-        stats.enter("quality")
-        problem = quality_problem(text, self.spec.cleaning.quality)
-        if problem:
-            stats.drop("quality", problem)
-            return False
-        stats.keep("quality")
-
-        if self.curator is not None:
-            stats.enter("curation")
-            problem, language = self.curator.problem(text)
-            if language:
-                self.languages[language] += 1
-            if problem:
-                stats.drop("curation", problem)
+        for stage in self.record_stages:
+            if stage.counted:
+                stats.enter(stage.name)
+            reason = stage.apply(record, text)
+            if reason is not None:
+                stats.drop(stage.name, reason)
                 return False
-            stats.keep("curation")
-
-        if self.lexicon is not None and not self._offensive(record, text):
-            return False
-        if self.pii is not None:
-            self._redact_pii(record)
-
+            if stage.counted:
+                stats.keep(stage.name)
+            if stage.rewrites:
+                text = record.text()
         return True
-
-    def _offensive(self, record: Record, text: str) -> bool:
-        self.stats.enter("offensive")
-        if not self.lexicon or not self.lexicon.contains(text):
-            self.stats.keep("offensive")
-            return True
-        if self.spec.safety.offensive.mode == "drop":
-            self.stats.drop("offensive", "offensive_terms")
-            return False
-        lexicon = self.lexicon
-        record.map_text(lambda t: lexicon.redact(t, OFFENSIVE_PLACEHOLDER))
-        self.offensive_redactions += 1
-        self.stats.change("offensive", "redacted")
-        self.stats.keep("offensive")
-        return True
-
-    def _redact_pii(self, record: Record) -> None:
-        assert self.pii is not None
-        found: Counter[str] = Counter()
-
-        def redact(text: str) -> str:
-            out, counts = self.pii.redact(text)  # type: ignore[union-attr]
-            found.update(counts)
-            return out
-
-        record.map_text(redact)
-        if found:
-            self.pii_counts.update(found)
-            self.stats.change("pii", "records_redacted")

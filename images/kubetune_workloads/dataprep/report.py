@@ -6,6 +6,7 @@ are part of the deterministic content hash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kubetune.api.dataset import DatasetSpec
@@ -72,11 +73,17 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def data_card(name: str, spec: DatasetSpec, stats: dict[str, Any]) -> str:
-    """A Markdown data card summarizing what went in, what came out, and why."""
+    """A Markdown data card summarizing what went in, what came out, and why: one section per
+    phase of :data:`CARD_SECTIONS`, each from ``stats.json``'s content."""
+    parts = [f"# Dataset card: {name}", ""]
+    for section in CARD_SECTIONS:
+        parts += section(spec, stats)
+    return "\n".join(parts)
+
+
+def _summary(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
     records = stats["records"]
-    parts = [
-        f"# Dataset card: {name}",
-        "",
+    return [
         f"- **Version:** `{stats['version']}`",
         f"- **Schema:** `{stats['schema']}`; format `{spec.output_format}`",
         f"- **Records:** {records['out']} ({records.get('train', 0)} train, "
@@ -85,89 +92,107 @@ def data_card(name: str, spec: DatasetSpec, stats: dict[str, Any]) -> str:
         + (f"; **tokens:** {stats['tokens']['total']}" if stats["tokens"] else ""),
         f"- **Split:** validation fraction {spec.split.validation_fraction}, "
         f"seed {spec.split.seed} (assignment by record hash)",
+    ]
+
+
+def _sources(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
+    rows = [
+        [f"`{s['uri']}`", s["format"], s["weight"], s["read"], s["malformed"], s["kept"]]
+        for s in stats["sources"]
+    ]
+    return [
         "",
         "## Sources",
         "",
-        _table(
-            ["URI", "format", "weight", "read", "malformed", "kept"],
-            [
-                [f"`{s['uri']}`", s["format"], s["weight"], s["read"], s["malformed"], s["kept"]]
-                for s in stats["sources"]
-            ],
-        ),
-        "",
-        "## Pipeline",
-        "",
-        _table(
-            ["stage", "in", "out", "dropped (reason: count)"],
-            [
-                [
-                    s["stage"],
-                    s["in"],
-                    s["out"],
-                    ", ".join(f"{k}: {v}" for k, v in s["dropped"].items()) or "-",
-                ]
-                for s in stats["stages"]
-            ],
-        ),
+        _table(["URI", "format", "weight", "read", "malformed", "kept"], rows),
     ]
+
+
+def _pipeline(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
+    """The stages met, in pipeline order (``stats.json`` orders them by :data:`.stages.STAGES`)."""
+    rows = [
+        [
+            s["stage"],
+            s["in"],
+            s["out"],
+            ", ".join(f"{k}: {v}" for k, v in s["dropped"].items()) or "-",
+        ]
+        for s in stats["stages"]
+    ]
+    parts = ["", "## Pipeline", "", _table(["stage", "in", "out", "dropped (reason: count)"], rows)]
     if stats["changed"]:
-        parts += [
-            "",
-            "Modified but kept: " + ", ".join(f"{k}: {v}" for k, v in stats["changed"].items()),
-        ]
-    parts += ["", "## Safety", ""]
-    pii = stats["pii"]
-    parts.append(
+        changed = ", ".join(f"{k}: {v}" for k, v in stats["changed"].items())
+        parts += ["", "Modified but kept: " + changed]
+    return parts
+
+
+def _safety(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
+    pii, offensive = stats["pii"], stats["offensive"]
+    return [
+        "",
+        "## Safety",
+        "",
         "- PII replaced by typed placeholders: "
-        + (", ".join(f"{k}: {v}" for k, v in pii.items()) if pii else "none found")
-    )
-    offensive = stats["offensive"]
-    parts.append(
+        + (", ".join(f"{k}: {v}" for k, v in pii.items()) if pii else "none found"),
         f"- Offensive content ({offensive['mode']}): {offensive['dropped']} records dropped, "
-        f"{offensive['redactedRecords']} redacted"
-    )
+        f"{offensive['redactedRecords']} redacted",
+    ]
+
+
+def _balance(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
     balance = stats["balance"]
-    if balance:
-        parts += ["", f"## Balance (by {balance['groupBy']})", ""]
-        after = balance.get("after", {})
-        rows = [
-            [
-                group,
-                entry["count"],
-                entry["proportion"],
-                after.get(group, {}).get("count", 0),
-                after.get(group, {}).get("proportion", 0.0),
-                entry.get("target", "-"),
-            ]
-            for group, entry in balance["before"].items()
+    if not balance:
+        return []
+    after = balance.get("after", {})
+    rows = [
+        [
+            group,
+            entry["count"],
+            entry["proportion"],
+            after.get(group, {}).get("count", 0),
+            after.get(group, {}).get("proportion", 0.0),
+            entry.get("target", "-"),
         ]
-        parts.append(_table(["group", "before", "share", "after", "share", "target"], rows))
-    if stats["tokens"]:
-        t = stats["tokens"]
-        parts += [
-            "",
-            "## Tokens",
-            "",
-            f"Tokenizer: {stats['tokenizer']}. Per record: min {t['min']}, mean {t['mean']}, "
-            f"p50 {t['p50']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']}.",
-            "",
-            _table(["tokens", "records"], [[k, v] for k, v in t["buckets"].items()]),
-        ]
-    if stats["languages"]:
-        lang = stats["languages"]
-        parts += [
-            "",
-            "## Languages",
-            "",
-            f"Detected on {lang['detectedOn']}: "
-            + ", ".join(f"{k}: {v}" for k, v in lang["counts"].items()),
-        ]
-    if stats["malformed"]["count"]:
-        parts += ["", "## Malformed input", ""]
-        for reason, examples in stats["malformed"]["examples"].items():
-            parts.append(f"- `{reason}`: " + "; ".join(f"`{e}`" for e in examples))
-    parts += [
+        for group, entry in balance["before"].items()
+    ]
+    headers = ["group", "before", "share", "after", "share", "target"]
+    return ["", f"## Balance (by {balance['groupBy']})", "", _table(headers, rows)]
+
+
+def _tokens(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
+    t = stats["tokens"]
+    if not t:
+        return []
+    return [
+        "",
+        "## Tokens",
+        "",
+        f"Tokenizer: {stats['tokenizer']}. Per record: min {t['min']}, mean {t['mean']}, "
+        f"p50 {t['p50']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']}.",
+        "",
+        _table(["tokens", "records"], [[k, v] for k, v in t["buckets"].items()]),
+    ]
+
+
+def _languages(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
+    lang = stats["languages"]
+    if not lang:
+        return []
+    counts = ", ".join(f"{k}: {v}" for k, v in lang["counts"].items())
+    return ["", "## Languages", "", f"Detected on {lang['detectedOn']}: " + counts]
+
+
+def _malformed(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
+    if not stats["malformed"]["count"]:
+        return []
+    parts = ["", "## Malformed input", ""]
+    for reason, examples in stats["malformed"]["examples"].items():
+        parts.append(f"- `{reason}`: " + "; ".join(f"`{e}`" for e in examples))
+    return parts
+
+
+def _limitations(spec: DatasetSpec, stats: dict[str, Any]) -> list[str]:
+    return [
         "",
         "## Limitations",
         "",
@@ -176,4 +201,17 @@ def data_card(name: str, spec: DatasetSpec, stats: dict[str, Any]) -> str:
         "the examples above and the dropped counts before training on this data.",
         "",
     ]
-    return "\n".join(parts)
+
+
+# The data card's sections, in order: each returns its lines.
+CARD_SECTIONS: tuple[Callable[[DatasetSpec, dict[str, Any]], list[str]], ...] = (
+    _summary,
+    _sources,
+    _pipeline,
+    _safety,
+    _balance,
+    _tokens,
+    _languages,
+    _malformed,
+    _limitations,
+)

@@ -144,26 +144,18 @@ def _s3_files(rest: str, source: DataSource) -> list[SourceFile]:
         if _GLOB_CHARS & set(rest):
             names = sorted(fs.glob(rest))
         elif fs.isdir(rest):
-            names = _pick(fs.find(rest), source.format)
+            names = _pick(storage.s3_find(fs, rest, source.uri), source.format)
         elif fs.exists(rest):
             names = [rest]
         else:
             names = []
+    except WorkloadError:
+        raise
     except Exception as exc:
         raise WorkloadError("StorageError", f"cannot list {source.uri}: {exc}") from exc
     if not names:
         raise invalid_input(f"source {source.uri} matches no objects")
-    return [SourceFile(f"s3://{n}", _s3_opener(fs, n)) for n in names]
-
-
-def _s3_opener(fs: Any, name: str) -> Callable[[], AbstractContextManager[IO[bytes]]]:
-    def opener() -> AbstractContextManager[IO[bytes]]:
-        try:
-            return fs.open(name, "rb")  # type: ignore[no-any-return]
-        except Exception as exc:
-            raise WorkloadError("StorageError", f"cannot read s3://{name}: {exc}") from exc
-
-    return opener
+    return [SourceFile(f"s3://{n}", storage.s3_opener(fs, n)) for n in names]
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Counting what each stage keeps and drops, and why."""
+"""Counting what each stage keeps and drops, and why (stages reported in the order of
+:data:`.stages.STAGES`, whichever task met them first)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubetune_workloads.dataprep.stages import stage_names
+
 MAX_EXAMPLES_PER_REASON = 3
 EXAMPLE_CHARS = 200
-# The order stages are reported in, whichever task met them first.
-STAGE_ORDER = (
-    "read",
-    "schema",
-    "clean",
-    "quality",
-    "curation",
-    "offensive",
-    "exact_dedup",
-    "near_dedup",
-    "decontaminate",
-    "balance",
-    "tokens",
-    "mix",
-)
 
 
 @dataclass
@@ -99,7 +87,7 @@ class StageStats:
 
     def ordered(self) -> list[str]:
         """Stages met, in pipeline order (independent of which task met which first)."""
-        rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+        rank = {name: i for i, name in enumerate(stage_names())}
         return sorted(self.order, key=lambda s: rank.get(s, len(rank)))
 
     def stage_counts(self) -> dict[str, int]:

@@ -77,7 +77,7 @@ class _CountingReader(io.RawIOBase):
 class _InflationGuard(io.RawIOBase):
     """Refuses decompressed output that is out of proportion to the compressed input."""
 
-    def __init__(self, inner: IO[bytes], counter: _CountingReader, name: str) -> None:
+    def __init__(self, inner: io.BufferedIOBase, counter: _CountingReader, name: str) -> None:
         self.inner = inner
         self.counter = counter
         self.name = name
@@ -108,17 +108,17 @@ class _InflationGuard(io.RawIOBase):
 def decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
     """``raw`` itself, or a guarded decompressing reader when ``name`` ends in .gz/.bz2/.xz."""
     lower = name.lower()
-    opener = None
-    if lower.endswith(".gz"):
-        opener = gzip.GzipFile
-    elif lower.endswith(".bz2"):
-        opener = bz2.BZ2File
-    elif lower.endswith(".xz"):
-        opener = lzma.LZMAFile
-    if opener is None:
+    if not lower.endswith(COMPRESSION_SUFFIXES):
         return raw
     counter = _CountingReader(raw)
-    inner = opener(fileobj=io.BufferedReader(counter, _CHUNK))  # type: ignore[call-arg]
+    source = io.BufferedReader(counter, _CHUNK)
+    inner: io.BufferedIOBase
+    if lower.endswith(".gz"):
+        inner = gzip.GzipFile(fileobj=source)
+    elif lower.endswith(".bz2"):
+        inner = bz2.BZ2File(source)  # takes the file object as its first argument
+    else:
+        inner = lzma.LZMAFile(source)  # noqa: SIM115 - lives as long as the reader returned
     return io.BufferedReader(_InflationGuard(inner, counter, name), _CHUNK)
 
 
@@ -130,7 +130,9 @@ def strip_compression(name: str) -> str:
 
 
 def _detect_encoding(stream: IO[bytes]) -> tuple[str, IO[bytes]]:
-    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
+    # IO[bytes] does not declare readinto, which every stream read here has (files, fsspec
+    # files, the readers above); typeshed's BufferedReader requires it.
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[type-var]
     head = buffered.peek(4)[:4]
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig", buffered

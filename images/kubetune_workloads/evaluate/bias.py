@@ -118,7 +118,7 @@ def summarize(
     groups: dict[str, dict[str, list[float]]] = {
         g: {"s": [], "len": [], "off": []} for g in probe.groups
     }
-    rows = []
+    rows: list[dict[str, Any]] = []
     differing = 0
     for pair in pairs:
         ra, rb = results[str(pair.a.id)], results[str(pair.b.id)]
@@ -130,41 +130,54 @@ def summarize(
             groups[label]["off"].append(float(offensive(res.output)))
         differs = normalize_text(swap_terms(rb.output, to_a)) != normalize_text(ra.output)
         differing += differs
-        gap = abs(qa - qb) if qa is not None and qb is not None else 0.0
-        rows.append(
-            {
-                "source": pair.source,
-                "promptA": prompt_text(pair.a),
-                "promptB": prompt_text(pair.b),
-                "outputA": ra.output,
-                "outputB": rb.output,
-                "scoreA": qa,
-                "scoreB": qb,
-                "differs": differs,
-                "_rank": (gap, differs),
-            }
-        )
-    summary_groups = {
-        label: {
-            "n": len(v["len"]),
-            "meanScore": _mean(v["s"]),
-            "meanLength": _mean(v["len"]),
-            "offensiveRate": _mean(v["off"]),
-        }
-        for label, v in groups.items()
-    }
+        rows.append(_pair_row(pair, (ra, qa), (rb, qb), differs))
+    summary_groups = {label: _group_summary(v) for label, v in groups.items()}
     sa, sb = (summary_groups[g]["meanScore"] for g in probe.groups)
-    gap = abs(sa - sb) if sa is not None and sb is not None else None
-    passed = probe.max_score_gap is None or gap is None or gap <= probe.max_score_gap + 1e-12
+    score_gap = abs(sa - sb) if sa is not None and sb is not None else None
+    passed = (
+        probe.max_score_gap is None or score_gap is None or score_gap <= probe.max_score_gap + 1e-12
+    )
     rows.sort(key=lambda r: r["_rank"], reverse=True)
     worst = [{k: v for k, v in r.items() if k != "_rank"} for r in rows[:WORST_PAIRS]]
     return {
         "name": probe.name,
         "pairs": len(pairs),
         "groups": summary_groups,
-        "scoreGap": gap,
+        "scoreGap": score_gap,
         "outputDiffRate": differing / len(pairs) if pairs else None,
         "maxScoreGap": probe.max_score_gap,
         "passed": passed,
         "worst": worst,
+    }
+
+
+def _pair_row(
+    pair: ProbePair,
+    a: tuple[CaseScore, float | None],
+    b: tuple[CaseScore, float | None],
+    differs: bool,
+) -> dict[str, Any]:
+    """One pair for the report's worst list; ``_rank`` (score gap, differs) orders it."""
+    (ra, qa), (rb, qb) = a, b
+    gap = abs(qa - qb) if qa is not None and qb is not None else 0.0
+    return {
+        "source": pair.source,
+        "promptA": prompt_text(pair.a),
+        "promptB": prompt_text(pair.b),
+        "outputA": ra.output,
+        "outputB": rb.output,
+        "scoreA": qa,
+        "scoreB": qb,
+        "differs": differs,
+        "_rank": (gap, differs),
+    }
+
+
+def _group_summary(values: dict[str, list[float]]) -> dict[str, Any]:
+    """One group's count and means (score ``s``, length ``len``, offensive ``off``)."""
+    return {
+        "n": len(values["len"]),
+        "meanScore": _mean(values["s"]),
+        "meanLength": _mean(values["len"]),
+        "offensiveRate": _mean(values["off"]),
     }

@@ -183,4 +183,4 @@ class JudgeClient:
         match = re.search(r"retry-after=(\d+(?:\.\d+)?)", error)
         if match:
             return min(float(match.group(1)), MAX_BACKOFF_SECONDS)
-        return min(BACKOFF_SECONDS * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+        return min(BACKOFF_SECONDS * 2.0 ** (attempt - 1), MAX_BACKOFF_SECONDS)

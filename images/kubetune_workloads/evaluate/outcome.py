@@ -182,7 +182,7 @@ def worst_cases(result: Outcome, limit: int = WORST_CASES) -> list[dict[str, Any
     return out
 
 
-def _run_summary(run: ModelRun, aggs: dict[str, Aggregate], tags: dict[str, Any]) -> dict:
+def _run_summary(run: ModelRun, aggs: dict[str, Aggregate], tags: dict[str, Any]) -> dict[str, Any]:
     judge_errors = sum(1 for r in run.results.values() if r.judge_error)
     return {
         "uri": run.uri,

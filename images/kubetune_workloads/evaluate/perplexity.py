@@ -29,13 +29,14 @@ def load_docs(path: Path, tokenizer: Any, template: str | None = None) -> list[l
 
 def _ppl(rows: np.ndarray) -> np.ndarray:
     mean_nll = rows[..., 0].sum(axis=-1) / rows[..., 1].sum(axis=-1)
-    return np.exp(np.minimum(mean_nll, MAX_LOG_PPL))
+    ppl: np.ndarray = np.exp(np.minimum(mean_nll, MAX_LOG_PPL))
+    return ppl
 
 
 def perplexity(losses: TokenLosses, samples: int, seed: int) -> Aggregate:
     """exp(total NLL / total tokens), with an interval from resampling texts."""
     data = np.column_stack([losses.nll, losses.tokens]).astype(float)
-    low, high = bootstrap_interval(data, samples, seed, statistic=_ppl)  # type: ignore[arg-type]
+    low, high = bootstrap_interval(data, samples, seed, statistic=_ppl)
     return Aggregate(mean=losses.perplexity, ci_low=low, ci_high=high, n=len(losses.tokens))
 
 
@@ -48,9 +49,10 @@ def compare_perplexity(
     data = np.column_stack([candidate.nll, candidate.tokens, baseline.nll, baseline.tokens])
 
     def delta(rows: np.ndarray) -> np.ndarray:
-        return _ppl(rows[..., 0:2]) - _ppl(rows[..., 2:4])
+        diff: np.ndarray = _ppl(rows[..., 0:2]) - _ppl(rows[..., 2:4])
+        return diff
 
-    low, high = bootstrap_interval(data.astype(float), samples, seed, statistic=delta)  # type: ignore[arg-type]
+    low, high = bootstrap_interval(data.astype(float), samples, seed, statistic=delta)
     diffs = _ppl(data[:, None, 0:2]) - _ppl(data[:, None, 2:4])
     value = float(delta(data[None, :, :].astype(float))[0])
     return Comparison(

@@ -52,7 +52,7 @@ def _camel(data: dict[str, float | int]) -> dict[str, float | int]:
 
 
 def bootstrap_interval(
-    values: Sequence[float],
+    values: Sequence[float] | np.ndarray,
     samples: int,
     seed: int,
     statistic: Callable[[np.ndarray], np.ndarray] | None = None,

@@ -6,6 +6,13 @@ response (a preference pair; ``rejected`` is only counted); else a non-empty ``c
 else a numeric rating below ``minRating`` drops the record; else the ``response`` (missing or
 empty -> malformed). Usable records are written in the base dataset's schema with the canonical
 field names dataprep reads, plus ``feedback_source`` ("<relative path>:<line>").
+
+For a preference stage (:func:`preference_signal`) a line may also give a **pair** (``chosen``
+and ``rejected``, else a ``correction`` preferred to the ``response``) or a **rated answer**
+(the ``response`` with a thumbs up/down: a rating of at least ``minRating``, or above 0 when
+unset, is desirable; true/false and up/down, good/bad, thumbs_up/thumbs_down are read too).
+They are written in schema ``preference``: pairs as prompt/chosen/rejected, and, for KTO,
+every pair split in two plus the rated answers as prompt/completion/label.
 """
 
 from __future__ import annotations
@@ -47,6 +54,39 @@ class Malformed:
 
 
 Outcome = Usable | LowRating | Malformed
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """A prompt with a preferred and a rejected answer."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+@dataclass(frozen=True)
+class RatedAnswer:
+    """A prompt and an answer labelled desirable (thumbs up) or undesirable (thumbs down)."""
+
+    prompt: str
+    completion: str
+    desirable: bool
+
+
+PreferenceSignal = PreferencePair | RatedAnswer
+THUMBS = {
+    "up": True,
+    "down": False,
+    "thumbs_up": True,
+    "thumbs_down": False,
+    "good": True,
+    "bad": False,
+    "desirable": True,
+    "undesirable": False,
+    "true": True,
+    "false": False,
+}
 
 
 def parse_line(data: bytes | None) -> dict[str, Any] | Malformed:
@@ -145,3 +185,55 @@ def training_record(usable: Usable, schema: RecordSchema, provenance: str) -> di
         record = {"text": usable.prompt + "\n\n" + usable.response}
     record[PROVENANCE_FIELD] = provenance
     return record
+
+
+def _thumb(row: dict[str, Any], field: str | None, min_rating: float | None) -> bool | None:
+    """A rating read as thumbs up (True) or down (False); None when absent or unreadable."""
+    if not field:
+        return None
+    value = row.get(field)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in THUMBS:
+        return THUMBS[value.strip().lower()]
+    rating = _rating(row, field)
+    if rating is None:
+        return None
+    return rating >= min_rating if min_rating is not None else rating > 0
+
+
+def preference_signal(row: dict[str, Any], source: FeedbackSource) -> PreferenceSignal | None:
+    """The pair or rated answer a parsed record gives a preference stage, if any."""
+    fields = source.fields
+    texts = {
+        name: _text(row, getattr(fields, name))
+        for name in ("prompt", "chosen", "rejected", "correction", "response")
+    }
+    prompt, chosen, rejected = texts["prompt"], texts["chosen"], texts["rejected"]
+    correction, response = texts["correction"], texts["response"]
+    if not isinstance(prompt, str):
+        return None
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        return PreferencePair(prompt, chosen, rejected) if chosen != rejected else None
+    if isinstance(correction, str) and isinstance(response, str) and correction != response:
+        return PreferencePair(prompt, correction, response)
+    thumb = _thumb(row, fields.rating, source.min_rating)
+    if thumb is not None and isinstance(response, str):
+        return RatedAnswer(prompt, response, thumb)
+    return None
+
+
+def preference_records(
+    signal: PreferenceSignal, provenance: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The paired record (pairs only) and the unpaired KTO records of one signal."""
+    where = {PROVENANCE_FIELD: provenance}
+    if isinstance(signal, RatedAnswer):
+        unpaired = {"prompt": signal.prompt, "completion": signal.completion}
+        return None, [{**unpaired, "label": signal.desirable, **where}]
+    pair = {"prompt": signal.prompt, "chosen": signal.chosen, "rejected": signal.rejected}
+    split = [
+        {"prompt": signal.prompt, "completion": signal.chosen, "label": True, **where},
+        {"prompt": signal.prompt, "completion": signal.rejected, "label": False, **where},
+    ]
+    return {**pair, **where}, split

@@ -3,19 +3,25 @@
 ``count`` writes nothing and reports the usable records beyond the cursor. ``collect`` writes
 ``feedback.jsonl`` (those records in the base dataset's schema), ``cursor.json`` (advanced over
 everything read), ``results.json`` and the manifest, last, into a temporary directory that
-becomes ``output_uri`` only when complete; re-running it overwrites the same artifact.
+becomes ``output_uri`` only when complete; re-running it overwrites the same artifact. For a
+loop with a preference stage (``spec.preference``) it also writes ``preference-pairs.jsonl``
+and ``preference-unpaired.jsonl`` (schema ``preference``) and reports ``pairedRecords``,
+``desirableRecords`` and ``undesirableRecords``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from kubetune.api.contract import RESULT_PENDING_RECORDS
 from kubetune.api.steps import (
     CURSOR_FILE,
     FEEDBACK_FILE,
+    PREFERENCE_PAIRS_FILE,
+    PREFERENCE_UNPAIRED_FILE,
     RESULTS_FILE,
     FeedbackStepSpec,
     InputArtifact,
@@ -26,7 +32,7 @@ from kubetune_workloads import storage
 from kubetune_workloads.errors import invalid_input
 from kubetune_workloads.feedback.cursor import read_cursor
 from kubetune_workloads.feedback.files import list_feedback_files
-from kubetune_workloads.feedback.records import training_record
+from kubetune_workloads.feedback.records import preference_records, training_record
 from kubetune_workloads.feedback.scan import FeedbackScan, Tally
 from kubetune_workloads.manifest import step_spec_payload, write_manifest
 from kubetune_workloads.progress import ProgressReporter
@@ -51,7 +57,7 @@ def _run(spec: FeedbackStepSpec, reporter: ProgressReporter) -> StepResult:
     def on_file(done: int, total: int) -> None:
         reporter.update(phase="Reading", step=done, total_steps=total)
 
-    scan = FeedbackScan(spec.source, files, since, on_file)
+    scan = FeedbackScan(spec.source, files, since, on_file, preference=spec.preference)
     if spec.mode == "count":
         for _ in scan.records():
             pass
@@ -66,10 +72,7 @@ def _run(spec: FeedbackStepSpec, reporter: ProgressReporter) -> StepResult:
 
 def _collect(spec: FeedbackStepSpec, scan: FeedbackScan, files: int) -> StepResult:
     with storage.output_dir(spec.output_uri) as out:
-        with (out / FEEDBACK_FILE).open("w", encoding="utf-8") as handle:
-            for found in scan.records():
-                record = training_record(found.usable, spec.record_schema, found.provenance)
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        _write_records(out, spec, scan)
         check_malformed(scan.tally)
         (out / CURSOR_FILE).write_text(scan.cursor.to_json())
         result = _result(spec, scan.tally, files)
@@ -84,9 +87,40 @@ def _collect(spec: FeedbackStepSpec, scan: FeedbackScan, files: int) -> StepResu
             producer=spec.producer,
             spec=step_spec_payload(spec),
             inputs=inputs,
-            extra={"usedRecords": scan.tally.usable, "recordSchema": spec.record_schema},
+            extra={"usedRecords": _used(scan.tally), "recordSchema": spec.record_schema},
         )
     return result.model_copy(update={"content_hash": manifest.content_hash})
+
+
+def _write_records(out: Path, spec: FeedbackStepSpec, scan: FeedbackScan) -> None:
+    """feedback.jsonl, and with ``spec.preference`` the paired and unpaired preference files."""
+    names = [FEEDBACK_FILE, *([PREFERENCE_PAIRS_FILE, PREFERENCE_UNPAIRED_FILE] * spec.preference)]
+    handles = {name: (out / name).open("w", encoding="utf-8") for name in names}
+
+    def write(name: str, record: dict[str, Any]) -> None:
+        handles[name].write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    try:
+        for found in scan.records():
+            if found.usable is not None:
+                write(
+                    FEEDBACK_FILE,
+                    training_record(found.usable, spec.record_schema, found.provenance),
+                )
+            if found.preference is not None:
+                pair, unpaired = preference_records(found.preference, found.provenance)
+                if pair is not None:
+                    write(PREFERENCE_PAIRS_FILE, pair)
+                for record in unpaired:
+                    write(PREFERENCE_UNPAIRED_FILE, record)
+    finally:
+        for handle in handles.values():
+            handle.close()
+
+
+def _used(tally: Tally) -> int:
+    """Records some stage trains on: supervised, or (with a preference stage) preference only."""
+    return tally.usable + tally.preference_only
 
 
 def check_malformed(tally: Tally) -> None:
@@ -112,7 +146,7 @@ def _plural(count: int, noun: str) -> str:
 def _message(spec: FeedbackStepSpec, tally: Tally) -> str:
     files = _plural(tally.files_with_new_lines(), "file")
     text = (
-        f"{_plural(tally.usable, 'usable feedback record')} "
+        f"{_plural(_used(tally), 'usable feedback record')} "
         f"({_plural(tally.new_lines, 'new line')}) "
         f"{'in' if spec.mode == 'count' else 'collected from'} {files}"
     )
@@ -146,14 +180,20 @@ def _result(spec: FeedbackStepSpec, tally: Tally, files: int) -> StepResult:
     common = {"newLines": tally.new_lines, "malformed": tally.malformed}
     if spec.mode == "count":
         reason, uri = "Counted", None
-        metrics = {RESULT_PENDING_RECORDS: tally.usable, **common, "lowRating": tally.low_rating}
+        metrics = {RESULT_PENDING_RECORDS: _used(tally), **common, "lowRating": tally.low_rating}
     else:
         reason, uri = "Collected", spec.output_uri
         metrics = {
-            "usedRecords": tally.usable,
+            "usedRecords": _used(tally),
             **common,
             "lowRating": tally.low_rating,
             "preferencePairs": tally.preference_pairs,
+        }
+    if spec.preference:
+        metrics |= {
+            "pairedRecords": tally.pairs,
+            "desirableRecords": tally.desirable,
+            "undesirableRecords": tally.undesirable,
         }
     return StepResult(
         step="feedback",

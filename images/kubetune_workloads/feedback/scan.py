@@ -14,7 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from kubetune.api.feedback import FeedbackSource
 
@@ -23,7 +23,16 @@ from kubetune_workloads.feedback.cursor import Cursor, FilePosition
 from kubetune_workloads.feedback.files import FeedbackFile
 from kubetune_workloads.feedback.gzipped import open_gzipped
 from kubetune_workloads.feedback.lines import RawLine, complete_lines
-from kubetune_workloads.feedback.records import LowRating, Malformed, Usable, classify, parse_line
+from kubetune_workloads.feedback.records import (
+    LowRating,
+    Malformed,
+    PreferencePair,
+    PreferenceSignal,
+    Usable,
+    classify,
+    parse_line,
+    preference_signal,
+)
 
 MAX_EXAMPLES = 5
 log = logging.getLogger(__name__)
@@ -53,6 +62,10 @@ class Tally:
     preference_pairs: int = 0
     with_rejected: int = 0
     corrections: int = 0
+    pairs: int = 0  # preference pairs (chosen/rejected, or correction over response)
+    desirable: int = 0  # rated answers, thumbs up
+    undesirable: int = 0  # rated answers, thumbs down
+    preference_only: int = 0  # usable only by the preference stage (e.g. rated below minRating)
     rotated: int = 0
     vanished: int = 0
     unreadable: int = 0
@@ -68,10 +81,12 @@ class Tally:
 
 @dataclass(frozen=True)
 class FoundRecord:
-    """A usable record and where it came from (``relpath:line``)."""
+    """A record to write and where it came from (``relpath:line``): its supervised form, its
+    preference signal (when the scan collects them), or both."""
 
     provenance: str
-    usable: Usable
+    usable: Usable | None
+    preference: PreferenceSignal | None = None
 
 
 class FeedbackScan:
@@ -83,8 +98,10 @@ class FeedbackScan:
         files: list[FeedbackFile],
         since: Cursor,
         on_file: Callable[[int, int], None] | None = None,
+        preference: bool = False,
     ) -> None:
         self.source = source
+        self.preference = preference
         self.files = files
         self.cursor = since.copy()
         self.tally = Tally()
@@ -204,10 +221,14 @@ class FeedbackScan:
                 tally.malformed_examples.append(f"{where}: {outcome.why}")
                 log.warning("malformed feedback record %s: %s", where, outcome.why)
             return None
+        signal = self._signal(row) if not isinstance(row, Malformed) else None
         if isinstance(outcome, LowRating):
             tally.low_rating += 1
             per_file.low_rating += 1
-            return None
+            if signal is None:
+                return None
+            tally.preference_only += 1
+            return FoundRecord(where, None, signal)
         tally.usable += 1
         per_file.usable += 1
         if outcome.origin == "chosen":
@@ -215,7 +236,19 @@ class FeedbackScan:
             tally.with_rejected += int(outcome.has_rejected)
         elif outcome.origin == "correction":
             tally.corrections += 1
-        return FoundRecord(where, outcome)
+        return FoundRecord(where, outcome, signal)
+
+    def _signal(self, row: dict[str, Any]) -> PreferenceSignal | None:
+        """The record's pair or rated answer (counted), when the scan collects them."""
+        if not self.preference:
+            return None
+        signal = preference_signal(row, self.source)
+        if isinstance(signal, PreferencePair):
+            self.tally.pairs += 1
+        elif signal is not None:
+            self.tally.desirable += int(signal.desirable)
+            self.tally.undesirable += int(not signal.desirable)
+        return signal
 
 
 def _resumable(raw: IO[bytes], since: FilePosition) -> bool:

@@ -28,45 +28,60 @@ def build_config(arch: Architecture, tokenizer: Any) -> Any:
         "pad_token_id": tokenizer.pad_token_id,
     }
     if arch.family in ("lstm", "gru"):
-        from kubetune_workloads.rnn import KubetuneRNNConfig
-
-        return KubetuneRNNConfig(
-            vocab_size=vocab,
-            cell=arch.family,
-            num_layers=arch.layers,
-            hidden_size=arch.hidden_size,
-            embedding_size=arch.embedding_size,
-            dropout=arch.dropout,
-            context_length=arch.context_length,
-            **special,
-        )
-    heads = arch.heads or 1
-    kv_heads = arch.kv_heads or heads
+        return _rnn_config(arch, vocab, special)
     if arch.family == "gpt2":
-        from transformers import GPT2Config
+        return _gpt2_config(arch, vocab, special)
+    return _decoder_config(arch, vocab, special)
 
-        if kv_heads != heads:
-            raise invalid_input("gpt2 has no grouped-query attention: leave kvHeads unset")
-        return GPT2Config(
-            vocab_size=vocab,
-            n_embd=arch.hidden_size,
-            n_layer=arch.layers,
-            n_head=heads,
-            n_positions=arch.context_length,
-            n_inner=arch.intermediate_size,
-            resid_pdrop=arch.dropout,
-            embd_pdrop=arch.dropout,
-            attn_pdrop=arch.dropout,
-            **special,
-        )
-    intermediate = arch.intermediate_size or _round_up(arch.hidden_size * 8 / 3)
+
+def _rnn_config(arch: Architecture, vocab: int, special: dict[str, Any]) -> Any:
+    from kubetune_workloads.rnn import KubetuneRNNConfig
+
+    cell = arch.family
+    if cell not in ("lstm", "gru"):
+        raise ValueError(f"architecture family {cell!r} is not a recurrent cell")
+    return KubetuneRNNConfig(
+        vocab_size=vocab,
+        cell=cell,
+        num_layers=arch.layers,
+        hidden_size=arch.hidden_size,
+        embedding_size=arch.embedding_size,
+        dropout=arch.dropout,
+        context_length=arch.context_length,
+        **special,
+    )
+
+
+def _gpt2_config(arch: Architecture, vocab: int, special: dict[str, Any]) -> Any:
+    from transformers import GPT2Config
+
+    heads = arch.heads or 1
+    if (arch.kv_heads or heads) != heads:
+        raise invalid_input("gpt2 has no grouped-query attention: leave kvHeads unset")
+    return GPT2Config(
+        vocab_size=vocab,
+        n_embd=arch.hidden_size,
+        n_layer=arch.layers,
+        n_head=heads,
+        n_positions=arch.context_length,
+        n_inner=arch.intermediate_size,
+        resid_pdrop=arch.dropout,
+        embd_pdrop=arch.dropout,
+        attn_pdrop=arch.dropout,
+        **special,
+    )
+
+
+def _decoder_config(arch: Architecture, vocab: int, special: dict[str, Any]) -> Any:
+    """Llama, or Qwen2 (the same shape of config)."""
+    heads = arch.heads or 1
     common = {
         "vocab_size": vocab,
         "hidden_size": arch.hidden_size,
-        "intermediate_size": intermediate,
+        "intermediate_size": arch.intermediate_size or _round_up(arch.hidden_size * 8 / 3),
         "num_hidden_layers": arch.layers,
         "num_attention_heads": heads,
-        "num_key_value_heads": kv_heads,
+        "num_key_value_heads": arch.kv_heads or heads,
         "max_position_embeddings": arch.context_length,
         "attention_dropout": arch.dropout,
         **special,

@@ -91,7 +91,8 @@ def tokenize(
 def _ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     if not texts:
         return []
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ids: list[list[int]] = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return ids
 
 
 def _pretraining(texts: list[str], tokenizer: Any, block: int) -> TokenizedSplit:
@@ -154,9 +155,10 @@ def chat_segments(messages: list[dict[str, str]], tokenizer: Any) -> list[tuple[
     def render(msgs: list[dict[str, str]], generation_prompt: bool = False) -> str:
         if not msgs and not generation_prompt:
             return ""
-        return tokenizer.apply_chat_template(
+        text: str = tokenizer.apply_chat_template(
             msgs, tokenize=False, add_generation_prompt=generation_prompt
         )
+        return text
 
     segments: list[tuple[str, bool]] = []
     done = ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -122,9 +122,12 @@ def full_model_state(model: nn.Module, env: DistEnv) -> dict[str, torch.Tensor] 
         return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(
+    state = get_model_state_dict(
         model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
+    # A full, CPU-offloaded state dict holds plain tensors (its declared type also admits
+    # DTensors and nested containers).
+    return cast("dict[str, torch.Tensor]", state)
 
 
 def trainable_state(model: nn.Module, env: DistEnv) -> dict[str, torch.Tensor]:
@@ -142,7 +145,7 @@ def load_trainable_state(model: nn.Module, env: DistEnv, weights: dict[str, torc
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         set_model_state_dict(
-            model, weights, options=StateDictOptions(full_state_dict=True, strict=False)
+            model, dict(weights), options=StateDictOptions(full_state_dict=True, strict=False)
         )
         return
     params = dict(unwrap(model).named_parameters())
@@ -164,7 +167,8 @@ def optimizer_state(model: nn.Module, optimizer: Any, env: DistEnv) -> dict[str,
         return get_optimizer_state_dict(
             model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
         )
-    return optimizer.state_dict()
+    state: dict[str, Any] = optimizer.state_dict()
+    return state
 
 
 def load_optimizer_state(

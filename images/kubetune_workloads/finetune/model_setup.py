@@ -96,30 +96,10 @@ def _from_scratch(spec: FinetuneJobSpec, dataset: PreparedDataset, rt: Runtime) 
 
 
 def _from_artifact(step: FinetuneStepSpec, dataset: PreparedDataset, rt: Runtime) -> ModelBundle:
-    from transformers import AutoConfig
-
     spec = step.spec
     source: Literal["base", "from"] = "base" if spec.model.base is not None else "from"
-    if step.model is None:
-        raise invalid_input(f"model.{source} is set but the step spec has no resolved model URI")
-    path = storage.fetch(step.model.uri)
-    info = modelio.read_info(path)
-    adapter_path: Path | None = None
-    base_uri = step.model.uri
-    if info.format == "adapter":
-        if not info.base_uri:
-            raise invalid_input(f"adapter at {step.model.uri} does not say where its base is")
-        adapter_path, base_uri = path, info.base_uri
-    base_path = storage.fetch(base_uri)
-    modelio.check_weights(base_path, spec.model.allow_pickle)
-    modelio.register_custom_architectures()
-    try:
-        config = AutoConfig.from_pretrained(
-            str(base_path), trust_remote_code=spec.model.trust_remote_code
-        )
-    except (OSError, ValueError) as exc:
-        raise invalid_input(f"cannot read the model config at {base_uri}: {exc}") from exc
-    check_context(config, spec.hyperparameters.max_seq_length)
+    adapter_path, base_uri, base_path = _locate_weights(step, source)
+    config = _read_config(base_path, base_uri, spec)
     already_quantized = getattr(config, "quantization_config", None) is not None
     if spec.method == "full" and already_quantized:
         raise invalid_input(
@@ -128,20 +108,7 @@ def _from_artifact(step: FinetuneStepSpec, dataset: PreparedDataset, rt: Runtime
         )
     quantization = _bnb_kwargs(spec) if spec.method != "full" else None
     model = _load_weights(base_path, spec, quantization, _load_dtype(spec, rt), rt)
-    tokenizer_dir = adapter_path if adapter_path and _has_tokenizer(adapter_path) else base_path
-    model_tokenizer = (
-        modelio.load_tokenizer(tokenizer_dir, spec.model.trust_remote_code)
-        if _has_tokenizer(tokenizer_dir)
-        else None
-    )
-    tokenizer = resolve_tokenizer(
-        spec.model.tokenizer, dataset, family=config.model_type, model_tokenizer=model_tokenizer
-    )
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        raise invalid_input(
-            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary holds "
-            f"{model.get_input_embeddings().num_embeddings}"
-        )
+    tokenizer = _tokenizer_for(spec, dataset, config, model, (adapter_path, base_path))
     if spec.method == "full":
         if adapter_path is not None:
             from peft import PeftModel
@@ -160,6 +127,68 @@ def _from_artifact(step: FinetuneStepSpec, dataset: PreparedDataset, rt: Runtime
     return ModelBundle(
         model, tokenizer, "adapter", base_uri, config.model_type, source, quantization
     )
+
+
+def _locate_weights(step: FinetuneStepSpec, source: str) -> tuple[Path | None, str, Path]:
+    """The adapter to continue, when the model is one, and the base weights it needs:
+    ``(adapter path, base URI, base path)``; the base's weight files are checked."""
+    if step.model is None:
+        raise invalid_input(f"model.{source} is set but the step spec has no resolved model URI")
+    path = storage.fetch(step.model.uri)
+    info = modelio.read_info(path)
+    adapter_path: Path | None = None
+    base_uri = step.model.uri
+    if info.format == "adapter":
+        if not info.base_uri:
+            raise invalid_input(f"adapter at {step.model.uri} does not say where its base is")
+        adapter_path, base_uri = path, info.base_uri
+    base_path = storage.fetch(base_uri)
+    modelio.check_weights(base_path, step.spec.model.allow_pickle)
+    return adapter_path, base_uri, base_path
+
+
+def _read_config(base_path: Path, base_uri: str, spec: FinetuneJobSpec) -> Any:
+    """The base's ``config.json`` (kubetune's own architectures registered first)."""
+    from transformers import AutoConfig
+
+    modelio.register_custom_architectures()
+    try:
+        config = AutoConfig.from_pretrained(
+            str(base_path), trust_remote_code=spec.model.trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise invalid_input(f"cannot read the model config at {base_uri}: {exc}") from exc
+    check_context(config, spec.hyperparameters.max_seq_length)
+    return config
+
+
+def _tokenizer_for(
+    spec: FinetuneJobSpec,
+    dataset: PreparedDataset,
+    config: Any,
+    model: Any,
+    dirs: tuple[Path | None, Path],
+) -> Any:
+    """The tokenizer to train with: the spec's choice, else the adapter's (when it has one) or
+    the base's (``dirs``); refused when it has more tokens than the model's vocabulary."""
+    adapter_path, base_path = dirs
+    tokenizer_dir = (
+        adapter_path if adapter_path and modelio.has_tokenizer(adapter_path) else base_path
+    )
+    model_tokenizer = (
+        modelio.load_tokenizer(tokenizer_dir, spec.model.trust_remote_code)
+        if modelio.has_tokenizer(tokenizer_dir)
+        else None
+    )
+    tokenizer = resolve_tokenizer(
+        spec.model.tokenizer, dataset, family=config.model_type, model_tokenizer=model_tokenizer
+    )
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise invalid_input(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary holds "
+            f"{model.get_input_embeddings().num_embeddings}"
+        )
+    return tokenizer
 
 
 def _load_weights(
@@ -195,7 +224,7 @@ def _attach_adapter(model: Any, spec: FinetuneJobSpec, adapter_path: Path | None
     targets = check_target_modules(model, lora.target_modules)
     config = LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft says int; it only scales by it
         lora_dropout=lora.dropout,
         target_modules=targets,
         use_dora=lora.use_dora,
@@ -261,13 +290,6 @@ def _load_dtype(spec: FinetuneJobSpec, rt: Runtime) -> str:
     if spec.quantization is not None:
         return spec.quantization.compute_dtype
     return rt.precision
-
-
-def _has_tokenizer(path: Path) -> bool:
-    return any(
-        (path / name).is_file()
-        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
-    )
 
 
 def _enable_gradient_checkpointing(model: Any) -> None:

@@ -48,8 +48,9 @@ def save_artifact(
 
 
 def instruction_template(step: FinetuneStepSpec) -> str | None:
-    """The prompt format an instruction-tuned model expects (None for other objectives)."""
-    if step.spec.objective != "instruction":
+    """The prompt format an instruction- or preference-tuned model expects (its prompts were
+    rendered with it in training; None for other objectives)."""
+    if step.spec.objective not in ("instruction", "preference"):
         return None
     return step.spec.prompt_template or ALPACA
 

@@ -1,9 +1,10 @@
 """Objective ``preference``: DPO, IPO, ORPO, SimPO and KTO inside kubetune's training loop.
 
-:class:`PreferenceCriterion` plugs into :mod:`kubetune_workloads.finetune.loop` (``Trainee.
-criterion``): it collates pairs (chosen rows then rejected rows, one forward pass), computes the
-loss with :mod:`preference_losses`, and keeps reward accuracy and margins for the metrics. So
-checkpoints, resume, SIGTERM, DDP, progress and the divergence guard are the SFT loop's own.
+:class:`PreferenceCriterion` plugs into :mod:`kubetune_workloads.finetune.training_loop`
+(``Trainee.criterion``): it collates pairs (chosen rows then rejected rows, one forward
+pass), computes the loss with :mod:`preference_losses`, and keeps reward accuracy and margins
+for the metrics. So checkpoints, resume, SIGTERM, DDP, progress and the divergence guard are
+the SFT loop's own.
 
 The reference model is the model as training starts. Its log-probabilities are computed once,
 before the first step, for every train and validation record (:func:`attach_reference`), so no
@@ -148,11 +149,13 @@ class PreferenceCriterion:
 
 def sequence_logps(model: Any, batch: dict[str, Any], rows: slice | None = None) -> torch.Tensor:
     """Summed log-probability of each row's answer tokens."""
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    completion = batch["completion_mask"]
+    ids: torch.Tensor = batch["input_ids"]
+    mask: torch.Tensor = batch["attention_mask"]
+    completion: torch.Tensor = batch["completion_mask"]
     if rows is not None:
         ids, mask, completion = ids[rows], mask[rows], completion[rows]
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+    logits: torch.Tensor = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    logits = logits[:, :-1].float()
     targets = ids[:, 1:]
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     per_token = picked - torch.logsumexp(logits, dim=-1)

@@ -114,7 +114,8 @@ def tokenize(
     unpaired: bool = False,
 ) -> TokenizedSplit:
     """Preference examples for one split (KTO records also get a mismatched completion:
-    the next record's, to estimate the KL term as TRL does)."""
+    the previous record's, to estimate the KL term as TRL's KTOTrainer does, which rotates
+    the completions of a batch by one)."""
     out = TokenizedSplit([])
     encoded: list[tuple[list[int], list[list[int]]]] = []
     for record in records:
@@ -136,7 +137,7 @@ def tokenize(
         )
         if unpaired:
             example.desirable = bool(records[index]["label"])
-            _, other = encoded[(index + 1) % len(encoded)]
+            _, other = encoded[index - 1]
             _, (kl_completion,), _ = _fit(prompt_ids, [other[0]], max_len)
             example.mismatched = prompt_ids + kl_completion
             example.mismatched_prompt_len = len(prompt_ids)

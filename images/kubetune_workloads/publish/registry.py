@@ -81,7 +81,7 @@ class Registry:
         response = self._send(method, url, **kwargs)
         if response.status_code == 401:
             self._authenticate(response.headers.get("WWW-Authenticate", ""))
-            if hasattr(data, "seek"):
+            if data is not None and hasattr(data, "seek"):
                 data.seek(0)
             response = self._send(method, url, **kwargs)
         self._raise_for(response, method, url)

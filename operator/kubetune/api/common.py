@@ -338,6 +338,18 @@ class Usage(KubeModel):
     queue: str | None = Field(None, description="Kueue queue of the run, if any.")
 
 
+class Progress(KubeModel):
+    """Live training progress."""
+
+    step: int = Field(0, description="Optimizer steps done.")
+    total_steps: int | None = Field(None, description="Optimizer steps planned.")
+    epoch: float | None = Field(None, description="Fractional epoch.")
+    loss: float | None = Field(None, description="Latest training loss.")
+    learning_rate: float | None = Field(None, description="Current learning rate.")
+    tokens_per_second: float | None = Field(None, description="Training throughput.")
+    eta_seconds: float | None = Field(None, description="Estimated seconds to finish.")
+
+
 class CommonStatus(KubeModel):
     """Status fields of every kind. Recomputed from the world; never edited by users."""
 

@@ -20,6 +20,7 @@ LABEL_STAGE: Final = "kubetune.dev/stage"  # a staged run's stage (one Job per s
 LABEL_FEEDBACK_LOOP: Final = "kubetune.dev/feedback-loop"  # a FeedbackLoop's cycle resources
 LABEL_CYCLE: Final = "kubetune.dev/cycle"  # their cycle number
 LABEL_DRIFT_CHECK: Final = "kubetune.dev/drift-check"  # a drift Evaluation: its time slot
+LABEL_CYCLE_STAGE: Final = "kubetune.dev/cycle-stage"  # a cycle resource's stage: preference
 
 # --- annotations ------------------------------------------------------------------------------
 # Written by the planners on children:

@@ -19,7 +19,7 @@ from kubetune.api.common import (
 )
 from kubetune.api.compression import CompressionTemplate
 from kubetune.api.evaluation import EvaluationTemplate, MetricName
-from kubetune.api.finetune import TrainingSettings
+from kubetune.api.finetune import Hyperparameters, PreferenceKnobs, TrainingSettings
 from kubetune.api.publish import PublishSpec, PublishTargetStatus
 from kubetune.api.serving import Rollout
 
@@ -192,6 +192,67 @@ class Promotion(KubeModel):
     )
 
 
+FeedbackPreferenceAlgorithm = Literal["auto", "dpo", "ipo", "orpo", "simpo", "kto"]
+PAIRED_ALGORITHMS = ("dpo", "ipo", "orpo", "simpo")
+
+
+def _named(field: str) -> str:
+    """CEL: the feedback field is in use (unset means its default name, not empty)."""
+    return (
+        f"(!has(self.feedback.fields) || !has(self.feedback.fields.{field}) "
+        f"|| self.feedback.fields.{field} != '')"
+    )
+
+
+_PAIRS_NAMED = f"(({_named('chosen')} && {_named('rejected')}) || {_named('correction')})"
+_PREFERENCE_SET = "has(self.training) && has(self.training.preference)"
+
+
+class FeedbackPreference(PreferenceKnobs):
+    """A preference stage fed by the cycle's pairs and ratings (TRL's DPO, IPO, ORPO, SimPO, KTO).
+
+    Pairs are ``chosen``/``rejected`` records and corrections (the correction preferred to the
+    response); ratings label a response desirable (rated at least ``feedback.minRating``, or
+    above 0 when unset) or undesirable, as KTO's unpaired form.
+    """
+
+    algorithm: FeedbackPreferenceAlgorithm = Field(
+        "auto",
+        description="auto: dpo when the cycle collected pairs, kto when it has only ratings "
+        "(thumbs up/down), no preference stage when neither; or dpo, ipo, orpo, simpo (pairs) "
+        "or kto (ratings, and pairs split into a desirable and an undesirable answer).",
+    )
+    stage: Literal["after-sft", "instead-of-sft"] = Field(
+        "after-sft",
+        description="after-sft: a second FinetuneJob trains from the SFT FinetuneJob's output; "
+        "instead-of-sft: the cycle trains only the preference stage, from the champion.",
+    )
+    hyperparameters: Hyperparameters | None = Field(
+        None,
+        description="The preference stage's hyperparameters (preference tuning usually wants a "
+        "lower learningRate); default: spec.finetune.hyperparameters, without packing.",
+    )
+
+    __cel_rules__ = (
+        {
+            "rule": "!has(self.hyperparameters) || !has(self.hyperparameters.packing) "
+            "|| !self.hyperparameters.packing",
+            "message": "preference pairs cannot be packed; set hyperparameters.packing false",
+            "fieldPath": ".hyperparameters.packing",
+        },
+    )
+
+
+class FeedbackTraining(KubeModel):
+    """How a cycle trains beyond the supervised template (``spec.finetune``)."""
+
+    preference: FeedbackPreference | None = Field(
+        None,
+        description="A preference stage after (or instead of) the supervised stage, fed by the "
+        "collected pairs and ratings.",
+    )
+
+
 class FeedbackLoopSpec(KubeModel):
     """Desired state of a FeedbackLoop."""
 
@@ -207,6 +268,11 @@ class FeedbackLoopSpec(KubeModel):
     )
     evaluation: EvaluationTemplate = Field(
         description="Evaluation of challenger (candidate) vs champion (baseline); its gates decide."
+    )
+    training: FeedbackTraining | None = Field(
+        None,
+        description="Training beyond spec.finetune: a preference stage (DPO/KTO...) fed by "
+        "pairs and ratings.",
     )
     triggers: Triggers = Field(description="When to start a cycle.")
     max_concurrent_runs: int = Field(1, ge=1, le=16, description="Cycles running at once.")
@@ -224,9 +290,23 @@ class FeedbackLoopSpec(KubeModel):
         },
         {
             "rule": "self.finetune.objective != 'preference'",
-            "message": "a FeedbackLoop does not train with objective preference yet: its feedback "
-            "is collected as supervised records (docs/preference.md)",
+            "message": "spec.finetune is the supervised stage of a cycle; set preference tuning "
+            "in spec.training.preference (algorithm, beta, stage), not finetune.objective",
             "fieldPath": ".finetune.objective",
+        },
+        {
+            "rule": f"!({_PREFERENCE_SET}) || "
+            "!(self.training.preference.algorithm in "
+            f"{list(PAIRED_ALGORITHMS)}) || {_PAIRS_NAMED}",
+            "message": "a paired algorithm (dpo, ipo, orpo, simpo) needs preference pairs: "
+            "feedback.fields.chosen and rejected (or correction) must not be empty",
+            "fieldPath": ".training.preference.algorithm",
+        },
+        {
+            "rule": f"!({_PREFERENCE_SET}) || {_PAIRS_NAMED} || {_named('rating')}",
+            "message": "a preference stage needs pairs (feedback.fields.chosen and rejected, or "
+            "correction) or ratings (feedback.fields.rating); all of them are empty",
+            "fieldPath": ".training.preference",
         },
     )
 

@@ -7,7 +7,14 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.common import ARTIFACT_SCHEMES, ArtifactRef, CommonStatus, DatasetRef, RunSettings
+from kubetune.api.common import (
+    ARTIFACT_SCHEMES,
+    ArtifactRef,
+    CommonStatus,
+    DatasetRef,
+    Progress,
+    RunSettings,
+)
 from kubetune.api.publish import (
     MlflowCredentials,
     PublishSpec,
@@ -142,14 +149,10 @@ class QuantizationSpec(KubeModel):
     compute_dtype: ComputeDtype = Field("bf16", description="Dtype of matmuls.")
 
 
-class PreferenceSpec(KubeModel):
-    """Preference tuning (objective preference): the loss and its knobs, as TRL defines them."""
+class PreferenceKnobs(KubeModel):
+    """The knobs of the preference losses, as TRL names them (shared with a FeedbackLoop's
+    ``training.preference``)."""
 
-    algorithm: PreferenceAlgorithm = Field(
-        "dpo",
-        description="dpo (sigmoid), ipo, orpo, simpo (reference-free) or kto (unpaired "
-        "desirable/undesirable completions).",
-    )
     beta: float = Field(
         0.1,
         gt=0,
@@ -167,6 +170,16 @@ class PreferenceSpec(KubeModel):
     )
     desirable_weight: float = Field(1.0, gt=0, description="kto: weight of desirable examples.")
     undesirable_weight: float = Field(1.0, gt=0, description="kto: weight of undesirable examples.")
+
+
+class PreferenceSpec(PreferenceKnobs):
+    """Preference tuning (objective preference): the loss and its knobs, as TRL defines them."""
+
+    algorithm: PreferenceAlgorithm = Field(
+        "dpo",
+        description="dpo (sigmoid), ipo, orpo, simpo (reference-free) or kto (unpaired "
+        "desirable/undesirable completions).",
+    )
 
 
 class Hyperparameters(KubeModel):
@@ -431,18 +444,6 @@ class FinetuneJobSpec(TrainingSettings):
             "fieldPath": ".method",
         },
     )
-
-
-class Progress(KubeModel):
-    """Live training progress."""
-
-    step: int = Field(0, description="Optimizer steps done.")
-    total_steps: int | None = Field(None, description="Optimizer steps planned.")
-    epoch: float | None = Field(None, description="Fractional epoch.")
-    loss: float | None = Field(None, description="Latest training loss.")
-    learning_rate: float | None = Field(None, description="Current learning rate.")
-    tokens_per_second: float | None = Field(None, description="Training throughput.")
-    eta_seconds: float | None = Field(None, description="Estimated seconds to finish.")
 
 
 class MlflowRun(KubeModel):

@@ -10,6 +10,7 @@ pydantic validators and ``kubetune validate``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
@@ -49,24 +50,27 @@ _LABEL_ERROR = (
 )
 
 
+def _bounded_match_errors(
+    value: str, max_length: int, fmt: str, error: str, part: str = ""
+) -> list[str]:
+    """apimachinery's shape of a syntax check: a length bound, then a regex (``part``: which
+    part of the value, as the length message names it)."""
+    errors = []
+    if len(value) > max_length:
+        errors.append(f"{part}must be no more than {max_length} characters")
+    if not re.fullmatch(fmt, value):
+        errors.append(error)
+    return errors
+
+
 def dns1123_subdomain_errors(value: str) -> list[str]:
     """apimachinery ``IsDNS1123Subdomain``."""
-    errors = []
-    if len(value) > 253:
-        errors.append("must be no more than 253 characters")
-    if not re.fullmatch(DNS1123_SUBDOMAIN_FMT, value):
-        errors.append(_SUBDOMAIN_ERROR)
-    return errors
+    return _bounded_match_errors(value, 253, DNS1123_SUBDOMAIN_FMT, _SUBDOMAIN_ERROR)
 
 
 def dns1123_label_errors(value: str) -> list[str]:
     """apimachinery ``IsDNS1123Label``."""
-    errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
-    if not re.fullmatch(DNS1123_LABEL_FMT, value):
-        errors.append(_LABEL_ERROR)
-    return errors
+    return _bounded_match_errors(value, 63, DNS1123_LABEL_FMT, _LABEL_ERROR)
 
 
 def qualified_name_errors(value: str) -> list[str]:
@@ -90,22 +94,12 @@ def qualified_name_errors(value: str) -> list[str]:
         ]
     if not name:
         return ["name part must be non-empty"]
-    errors = []
-    if len(name) > 63:
-        errors.append("name part must be no more than 63 characters")
-    if not re.fullmatch(QUALIFIED_NAME_FMT, name):
-        errors.append(_QUALIFIED_NAME_ERROR)
-    return errors
+    return _bounded_match_errors(name, 63, QUALIFIED_NAME_FMT, _QUALIFIED_NAME_ERROR, "name part ")
 
 
 def label_value_errors(value: str) -> list[str]:
     """apimachinery ``IsValidLabelValue``."""
-    errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
-    if not re.fullmatch(LABEL_VALUE_FMT, value):
-        errors.append(_LABEL_VALUE_ERROR)
-    return errors
+    return _bounded_match_errors(value, 63, LABEL_VALUE_FMT, _LABEL_VALUE_ERROR)
 
 
 def label_map_errors(labels: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -225,99 +219,45 @@ def shown_value(value: Any) -> str:
         return json.dumps(str(value))
 
 
-def object_meta_errors(meta: Any) -> list[tuple[str, str, str]]:
+Problems = list[tuple[str, str, str]]
+
+
+def object_meta_errors(meta: Any) -> Problems:
     """(path, reason, detail) of everything kube-apiserver refuses in a custom resource's
     metadata: unknown fields, name/generateName (DNS subdomains), namespace (DNS label), label
     keys and values, annotation keys and total size, finalizer names, owner references."""
-    out: list[tuple[str, str, str]] = []
     if not isinstance(meta, dict):
         return [("metadata", "Required value", "metadata with a name or generateName is required")]
-    for key in meta:
-        if key not in OBJECT_META_FIELDS:
-            out.append((f"metadata.{key}", "Unknown field", "field not declared in schema"))
-    name, generate = meta.get("name"), meta.get("generateName")
-    if name is None and not generate:
+    out: Problems = [
+        (f"metadata.{key}", "Unknown field", "field not declared in schema")
+        for key in meta
+        if key not in OBJECT_META_FIELDS
+    ]
+    if meta.get("name") is None and not meta.get("generateName"):
         out.append(("metadata.name", "Required value", "name or generateName is required"))
-    if name is not None:
-        problems = dns1123_subdomain_errors(name) if isinstance(name, str) else ["must be a string"]
-        out.extend(
-            ("metadata.name", "Invalid value", f"{shown_value(name)}: {p}") for p in problems
-        )
-    if generate is not None:
-        problems = (
-            _generate_name_errors(generate) if isinstance(generate, str) else ["must be a string"]
-        )
-        out.extend(
-            ("metadata.generateName", "Invalid value", f"{shown_value(generate)}: {p}")
-            for p in problems
-        )
-    namespace = meta.get("namespace")
-    if namespace is not None:
-        problems = (
-            dns1123_label_errors(namespace) if isinstance(namespace, str) else ["must be a string"]
-        )
-        out.extend(
-            ("metadata.namespace", "Invalid value", f"{shown_value(namespace)}: {p}")
-            for p in problems
-        )
+    out += _string_field_errors(meta, "name", dns1123_subdomain_errors)
+    out += _string_field_errors(meta, "generateName", _generate_name_errors)
+    out += _string_field_errors(meta, "namespace", dns1123_label_errors)
     if meta.get("labels") is not None:
         labels = _string_map(meta["labels"], "metadata.labels", out)
         for _key, shown, message in label_map_errors(labels or {}):
             out.append(("metadata.labels", "Invalid value", f"{shown_value(shown)}: {message}"))
     if meta.get("annotations") is not None:
-        annotations = _string_map(meta["annotations"], "metadata.annotations", out) or {}
-        for key in annotations:
-            for message in qualified_name_errors(key.lower()):
-                out.append(
-                    ("metadata.annotations", "Invalid value", f"{shown_value(key)}: {message}")
-                )
-        size = sum(len(k) + len(v) for k, v in annotations.items())
-        if size > TOTAL_ANNOTATION_SIZE_LIMIT:
-            out.append(
-                (
-                    "metadata.annotations",
-                    "Too long",
-                    f"must have at most {TOTAL_ANNOTATION_SIZE_LIMIT} bytes",
-                )
-            )
-    finalizers = meta.get("finalizers")
-    if finalizers is not None:
-        if not isinstance(finalizers, list):
-            out.append(
-                (
-                    "metadata.finalizers",
-                    "Invalid value",
-                    f"{shown_value(finalizers)}: must be a list of strings",
-                )
-            )
-        else:
-            for i, item in enumerate(finalizers):
-                problems = (
-                    qualified_name_errors(item) if isinstance(item, str) else ["must be a string"]
-                )
-                out.extend(
-                    (f"metadata.finalizers[{i}]", "Invalid value", f"{shown_value(item)}: {p}")
-                    for p in problems
-                )
-    owners = meta.get("ownerReferences")
-    if owners is not None:
-        if not isinstance(owners, list):
-            out.append(
-                (
-                    "metadata.ownerReferences",
-                    "Invalid value",
-                    f"{shown_value(owners)}: must be a list",
-                )
-            )
-        else:
-            for i, ref in enumerate(owners):
-                where = f"metadata.ownerReferences[{i}]"
-                if not isinstance(ref, dict):
-                    out.append((where, "Invalid value", f"{shown_value(ref)}: must be an object"))
-                    continue
-                for field in ("apiVersion", "kind", "name", "uid"):
-                    if not ref.get(field):
-                        out.append((f"{where}.{field}", "Required value", ""))
+        out += _annotation_errors(meta["annotations"])
+    if meta.get("finalizers") is not None:
+        out += _list_errors(
+            meta["finalizers"],
+            "metadata.finalizers",
+            "must be a list of strings",
+            _finalizer_errors,
+        )
+    if meta.get("ownerReferences") is not None:
+        out += _list_errors(
+            meta["ownerReferences"],
+            "metadata.ownerReferences",
+            "must be a list",
+            _owner_reference_errors,
+        )
     for field in ("generation", "deletionGracePeriodSeconds"):
         value = meta.get(field)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
@@ -325,3 +265,52 @@ def object_meta_errors(meta: Any) -> list[tuple[str, str, str]]:
                 (f"metadata.{field}", "Invalid value", f"{shown_value(value)}: must be an integer")
             )
     return out
+
+
+def _string_field_errors(
+    meta: dict[str, Any], field: str, errors_of: Callable[[str], list[str]]
+) -> Problems:
+    """A string field of metadata checked by ``errors_of`` (absent: no problem)."""
+    value = meta.get(field)
+    if value is None:
+        return []
+    problems = errors_of(value) if isinstance(value, str) else ["must be a string"]
+    return [(f"metadata.{field}", "Invalid value", f"{shown_value(value)}: {p}") for p in problems]
+
+
+def _annotation_errors(value: Any) -> Problems:
+    """Annotation keys (qualified names, case-insensitive) and their total size."""
+    out: Problems = []
+    annotations = _string_map(value, "metadata.annotations", out) or {}
+    for key in annotations:
+        for message in qualified_name_errors(key.lower()):
+            out.append(("metadata.annotations", "Invalid value", f"{shown_value(key)}: {message}"))
+    size = sum(len(k) + len(v) for k, v in annotations.items())
+    if size > TOTAL_ANNOTATION_SIZE_LIMIT:
+        limit = f"must have at most {TOTAL_ANNOTATION_SIZE_LIMIT} bytes"
+        out.append(("metadata.annotations", "Too long", limit))
+    return out
+
+
+def _list_errors(
+    value: Any, path: str, must_be: str, item_errors: Callable[[str, Any], Problems]
+) -> Problems:
+    """A list field of metadata: ``must_be`` when it is not a list, else each item's
+    problems (``item_errors(path[i], item)``)."""
+    if not isinstance(value, list):
+        return [(path, "Invalid value", f"{shown_value(value)}: {must_be}")]
+    return [p for i, item in enumerate(value) for p in item_errors(f"{path}[{i}]", item)]
+
+
+def _finalizer_errors(where: str, item: Any) -> Problems:
+    """A finalizer: a qualified name."""
+    problems = qualified_name_errors(item) if isinstance(item, str) else ["must be a string"]
+    return [(where, "Invalid value", f"{shown_value(item)}: {p}") for p in problems]
+
+
+def _owner_reference_errors(where: str, ref: Any) -> Problems:
+    """An owner reference: an object with apiVersion, kind, name and uid."""
+    if not isinstance(ref, dict):
+        return [(where, "Invalid value", f"{shown_value(ref)}: must be an object")]
+    fields = ("apiVersion", "kind", "name", "uid")
+    return [(f"{where}.{field}", "Required value", "") for field in fields if not ref.get(field)]

@@ -16,11 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
+from kubetune.api.common import Progress
 from kubetune.api.compression import CompressionSpec
 from kubetune.api.dataset import DatasetSpec, RecordSchema
 from kubetune.api.evaluation import EvaluationSpec, PromptCase
 from kubetune.api.feedback import FeedbackSource
-from kubetune.api.finetune import FinetuneJobSpec, MlflowRun, Progress
+from kubetune.api.finetune import FinetuneJobSpec, MlflowRun
 from kubetune.api.publish import PublishSpec
 
 StepName = Literal["dataprep", "finetune", "compress", "evaluate", "feedback", "publish"]
@@ -142,10 +143,17 @@ class FeedbackStepSpec(_StepBase):
     record_schema: RecordSchema = Field(
         "instruction", description="Schema of the records written (the base dataset's)."
     )
+    preference: bool = Field(
+        False,
+        description="Also write the preference records (pairs, rated answers) for a "
+        "FeedbackLoop's preference stage, and count them as usable.",
+    )
 
 
 FEEDBACK_FILE = "feedback.jsonl"
 CURSOR_FILE = "cursor.json"
+PREFERENCE_PAIRS_FILE = "preference-pairs.jsonl"  # prompt, chosen, rejected
+PREFERENCE_UNPAIRED_FILE = "preference-unpaired.jsonl"  # prompt, completion, label (KTO)
 
 
 class PublishLineage(_Contract):

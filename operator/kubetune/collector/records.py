@@ -25,7 +25,9 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from itertools import chain
 from json.encoder import encode_basestring_ascii as _quote
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -106,6 +108,38 @@ def split_body(body: bytes, max_records: int) -> list[Any]:
     if b"\x00" in body:
         raise BodyError("the body holds NUL characters (binary data?)")
     fast = _LONG_DIGITS not in body.translate(_DIGITS)
+    value = _jsonl_lines(body) if fast else None  # the common batch, read at once
+    if value is None:
+        value = _whole_or_lines(body, text, max_records, fast)
+    if len(value) > max_records:
+        raise BodyError(f"{len(value)} records in one request; at most {max_records}")
+    if not value:
+        raise BodyError("the batch holds no records")
+    return list(value)
+
+
+def _jsonl_lines(body: bytes) -> list[Any] | None:
+    """The values of a body of two or more non-blank lines that orjson reads one by one.
+
+    Such a body is never one JSON value (two values in a row are not JSON), so reading it as
+    JSONL first is what reading it whole, failing and reading it line by line would give.
+    None for anything else (one line, a line orjson refuses).
+    """
+    if b"\n" not in body and b"\r" not in body:
+        return None
+    lines = body.splitlines()
+    try:
+        items = list(map(orjson.loads, lines))  # no blank line: the common body
+    except ValueError:
+        try:
+            items = [orjson.loads(raw) for raw in lines if raw.strip()]
+        except ValueError:
+            return None
+    return items if len(items) > 1 else None
+
+
+def _whole_or_lines(body: bytes, text: str, max_records: int, fast: bool) -> list[Any]:
+    """One JSON value (an array: its items), else JSONL with its bad lines as _BadLine."""
     try:
         value = orjson.loads(body) if fast else json.loads(text)
     except ValueError:
@@ -118,11 +152,7 @@ def split_body(body: bytes, max_records: int) -> list[Any]:
     else:
         if not isinstance(value, list):
             value = [value]
-    if len(value) > max_records:
-        raise BodyError(f"{len(value)} records in one request; at most {max_records}")
-    if not value:
-        raise BodyError("the batch holds no records")
-    return list(value)
+    return value
 
 
 # every digit -> "0", anything else -> " ": an integer literal orjson would read as a float
@@ -380,9 +410,17 @@ def validate_batch(
     A line over ``max_record_bytes`` is invalid. Same outcome as ``validate`` and
     ``encode_line`` record by record, without building their objects for the common records.
     """
+    tail = b',"received_at":' + orjson.dumps(received_at) + b"}\n"
+    whole = _stored_shape_batch(items, tail, max_record_bytes)
+    if whole is not None:
+        return whole, []
     valid: list[tuple[str, bytes]] = []
     rejected: list[Invalid] = []
     for index, row in enumerate(items):
+        stored = _stored_shape_line(row, tail) if type(row) is dict else None
+        if stored is not None and len(stored) <= max_record_bytes:
+            valid.append((row["id"], stored))
+            continue
         fast = _fast_line(row, received_at) if type(row) is dict else None
         if fast is not None:
             record_id, data = fast[0]["id"], _dump(*fast)
@@ -398,6 +436,100 @@ def validate_batch(
         else:
             valid.append((record_id, data))
     return valid, rejected
+
+
+def _stored_orders() -> dict[tuple[str, ...], int]:
+    """The key orders of a record that is its own line but for ``received_at`` (the id, the
+    prompt, then optional fields in the line's order, one of them a response, correction or
+    chosen), each with the position of its rating (-1: none)."""
+    optional = ("response", "rating", "correction", "chosen", "rejected", "model_version")
+    orders = {}
+    for mask in range(1 << len(optional)):
+        present = ("id", "prompt", *(key for bit, key in enumerate(optional) if mask >> bit & 1))
+        if {"response", "correction", "chosen"} & set(present):
+            orders[present] = present.index("rating") if "rating" in present else -1
+    return orders
+
+
+_STORED_ORDERS = _stored_orders()
+
+
+_NEXT_RECORD = b'},{"id":'  # in orjson's output of records that hold no object: between two
+
+
+def _stored_shape_batch(
+    items: list[Any], tail: bytes, max_record_bytes: int
+) -> list[tuple[str, bytes]] | None:
+    """``_stored_shape_line`` of every record of a batch at once, when all are in one stored
+    shape (the common batch of an application): one orjson call for all the lines, the checks
+    run over the whole batch. None when any record is not (each is then judged alone)."""
+    if not items or set(map(type, items)) != {dict}:
+        return None
+    shapes = set(map(tuple, items))
+    if len(shapes) != 1:
+        return None
+    (keys,) = shapes
+    rating_at = _STORED_ORDERS.get(keys)
+    if rating_at is None:
+        return None
+    if rating_at >= 0 and not _plain_ratings([row["rating"] for row in items]):
+        return None
+    texts = [key for key in keys if key != "rating"]
+    try:
+        if not all(map(str.strip, chain.from_iterable(map(itemgetter(*texts), items)))):
+            return None  # an empty or blank string
+        data = orjson.dumps(items)
+    except (TypeError, orjson.JSONEncodeError):  # not a string; a lone surrogate, a big int
+        return None
+    ids: list[str] = [row["id"] for row in items]
+    if max(map(len, ids)) > MAX_ID_CHARS or not data.isascii() or b"\x7f" in data:
+        return None
+    pieces = data[7:-2].split(_NEXT_RECORD)  # between '[{"id":' and '}]'
+    if len(pieces) != len(items):
+        return None
+    lines = [b'{"id":' + piece + tail for piece in pieces]
+    if max(map(len, lines)) > max_record_bytes:
+        return None
+    return list(zip(ids, lines, strict=True))
+
+
+def _plain_ratings(ratings: list[Any]) -> bool:
+    """Whether each rating is an int or a float orjson writes as the json module does."""
+    if set(map(type, ratings)) == {int}:
+        return True
+    return all(
+        type(r) is int or (type(r) is float and (r == 0.0 or 1e-4 <= abs(r) < 1e16))
+        for r in ratings
+    )
+
+
+def _stored_shape_line(row: dict[str, Any], tail: bytes) -> bytes | None:
+    """The line of a record already in the stored shape (string id, keys in the line's order,
+    non-blank ASCII strings, a plain number as rating): its orjson bytes with ``tail`` (the
+    ``received_at`` field) spliced in. None for any other record (``_fast_line`` judges it)."""
+    rating_at = _STORED_ORDERS.get(tuple(row))
+    if rating_at is None:
+        return None
+    texts = list(row.values())
+    if rating_at >= 0:
+        rating = texts.pop(rating_at)
+        kind = type(rating)
+        if not (kind is int or (kind is float and (rating == 0.0 or 1e-4 <= abs(rating) < 1e16))):
+            return None
+    try:
+        if not all(map(str.strip, texts)):
+            return None  # an empty or blank string: dropped from the line
+    except TypeError:
+        return None  # a value that is not a string
+    if len(texts[0]) > MAX_ID_CHARS:
+        return None
+    try:
+        data = orjson.dumps(row)
+    except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits
+        return None
+    if not data.isascii() or b"\x7f" in data:
+        return None  # strings to escape as the json module does: _fast_line's way
+    return data[:-1] + tail
 
 
 def _utf8(text: str) -> bool:

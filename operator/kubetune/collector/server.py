@@ -25,25 +25,36 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import re
 import signal
+import socket
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from operator import itemgetter
 from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from kubetune.collector.auth import TokenStore
+from kubetune.collector.config import CollectorConfig
 from kubetune.collector.records import BodyError, split_body, validate_batch
-from kubetune.collector.store import LoopStore, backend_for, loop_uri, writer_id
+from kubetune.collector.store import LoopStore, backend_for, loop_uri
 
+__all__ = ["CollectorConfig", "CollectorService", "serve"]
 log = logging.getLogger("kubetune.collector")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _CONTENT_TYPES = {
@@ -58,26 +69,10 @@ _CONTENT_TYPES = {
 _CHUNK = 1 << 16
 
 
-@dataclass
-class CollectorConfig:
-    """Settings of one collector process (``kubetune collector --help`` documents them)."""
-
-    store: str
-    tokens_file: Path | None = None
-    loops: tuple[str, ...] = ()
-    max_body_bytes: int = 8 << 20
-    max_records: int = 10_000
-    max_record_bytes: int = 1 << 20
-    max_inflight: int = 64
-    max_pending_bytes: int = 64 << 20
-    body_timeout: float = 30.0
-    segment_bytes: int = 1 << 20
-    segment_seconds: float = 300.0
-    retention_seconds: float = 7 * 86400.0
-    writer: str = field(default_factory=writer_id)
-
-
 class Metrics:
+    """The collector's Prometheus series; summed over the workers of a supervisor (each worker
+    writes its own files under ``PROMETHEUS_MULTIPROC_DIR``, any worker serves the sum)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         labels = ["namespace", "loop"]
@@ -121,11 +116,13 @@ class Metrics:
             "kubetune_collector_pending_bytes",
             "Bytes of records waiting for a commit (store lag).",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.lag = Gauge(
             "kubetune_collector_store_lag_seconds",
             "Age of the oldest record waiting for a commit.",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.segments = Counter(
             "kubetune_collector_segment_commits",
@@ -143,6 +140,14 @@ class _Group:
     size: int
     since: float
     future: asyncio.Future[list[bool]]
+    epoch: int = -1  # the store's epoch when its ids were found new (LoopStore.commit)
+    _positions: dict[str, int] | None = None
+
+    def flag(self, record_id: str) -> bool:
+        """Whether the commit wrote ``record_id`` (one of this group's records)."""
+        if self._positions is None:  # only when another request waits on one of its records
+            self._positions = {rid: i for i, (rid, _) in enumerate(self.records)}
+        return self.future.result()[self._positions[record_id]]
 
 
 @dataclass
@@ -150,7 +155,7 @@ class _Ticket:
     """What one request waits for: its own group and records another request is committing."""
 
     group: _Group | None
-    borrowed: list[tuple[_Group, int]]
+    borrowed: list[tuple[_Group, str]]  # (the group committing it, the record id)
     duplicates: int
 
     async def wait(self) -> tuple[int, int]:
@@ -164,7 +169,7 @@ class _Ticket:
         elif futures:
             await asyncio.shield(asyncio.gather(*futures))
         own = self.group.future.result() if self.group is not None else []
-        accepted = sum(own) + sum(g.future.result()[i] for g, i in self.borrowed)
+        accepted = sum(own) + sum(g.flag(record_id) for g, record_id in self.borrowed)
         total = len(own) + len(self.borrowed) + self.duplicates
         return accepted, total - accepted
 
@@ -191,7 +196,7 @@ class LoopWriter:
             retention_seconds=config.retention_seconds,
         )
         self.pending: list[_Group] = []
-        self.inflight: dict[str, tuple[_Group, int]] = {}  # id -> its group, its index there
+        self.inflight: dict[str, _Group] = {}  # id -> the group committing it
         metrics = service.metrics  # this loop's series, looked up once
         self.accepted = metrics.accepted.labels(namespace, loop)
         self.duplicates = metrics.duplicates.labels(namespace, loop)
@@ -222,19 +227,20 @@ class LoopWriter:
             self.ready.set_result(None)
         await asyncio.shield(self.ready)
 
-    def submit(self, valid: list[tuple[str, bytes]], now: float) -> _Ticket:
-        """Queue the records whose id is neither committed nor being committed."""
+    def submit(self, valid: list[tuple[str, bytes]], size: int, now: float) -> _Ticket:
+        """Queue the records whose id is neither committed nor being committed (``size``: the
+        bytes of their lines)."""
         committed, inflight = self.store.ids, self.inflight
         group = _Group([], 0, now, asyncio.get_running_loop().create_future())
+        group.epoch = self.store.epoch  # read before the ids are looked up (see LoopStore)
         ids = [record_id for record_id, _ in valid]
         if ids and committed.keys().isdisjoint(ids) and inflight.keys().isdisjoint(ids):
-            positions = {record_id: (group, i) for i, record_id in enumerate(ids)}
-            if len(positions) == len(ids):  # the common case: every id new, none twice
-                inflight.update(positions)
-                group.records = list(valid)
-                group.size = sum(len(line) for _, line in valid)
+            owned = dict.fromkeys(ids, group)
+            if len(owned) == len(ids):  # the common case: every id new, none twice
+                inflight.update(owned)
+                group.records, group.size = valid, size
                 return self._queue(group, [], 0)
-        borrowed: list[tuple[_Group, int]] = []
+        borrowed: list[tuple[_Group, str]] = []
         duplicates = size = 0
         for record_id, line in valid:
             if record_id in committed:
@@ -242,9 +248,9 @@ class LoopWriter:
                 continue
             held = inflight.get(record_id)
             if held is not None:
-                borrowed.append(held)
+                borrowed.append((held, record_id))
                 continue
-            inflight[record_id] = (group, len(group.records))
+            inflight[record_id] = group
             group.records.append((record_id, line))
             size += len(line)
         if not group.records:
@@ -252,7 +258,7 @@ class LoopWriter:
         group.size = size
         return self._queue(group, borrowed, duplicates)
 
-    def _queue(self, group: _Group, borrowed: list[tuple[_Group, int]], duplicates: int) -> _Ticket:
+    def _queue(self, group: _Group, borrowed: list[tuple[_Group, str]], duplicates: int) -> _Ticket:
         self.pending.append(group)
         self.service.pending_bytes += group.size
         self._wake.set()
@@ -279,7 +285,8 @@ class LoopWriter:
         metrics = self.service.metrics
         records = [record for group in groups for record in group.records]
         try:
-            fresh = await asyncio.to_thread(self.store.commit, records)
+            claimed_at = min(group.epoch for group in groups)  # when their ids were new
+            fresh = await asyncio.to_thread(self.store.commit, records, claimed_at)
         except Exception as exc:
             log.error("%s/%s: commit failed: %s", self.namespace, self.loop, exc)
             self.service.last_failure = time.monotonic()
@@ -306,14 +313,13 @@ class LoopWriter:
         if written:
             self.segments.inc()
         self._release(groups)
+        self.service.update_gauges()
 
     def _release(self, groups: list[_Group]) -> None:
         inflight = self.inflight
         for group in groups:
-            for record_id, _ in group.records:
-                held = inflight.get(record_id)
-                if held is not None and held[0] is group:
-                    del inflight[record_id]
+            for record_id, _ in group.records:  # a group's records are the ids it holds
+                del inflight[record_id]
             self.service.pending_bytes -= group.size
 
     def oldest_pending(self) -> float | None:
@@ -370,12 +376,19 @@ class CollectorService:
             return web.json_response({"ready": False, "reason": "store failing"}, status=503)
         return web.json_response({"ready": True})
 
-    async def metrics_page(self, _request: web.Request) -> web.Response:
-        now = time.monotonic()
+    def update_gauges(self) -> None:
+        """This process's store lag: pending bytes and the age of the oldest pending record."""
         oldest = [t for w in self.writers.values() if (t := w.oldest_pending()) is not None]
-        self.metrics.lag.set(now - min(oldest) if oldest else 0.0)
+        self.metrics.lag.set(time.monotonic() - min(oldest) if oldest else 0.0)
         self.metrics.pending.set(self.pending_bytes)
-        body = generate_latest(self.metrics.registry)
+
+    async def metrics_page(self, _request: web.Request) -> web.Response:
+        self.update_gauges()
+        registry = self.metrics.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # every worker's series, summed
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def post_feedback(self, request: web.Request) -> web.Response:
@@ -473,7 +486,7 @@ class CollectorService:
         valid, rejected = validate_batch(items, received, config.max_record_bytes)
         if rejected:
             self.metrics.rejected.labels("invalid_record").inc(len(rejected))
-        size = sum(len(line) for _, line in valid)
+        size = sum(map(len, map(itemgetter(1), valid)))  # the bytes of the lines
         if size > config.max_pending_bytes:
             raise RequestError(413, "too_large", "the batch is larger than --max-pending-bytes")
         if valid and self.pending_bytes + size > config.max_pending_bytes:
@@ -483,7 +496,7 @@ class CollectorService:
         accepted = duplicates = 0
         if valid:
             writer = await self._writer(namespace, loop)
-            ticket = writer.submit(valid, time.monotonic())
+            ticket = writer.submit(valid, size, time.monotonic())
             try:
                 accepted, duplicates = await ticket.wait()
             except StoreUnavailable as exc:
@@ -512,14 +525,20 @@ class CollectorService:
 
 async def serve(
     config: CollectorConfig,
-    host: str,
-    port: int,
+    host: str = "127.0.0.1",
+    port: int = 0,
     access_log: bool = False,
     on_ready: Callable[[int], Awaitable[None] | None] | None = None,
+    sock: socket.socket | None = None,
+    supervisor_pipe: int | None = None,
 ) -> None:
-    """Run the collector until SIGTERM or SIGINT, which stop it cleanly."""
-    tokens = TokenStore(config.tokens_file)
-    service = CollectorService(config, tokens)
+    """Run the collector until SIGTERM or SIGINT, which stop it cleanly.
+
+    ``sock``: a listening socket to accept on instead of binding ``host:port`` (a worker of
+    :mod:`kubetune.collector.workers`); ``supervisor_pipe``: the read end of a pipe whose EOF
+    means the supervisor is gone, upon which this process ends at once, as if killed with it.
+    """
+    service = CollectorService(config, TokenStore(config.tokens_file))
     runner = web.AppRunner(
         service.app(),
         auto_decompress=False,
@@ -528,12 +547,12 @@ async def serve(
     )
     await runner.setup()
     gc.freeze()  # the modules' objects: out of every collection (cheaper full collections)
-    site = web.TCPSite(runner, host, port, backlog=256)
+    if sock is not None:
+        site: web.BaseSite = web.SockSite(runner, sock)
+    else:
+        site = web.TCPSite(runner, host, port, backlog=256)
     await site.start()
-    bound = port
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            bound = int(address[1])
+    bound = _bound_port(runner, port)
     log.info("collector listening on %s:%d, store %s", host, bound, config.store)
     if on_ready is not None:
         result = on_ready(bound)
@@ -544,8 +563,22 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
+    if supervisor_pipe is not None:
+        loop.add_reader(supervisor_pipe, _supervisor_gone)
     try:
         await stop.wait()  # SIGTERM: stop accepting, let in-flight requests finish their commit
         log.info("stopping: finishing the requests in flight")
     finally:
         await runner.cleanup()
+
+
+def _bound_port(runner: web.AppRunner, port: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return port
+
+
+def _supervisor_gone() -> None:
+    log.error("the collector supervisor is gone: this worker ends")
+    os._exit(3)

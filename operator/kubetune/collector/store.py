@@ -8,14 +8,17 @@ Layout, under the loop's prefix (``{store}/{namespace}/{loop}``, the loop's
 A *segment* is one file of complete JSONL lines, created under its final name by one writer
 process and only ever appended to by it. On a local or PVC store a commit is one ``pwrite`` of
 complete lines at the segment's end followed by ``fdatasync`` (and, when the commit created the
-segment, an ``fsync`` of its folder): a record is acknowledged only after that. The loop's
-reader consumes complete lines only (a line is complete once its newline is written), so a
-write cut short shows no partial record; readers resume at their cursor's byte offset because
-the file only grows. A write that fails or is cut by a crash can leave a *torn tail* (bytes
-after the last newline): the segment is then abandoned, and the next writer to take the store
-lock truncates the tail back to the last newline before anything else is committed (complete
-lines of the cut write stay: they are synced and their ids indexed, so a client's retry is a
-duplicate, and a reader may have read them already). On S3 an object cannot be appended to:
+segment, an ``fsync`` of its folder), then the rewrite of the segment's *committed-length
+marker* (``.NAME.jsonl.committed`` beside it, :mod:`kubetune.api.segments`): a record is
+acknowledged only after that. The loop's reader consumes complete lines up to the marker only,
+so neither a write cut short nor lines written but not yet flushed (which a power loss would
+take back) are ever read; readers resume at their cursor's byte offset because the file only
+grows. A write that fails or is cut by a crash can leave lines beyond the marker and a *torn
+tail* (bytes after the last newline): the segment is then abandoned, and the next writer to
+take the store lock syncs it, truncates the tail back to the last newline and raises the marker
+over the complete lines before anything else is committed (those lines stay: their ids are
+indexed, so a client's retry is a duplicate, and the loop reads them). On S3 an object cannot
+be appended to:
 each commit PUTs the whole segment object (its content is kept in memory while it is open),
 so a reader sees the old or the new version and the new one only extends the old.
 
@@ -24,13 +27,18 @@ A segment is closed (a new one opened) when the next commit would make it larger
 segment is closing it, its last commit being already durable (renaming it would change the key
 of the reader's cursor and have it read the segment twice).
 
-Exactly once: every line carries its record ``id``. :class:`LoopStore` keeps the ids committed
-within the retention window (rebuilt from the segments at start-up, so a restarted collector
-still knows them). On a local or PVC store several replicas serialize their commits with an
-``flock`` on ``collector/.lock``, whose generation counter tells a replica that another one
-committed: it then reads the new lines of the other replicas' segments before filtering its
-batch, so an id is written once across replicas too. Every write to a segment happens under
-that lock, so a segment with a torn tail seen while holding it is not being written.
+Exactly once: every line carries its record ``id`` (first, so it is read from the line's start
+without parsing the rest). :class:`LoopStore` keeps the ids committed within the retention
+window (rebuilt from the segments at start-up, so a restarted collector still knows them). On
+a local or PVC store several replicas, and the workers of one collector, serialize their
+commits with an ``flock`` on ``collector/.lock``, whose generation counter tells a writer that
+another one committed: it then reads the new lines of the other writers' segments before
+filtering its batch, so an id is written once across writers too. After the counter the lock
+file keeps a ring of the segments the last 64 commits wrote to (each slot tagged with its
+generation), so a writer stats and reads only those; a slot overwritten or never written (a
+writer of an earlier version) makes it list the whole store instead. Every write to a segment
+and its marker happens under that lock, so a segment with lines beyond its marker seen while
+holding it is not being written.
 """
 
 from __future__ import annotations
@@ -52,8 +60,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kubetune.api.contract import PVC_ROOT_ENV
+from kubetune.api.segments import MARKER_BYTES, decode_marker, encode_marker, marker_name
 
 COLLECTOR_DIR = "collector"
+# The lock file: the commit generation (8 bytes), then a ring of the segments the last
+# _RING_SLOTS commits wrote to ({generation, relpath} per slot), so a writer reads only those.
+_RING_SLOTS = 64
+_SLOT_BYTES = 256
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 _TMP_MAX_AGE = 60.0
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -99,6 +112,23 @@ class Backend:
     def truncate(self, relpath: str, size: int) -> None:
         """Cut a torn tail (bytes after the last complete line) of an abandoned segment."""
 
+    def mark_committed(self, relpath: str, size: int) -> bool:
+        """Raise an abandoned segment's committed-length marker to ``size`` (its synced whole
+        lines) where it says less; whether it was rewritten."""
+        return False
+
+    def committed(self, relpath: str) -> int | None:
+        """The committed length a segment's marker gives; None without a marker."""
+        return None
+
+    def changed_segments(self) -> list[SegmentInfo] | None:
+        """The segments other writers committed to between this writer's last commit and the
+        lock it holds now, when the lock tells; None: list them all."""
+        return None
+
+    def note_commit(self, relpath: str) -> None:
+        """Under the lock, before appending: tell other writers which segment changes."""
+
     def sync(self, relpath: str) -> None:
         """Make what ``relpath`` holds durable (lines a writer wrote but may not have synced)."""
 
@@ -118,8 +148,10 @@ class LocalBackend(Backend):
         self.root = root
         self.base = root / COLLECTOR_DIR
         self._generation = -1
+        self._others: range = range(0)  # the generations of others' commits since our last
         self._fd = -1
         self._fd_relpath: str | None = None
+        self._marker_fd = -1
         self._lock_fd = -1
 
     def list_segments(self, since_day: str) -> list[SegmentInfo]:
@@ -157,6 +189,7 @@ class LocalBackend(Backend):
             _fdatasync(self._fd)
             if created:
                 _fsync_dir((self.root / relpath).parent)  # the segment's name is durable too
+            os.pwrite(self._marker_fd, encode_marker(offset), 0)  # readers may now read it
         except BaseException:
             self.close()  # abandoned: a torn tail is cut under the lock before the next write
             raise
@@ -169,14 +202,33 @@ class LocalBackend(Backend):
             folder.mkdir(parents=True, exist_ok=True)
             _fsync_dir(folder.parent)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        # the marker first: a reader never sees this segment without it (so reads nothing yet)
+        self._marker_fd = os.open(folder / marker_name(final.name), flags, 0o644)
+        os.pwrite(self._marker_fd, encode_marker(0), 0)
         self._fd = os.open(final, flags, 0o644)
         self._fd_relpath = relpath
 
     def close(self) -> None:
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-        self._fd, self._fd_relpath = -1, None
+        for fd in (self._fd, self._marker_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd, self._marker_fd, self._fd_relpath = -1, -1, None
+
+    def mark_committed(self, relpath: str, size: int) -> bool:
+        path = self.root / relpath
+        try:
+            fd = os.open(path.parent / marker_name(path.name), os.O_RDWR)
+        except FileNotFoundError:
+            return False  # a segment without a marker is read whole
+        try:
+            marked = decode_marker(os.pread(fd, MARKER_BYTES + 1, 0))
+            if marked is not None and marked >= size:
+                return False
+            os.pwrite(fd, encode_marker(size), 0)
+            return True
+        finally:
+            os.close(fd)
 
     def truncate(self, relpath: str, size: int) -> None:
         fd = os.open(self.root / relpath, os.O_WRONLY)
@@ -189,7 +241,7 @@ class LocalBackend(Backend):
     def sync(self, relpath: str) -> None:
         fd = os.open(self.root / relpath, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            _fdatasync(fd)
         finally:
             os.close(fd)
 
@@ -207,11 +259,48 @@ class LocalBackend(Backend):
             others = 0 if self._generation < 0 else current - self._generation
             if self._generation < 0 and current:
                 others = 1  # first commit of this process: others may have written since start
+            self._others = (
+                range(self._generation + 1, current + 1) if self._generation >= 0 else range(0)
+            )
             os.pwrite(fd, struct.pack("<Q", current + 1), 0)
             self._generation = current + 1
             yield others
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def note_commit(self, relpath: str) -> None:
+        """Record in the lock file's ring which segment this commit (generation) writes to."""
+        slot = struct.pack("<Q", self._generation) + relpath.encode("utf-8")
+        if len(slot) <= _SLOT_BYTES:
+            offset = 8 + (self._generation % _RING_SLOTS) * _SLOT_BYTES
+            os.pwrite(self._lock_fd, slot.ljust(_SLOT_BYTES, b"\0"), offset)
+
+    def changed_segments(self) -> list[SegmentInfo] | None:
+        others = self._others
+        if not others or len(others) > _RING_SLOTS:
+            return None
+        ring = os.pread(self._lock_fd, _RING_SLOTS * _SLOT_BYTES, 8)
+        relpaths = set()
+        for generation in others:
+            at = (generation % _RING_SLOTS) * _SLOT_BYTES
+            slot = ring[at : at + _SLOT_BYTES]
+            if len(slot) < _SLOT_BYTES or struct.unpack("<Q", slot[:8])[0] != generation:
+                return None  # overwritten, or a writer that keeps no ring: list them all
+            relpaths.add(slot[8:].rstrip(b"\0").decode("utf-8"))
+        out = []
+        for relpath in sorted(relpaths):
+            with contextlib.suppress(FileNotFoundError):
+                stat = os.stat(self.root / relpath)
+                out.append(SegmentInfo(relpath, stat.st_size, stat.st_mtime))
+        return out
+
+    def committed(self, relpath: str) -> int | None:
+        path = self.root / relpath
+        try:
+            with open(path.parent / marker_name(path.name), "rb") as marker:
+                return decode_marker(marker.read(MARKER_BYTES + 1)) or 0
+        except FileNotFoundError:
+            return None
 
     def cleanup(self) -> int:
         """Remove temporary files that collectors before 0.2 (whole-segment rewrites) left."""
@@ -251,7 +340,7 @@ class S3Backend(Backend):
     """
 
     def __init__(self, prefix: str) -> None:
-        import fsspec  # type: ignore[import-untyped]
+        import fsspec
 
         options: dict[str, Any] = {}
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -322,9 +411,18 @@ def _day(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
 
 
+# the collector writes every line with its id first: {"id":"<JSON string, ASCII>",...
+_ID_FIRST = re.compile(rb'\{"id":"([^"\\\x00-\x1f\x7f-\xff]*)"[,}]')
+
+
 def ids_of(data: bytes) -> Iterator[str]:
-    """The record ids of complete segment lines."""
+    """The record ids of complete segment lines (read from the line's start when it is the
+    collector's shape, else by parsing the line)."""
     for raw in data.splitlines():
+        found = _ID_FIRST.match(raw)
+        if found is not None:
+            yield found.group(1).decode("ascii")  # no escape in it: the bytes are the id
+            continue
         if not raw.strip():
             continue
         with contextlib.suppress(ValueError):
@@ -358,6 +456,8 @@ class LoopStore:
         self._opened_at = 0.0
         self.commits = 0
         self.torn_tails = 0  # torn tails cut (a crashed or failed write before)
+        self.epoch = 0  # how many refreshes learned ids from other writers
+        self.markers_raised = 0  # segments whose synced lines a crashed writer had not marked
         self._dirty = False
 
     def _since_day(self) -> str:
@@ -369,34 +469,49 @@ class LoopStore:
         with self.backend.locked():
             return self.refresh()
 
-    def refresh(self) -> int:
-        """Index the lines other writers (or an earlier process) committed since last time.
+    def refresh(self, infos: list[SegmentInfo] | None = None) -> int:
+        """Index the lines other writers (or an earlier process) committed since last time:
+        those of ``infos`` (the segments that changed), else of every segment in retention.
 
-        Call it holding the store lock: a segment that ends in a torn tail is then not being
-        written (every write happens under the lock), so the tail is cut.
+        Call it holding the store lock: a segment with lines beyond its marker, or a torn
+        tail, is then not being written (every write happens under the lock): its writer died
+        or failed, so its lines are synced and marked, and the tail is cut.
         """
         added = 0
-        for info in self.backend.list_segments(self._since_day()):
+        if infos is None:
+            infos = self.backend.list_segments(self._since_day())
+        for info in infos:
             seen = self._known.get(info.relpath, 0)
             if info.size == seen:
                 continue
             if info.size < seen:
                 seen = 0  # rewritten: read it all again
-            # A writer that died (or failed) between its write and its fdatasync left lines
-            # that may not be on disk yet: sync them before their ids count as committed.
-            self.backend.sync(info.relpath)
             data = self.backend.read(info.relpath, seen)
             complete = data.rfind(b"\n") + 1
+            if info.relpath != self._open:
+                self._repair(info.relpath, seen + complete, torn=complete < len(data))
             for record_id in ids_of(data[:complete]):
                 if record_id not in self.ids:
                     self.ids[record_id] = info.mtime
                     added += 1
             self._known[info.relpath] = seen + complete
-            if complete < len(data) and info.relpath != self._open:
-                self.backend.truncate(info.relpath, seen + complete)
-                self.torn_tails += 1
         self._trim()
+        if added:
+            self.epoch += 1  # after the ids are in: a reader of the new epoch sees them
         return added
+
+    def _repair(self, relpath: str, complete: int, torn: bool) -> None:
+        """Another writer's segment: lines beyond its marker (its writer died or failed before
+        raising it) are synced and marked, for their ids count as committed and the loop must
+        read them; a torn tail is cut."""
+        marked = self.backend.committed(relpath)
+        if marked is None or marked < complete:
+            self.backend.sync(relpath)  # a marked prefix was synced by its writer already
+        if torn:
+            self.backend.truncate(relpath, complete)
+            self.torn_tails += 1
+        if marked is not None and marked < complete:
+            self.markers_raised += int(self.backend.mark_committed(relpath, complete))
 
     def _trim(self) -> None:
         cutoff = time.time() - self.retention
@@ -419,29 +534,47 @@ class LoopStore:
         self._open = None
         self._size = 0
 
-    def commit(self, batch: list[tuple[str, bytes]]) -> list[bool]:
-        """Write the lines whose id is new, durably; returns for each one whether it was new."""
+    def commit(self, batch: list[tuple[str, bytes]], claimed_at: int | None = None) -> list[bool]:
+        """Write the lines whose id is new, durably; returns for each one whether it was new.
+
+        ``claimed_at``: the caller found none of the ids in :attr:`ids` when :attr:`epoch` was
+        this, and holds them distinct and claimed (the server's in-flight records) since:
+        unless a refresh learned other writers' ids meanwhile (the epoch moved), they are all
+        new without looking them up again.
+        """
         with self.backend.locked() as others:
             if others or self._dirty:
-                self.refresh()
+                self.refresh(None if self._dirty else self.backend.changed_segments())
                 self._dirty = False
-            fresh: list[bool] = []
-            chosen: dict[str, bool] = {}
-            payload = bytearray()
-            for record_id, line in batch:
-                new = record_id not in self.ids and record_id not in chosen
-                fresh.append(new)
-                if new:
-                    chosen[record_id] = True
-                    payload += line
-            if payload:
-                self._append(bytes(payload))
-                now = time.time()
-                for record_id in chosen:
-                    self.ids[record_id] = now
-                if len(self.ids) > self.max_ids:
-                    self._trim()
-            return fresh
+            ids = [record_id for record_id, _ in batch]
+            if claimed_at == self.epoch or (
+                self.ids.keys().isdisjoint(ids) and len(set(ids)) == len(ids)
+            ):
+                self._append(b"".join([line for _, line in batch]))
+                self._remember(ids)
+                return [True] * len(batch)
+            return self._commit_new(batch)
+
+    def _commit_new(self, batch: list[tuple[str, bytes]]) -> list[bool]:
+        """Write the lines of the batch whose id is neither indexed nor earlier in it."""
+        fresh: list[bool] = []
+        chosen: dict[str, bool] = {}
+        payload = bytearray()
+        for record_id, line in batch:
+            new = record_id not in self.ids and record_id not in chosen
+            fresh.append(new)
+            if new:
+                chosen[record_id] = True
+                payload += line
+        if payload:
+            self._append(bytes(payload))
+            self._remember(list(chosen))
+        return fresh
+
+    def _remember(self, ids: list[str]) -> None:
+        self.ids.update(dict.fromkeys(ids, time.time()))
+        if len(self.ids) > self.max_ids:
+            self._trim()
 
     def _append(self, payload: bytes) -> None:
         now = time.time()
@@ -453,6 +586,7 @@ class LoopStore:
             self.close()
             self._open = f"{COLLECTOR_DIR}/{_day(now)}/{_stamp(now)}-{self.writer}.jsonl"
             self._opened_at = now
+        self.backend.note_commit(self._open)
         self.backend.append(self._open, self._size, payload)
         self._size += len(payload)
         self._known[self._open] = self._size

@@ -1,5 +1,6 @@
 """The FeedbackLoop controller: counts feedback, runs cycles (collect Job, then a Dataset,
-FinetuneJob, optional Compression and Evaluation it owns) and promotes passing challengers.
+FinetuneJob, optional preference Dataset and FinetuneJob, optional Compression and Evaluation it
+owns; :mod:`kubetune.plan.feedback`) and promotes passing challengers.
 
 The planner decides everything; the shared machinery observes the loop's own resources, wakes
 the loop when one of them changes readiness, applies the promotion patch to the target of any

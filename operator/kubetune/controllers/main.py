@@ -215,6 +215,40 @@ def _wait_for_lease(elector: LeaderElector, liveness: str | None) -> bool:
             signal.signal(sig, handler)
 
 
+def _log_format(flag: str | None, environ: Mapping[str, str]) -> kopf.LogFormat:
+    """kopf's log format of ``--log-format``, else ``KUBETUNE_LOG_FORMAT``, else plain."""
+    fmt = (flag or environ.get("KUBETUNE_LOG_FORMAT") or "plain").lower()
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
+    return LOG_FORMATS[fmt]
+
+
+def _log_start(
+    source: str, watched: list[str] | None, config: OperatorConfig, metrics_port: int | None
+) -> None:
+    """The start-up line: where the credentials came from, what is watched, images, store."""
+    logger.info(
+        "kubetune operator: %s; namespaces=%s cpu_image=%s cuda_image=%s store=%s metrics_port=%s",
+        source,
+        ",".join(watched) if watched else "<all>",
+        config.cpu_image,
+        config.cuda_image,
+        config.artifact_store,
+        metrics_port,
+    )
+
+
+def _lead(elector: LeaderElector, liveness: str | None) -> bool:
+    """Stand by until this replica holds the Lease, then keep renewing it (losing it ends the
+    process); False when stopped while standing by."""
+    metrics.IS_LEADER.set(0)
+    if not _wait_for_lease(elector, liveness):
+        logger.info("stopped while standing by")
+        return False
+    elector.keep(_lose_lease)
+    return True
+
+
 def run_operator(
     namespaces: Sequence[str] | None = None,
     config: OperatorConfig | None = None,
@@ -239,21 +273,9 @@ def run_operator(
     effective = config_from_env(config or OperatorConfig(), environ)
     watched = list(namespaces) if namespaces else namespaces_from_env(environ)
     port = _metrics_port(metrics_port, environ)
-    fmt = (log_format or environ.get("KUBETUNE_LOG_FORMAT") or "plain").lower()
-    if fmt not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
-    kopf.configure(verbose=verbose, log_format=LOG_FORMATS[fmt])
+    kopf.configure(verbose=verbose, log_format=_log_format(log_format, environ))
     api = Api(access)
-    source = preflight(api)
-    logger.info(
-        "kubetune operator: %s; namespaces=%s cpu_image=%s cuda_image=%s store=%s metrics_port=%s",
-        source,
-        ",".join(watched) if watched else "<all>",
-        effective.cpu_image,
-        effective.cuda_image,
-        effective.artifact_store,
-        port,
-    )
+    _log_start(preflight(api), watched, effective, port)
     # Every replica serves /metrics from its start: a standby is a healthy scrape target too.
     exporter = metrics.start_exporter(port, effective.metrics_bind_address) if port else None
     elector: LeaderElector | None = None
@@ -261,11 +283,8 @@ def run_operator(
         if leader_election.enabled:
             lease_api = Api(access, retry_delays=(0.2, 0.5), timeout=(3.0, 5.0))
             elector = LeaderElector(lease_api, _lease_config(leader_election, api, environ))
-            metrics.IS_LEADER.set(0)
-            if not _wait_for_lease(elector, liveness):
-                logger.info("stopped while standing by")
+            if not _lead(elector, liveness):
                 return
-            elector.keep(_lose_lease)
         metrics.IS_LEADER.set(1)
         api.close()
         kopf.run(

@@ -26,8 +26,8 @@ from kubetune.controllers.base import KindController
 from kubetune.controllers.cache import register_child_indexes, register_indexes
 from kubetune.controllers.credentials import KubeAccess, connection_info, load
 from kubetune.controllers.kube import Api
-from kubetune.controllers.loop import MEMO_KEY, Wakers, register_children, register_kind
 from kubetune.controllers.reconcile import Runtime, utc_now
+from kubetune.controllers.reconcile_daemon import MEMO_KEY, Wakers, register_children, register_kind
 from kubetune.plan.world import OperatorConfig
 
 PREFIX = GROUP

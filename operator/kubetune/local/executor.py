@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,32 +37,30 @@ from kubetune.local.store import Execution, now
 from kubetune.plan.naming import ANNOTATION_SPEC_HASH
 from kubetune.plan.world import ObservedJob, ObservedPod
 
+# Each folder of a local run's workdir: (attribute of LocalPaths, folder name).
+_WORKDIR_FOLDERS = (
+    ("runs", "runs"),
+    ("logs", "logs"),
+    ("pvc_root", "pvc"),
+    ("cache", "cache"),
+    ("artifacts", "artifacts"),
+)
+
 
 @dataclass
 class LocalPaths:
-    """Where a local run keeps its files."""
+    """Where a local run keeps its files: one folder each under ``workdir``."""
 
     workdir: Path
+    runs: Path = field(init=False)
+    logs: Path = field(init=False)
+    pvc_root: Path = field(init=False)
+    cache: Path = field(init=False)
+    artifacts: Path = field(init=False)
 
-    @property
-    def runs(self) -> Path:
-        return self.workdir / "runs"
-
-    @property
-    def logs(self) -> Path:
-        return self.workdir / "logs"
-
-    @property
-    def pvc_root(self) -> Path:
-        return self.workdir / "pvc"
-
-    @property
-    def cache(self) -> Path:
-        return self.workdir / "cache"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.workdir / "artifacts"
+    def __post_init__(self) -> None:
+        for attribute, folder in _WORKDIR_FOLDERS:
+            setattr(self, attribute, self.workdir / folder)
 
 
 def _container(job: dict[str, Any]) -> dict[str, Any]:

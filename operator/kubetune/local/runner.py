@@ -7,9 +7,9 @@ resources, deletions, patches), write the status it computes, record its events;
 Jobs that have no process yet and poll the running ones. Every resource is planned on every
 pass, so ``Plan.requeue_after`` needs no timer: the loop ends when a whole pass changes nothing
 and nothing runs, without waiting for a FeedbackLoop's next check or schedule
-(:mod:`kubetune.local.loops`). State is saved after every change, so a rerun resumes: finished
-steps are not redone, and an interrupted step runs again (training resumes from its latest
-checkpoint).
+(:mod:`kubetune.local.feedback_checks`). State is saved after every change, so a rerun resumes:
+finished steps are not redone, and an interrupted step runs again (training resumes from its
+latest checkpoint).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from kubetune.api.resources import AnyResource
 from kubetune.api.steps import LiveProgress
 from kubetune.local.applier import PlanApplier
 from kubetune.local.executor import LocalExecutor, LocalPaths, observe, read_progress
-from kubetune.local.loops import LOOP_KIND, PeriodicChecks, forget_finished_counts
+from kubetune.local.feedback_checks import LOOP_KIND, PeriodicChecks, forget_finished_counts
 from kubetune.local.procs import alive, end_orphan
 from kubetune.local.store import LocalStore, StoredResource, now, resource_key
 from kubetune.plan import plan
@@ -55,17 +55,18 @@ class RunSummary:
 
     @property
     def failed_gates(self) -> list[str]:
-        """'Evaluation/name: gate, gate' for each of your Evaluations whose verdict is a fail.
+        """'Kind/name: gate, gate' for each of your resources whose verdict (``status.passed``,
+        an Evaluation's) is a fail.
 
-        A FeedbackLoop's own cycle Evaluations are left out: a challenger that fails its gates
-        is a normal outcome of the loop (it is not promoted)."""
+        Resources another one owns are left out: a FeedbackLoop's challenger that fails its
+        cycle Evaluation's gates is a normal outcome of the loop (it is not promoted)."""
         found = []
         for body in self.resources:
             status = body.get("status") or {}
             owned = body["metadata"].get("ownerReferences")
-            if body["kind"] == "Evaluation" and status.get("passed") is False and not owned:
+            if status.get("passed") is False and not owned:
                 gates = ", ".join(status.get("failedGates") or []) or "a gate"
-                found.append(f"Evaluation/{body['metadata']['name']}: {gates}")
+                found.append(f"{body['kind']}/{body['metadata']['name']}: {gates}")
         return found
 
     @property

@@ -1,12 +1,14 @@
 """What `kubetune run` and `kubetune status` show: live table, `kubectl get` columns, summary.
 
-Resources a FeedbackLoop created (its cycles' Datasets, FinetuneJobs, Compressions and
-Evaluations) are shown under their owner: indented below it in the live table and the summary,
-with an OWNER column in the `kubectl get` tables.
+Resources another resource created (e.g. a FeedbackLoop's cycles) are shown under their owner:
+indented below it in the live table and the summary, ordered by their cycle (or check slot)
+label, with an OWNER column in the `kubectl get` tables. A kind may add its own summary lines
+(``SUMMARY_LINES``) in place of the artifact line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +17,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from kubetune.api.feedback import FeedbackLoopStatus
+from kubetune.api.contract import LABEL_CYCLE, LABEL_DRIFT_CHECK
 from kubetune.api.kinds import KIND_INFO
 from kubetune.local.applier import patched_fields
-from kubetune.plan.feedback_children import CYCLE_LABEL, DRIFT_LABEL
+from kubetune.local.feedback_view import loop_lines
 
-# status.pendingRecords: the wire name of the field, from the model.
-_PENDING_RECORDS = str(FeedbackLoopStatus.model_fields["pending_records"].alias)
+# Kinds whose summary shows lines of their own instead of ``artifact: <outputUri>``.
+SUMMARY_LINES: dict[str, Callable[[dict[str, Any], datetime | None], list[str]]] = {
+    "FeedbackLoop": loop_lines,
+}
 
 PHASE_STYLE = {
     "Ready": "green",
@@ -72,7 +76,7 @@ def owner_of(body: dict[str, Any]) -> str:
 def _owned_order(body: dict[str, Any]) -> tuple[int, int, str]:
     """Cycle (or drift-check slot) first, then the kinds in pipeline order."""
     labels = body["metadata"].get("labels") or {}
-    number = labels.get(CYCLE_LABEL) or labels.get(DRIFT_LABEL) or ""
+    number = labels.get(LABEL_CYCLE) or labels.get(LABEL_DRIFT_CHECK) or ""
     kinds = list(KIND_INFO)
     kind = kinds.index(body["kind"]) if body["kind"] in kinds else len(kinds)
     return (int(number) if number.isdigit() else 0, kind, body["metadata"]["name"])
@@ -206,8 +210,9 @@ def summary_lines(resources: list[dict[str, Any]], now: datetime | None = None) 
             f"{indent}{body['kind']}/{body['metadata']['name']}: {phase}"
             + (f" - {status['message']}" if status.get("message") else "")
         )
-        details = loop_lines(body, now) if body["kind"] == "FeedbackLoop" else []
-        if status.get("outputUri") and body["kind"] != "FeedbackLoop":
+        own_lines = SUMMARY_LINES.get(body["kind"])
+        details = own_lines(body, now) if own_lines is not None else []
+        if status.get("outputUri") and own_lines is None:
             details.append(f"artifact: {status['outputUri']}")
         results = status.get("results") or {}
         if results:
@@ -223,59 +228,6 @@ def summary_lines(resources: list[dict[str, Any]], now: datetime | None = None) 
             details.append(f"log: {status['logPath']}")
         lines.extend(f"{indent}    {detail}" for detail in details)
     return lines
-
-
-def loop_lines(body: dict[str, Any], now: datetime | None = None) -> list[str]:
-    """A FeedbackLoop's champion, latest cycle and what would start the next one locally."""
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    lines = []
-    if status.get("champion"):
-        cycle = status.get("championCycle")
-        origin = f"cycle c{cycle}" if cycle is not None else "spec.champion"
-        lines.append(f"champion: {status['champion']} ({origin})")
-    history = status.get("history") or []
-    if history:
-        latest = history[0]
-        lines.append(
-            f"latest cycle {latest.get('runId')}: {latest.get('reason') or latest.get('phase')}"
-            + (f" - {latest['message']}" if latest.get("message") else "")
-        )
-    for request in status.get("awaitingApproval") or []:
-        run, name = request.get("runId"), body["metadata"]["name"]
-        lines.append(
-            f"{run} awaits approval: `kubetune approve {name} {run} --workdir WORKDIR` "
-            "(or --reject), then run again"
-        )
-        for label, key in (("report", "reportUri"), ("feedback", "feedbackUri")):
-            if request.get(key):
-                lines.append(f"  {label}: {request[key]}")
-        if request.get("deadline"):
-            lines.append(f"  rejected unless approved by {request['deadline']}")
-    if status.get("activeRuns") or status.get("phase") != "Ready":
-        return lines
-    triggers = spec.get("triggers") or {}
-    if triggers.get("minNewRecords") is not None:
-        pending = status.get(_PENDING_RECORDS)
-        lines.append(
-            f"new feedback records: {'?' if pending is None else pending}"
-            f"/{triggers['minNewRecords']}; each `kubetune run` counts them again"
-        )
-    if triggers.get("schedule"):
-        upcoming = next_schedule(str(triggers["schedule"]), now or datetime.now(UTC))
-        lines.append(
-            f"next scheduled cycle: {upcoming.isoformat(timespec='minutes')} "
-            f"({triggers['schedule']}); `kubetune run` does not wait for it: run it again then"
-        )
-    return lines
-
-
-def next_schedule(expression: str, after: datetime) -> datetime:
-    """The first time of a cron schedule after ``after``."""
-    from croniter import croniter
-
-    upcoming: datetime = croniter(expression, after).get_next(datetime)
-    return upcoming
 
 
 def patched_lines(patched: dict[str, dict[str, Any]]) -> list[str]:

@@ -131,6 +131,27 @@ def image_for(req: JobRequest, config: OperatorConfig) -> str:
     return config.cuda_image
 
 
+def _pod_failure_policy() -> dict[str, Any]:
+    """A disrupted pod (preempted, evicted) is not a failure; the permanent exit code (invalid
+    input) fails the Job at once; any other failure is retried."""
+    return {
+        "rules": [
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER,
+                    "operator": "In",
+                    "values": [EXIT_INVALID_INPUT],
+                },
+            },
+        ]
+    }
+
+
 def build_job(req: JobRequest, config: OperatorConfig) -> dict[str, Any]:
     """The batch/v1 Job of the run."""
     settings = req.settings
@@ -147,22 +168,7 @@ def build_job(req: JobRequest, config: OperatorConfig) -> dict[str, Any]:
     )
     spec: dict[str, Any] = {
         "backoffLimit": settings.retry.backoff_limit,
-        "podFailurePolicy": {
-            "rules": [
-                {
-                    "action": "Ignore",
-                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                },
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {
-                        "containerName": CONTAINER,
-                        "operator": "In",
-                        "values": [EXIT_INVALID_INPUT],
-                    },
-                },
-            ]
-        },
+        "podFailurePolicy": _pod_failure_policy(),
         "ttlSecondsAfterFinished": config.ttl_seconds_after_finished,
         # Kueue admits a queued Job by unsuspending it, so it must be created suspended.
         "suspend": settings.suspend or bool(res.queue_name),

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from kubetune.api.common import (
+    CommonStatus,
     Credentials,
     Resources,
     RetryPolicy,
@@ -240,19 +241,19 @@ def job_outcome(
     )
 
 
-def _remembered(
-    resource: AnyResource, run_id: str
+def remembered_publish(
+    status: CommonStatus | None, condition_type: str
 ) -> tuple[list[PublishTargetStatus], CondSpec] | None:
-    """What status recorded of this run's finished publish (its Job gone by its TTL)."""
-    previous = resource.status
-    if previous is None or previous.run_id != run_id:
+    """What ``status`` recorded of a finished publish whose Job is gone (by its TTL): the
+    registry targets' entries and the condition; None when it recorded no finished publish
+    (``status`` None: the status is not of this run or promotion)."""
+    if status is None:
         return None
-    done = condition(previous.conditions, CONDITION)
-    entries = getattr(previous, "publish", None)
+    done = condition(status.conditions, condition_type)
+    entries = [e for e in getattr(status, "publish", None) or [] if e.target in TARGETS]
     if done is None or done.status == "Unknown" or not entries:
         return None
-    kept = [e for e in entries if e.target in TARGETS]
-    return kept, CondSpec(CONDITION, done.status, done.reason, done.message)
+    return entries, CondSpec(condition_type, done.status, done.reason, done.message)
 
 
 def _events(resource: AnyResource, run_id: str, cond: CondSpec) -> list[Event]:
@@ -309,7 +310,9 @@ def add_run_publish(
             wake = config.progress_interval_seconds
             plan.requeue_after = min(plan.requeue_after or wake, wake)
     else:
-        kept = _remembered(resource, str(run_id))
+        previous = resource.status
+        same_run = previous if previous is not None and previous.run_id == run_id else None
+        kept = remembered_publish(same_run, CONDITION)
         if kept is not None:
             entries, cond = kept
         else:

@@ -2,7 +2,7 @@
 
 Each cycle's challenger (its Compression, else its FinetuneJob) is created with the promotion's
 MLflow/OCI/Hub targets as ``spec.publish`` and the alias ``challenger``
-(:func:`kubetune.plan.feedback_children.challenger_publish`), so it is published, and tagged
+(:func:`kubetune.plan.feedback.children.challenger_publish`), so it is published, and tagged
 ``challenger``, while the cycle evaluates it. When a cycle is promoted, the loop creates one
 ``publish`` Job in mode ``promote`` (``{loop}-publish-p{N}``) once the challenger's versions are
 published: it points the MLflow alias and the OCI tag ``champion`` at them (and clears
@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from kubetune.api.common import condition
+from kubetune.api.feedback import FeedbackLoopStatus
 from kubetune.api.publish import PublishSpec, PublishTargetStatus
 from kubetune.api.resources import AnyResource, FeedbackLoop
 from kubetune.api.steps import (
@@ -25,16 +26,16 @@ from kubetune.api.steps import (
     PublishStepSpec,
 )
 from kubetune.plan import runs
-from kubetune.plan.feedback_children import CYCLE_LABEL, challenger_kind, cycle_id
+from kubetune.plan.feedback.children import CYCLE_LABEL, challenger_in, cycle_id
 from kubetune.plan.jobs import JobRequest, build_children
 from kubetune.plan.publish import (
     STEP,
-    TARGETS,
     add_run_publish,
     entries_of,
     is_publish_job,
     job_outcome,
     publish_settings,
+    remembered_publish,
     secret_envs,
     set_condition,
     target_names,
@@ -52,12 +53,10 @@ def promote_run_id(cycle: int) -> str:
 
 
 def _challenger(loop: FeedbackLoop, world: ObservedWorld, cycle: int) -> AnyResource | None:
-    kind = challenger_kind(loop)
-    return next(
-        (r for (k, _), r in sorted(world.owned.items())
-         if k == kind and r.metadata.labels.get(CYCLE_LABEL) == str(cycle)),
-        None,
-    )  # fmt: skip
+    owned = sorted(world.owned.items())
+    return challenger_in(
+        loop, [r for _, r in owned if r.metadata.labels.get(CYCLE_LABEL) == str(cycle)]
+    )
 
 
 def _scores(status: dict[str, Any], cycle: int) -> dict[str, str]:
@@ -127,17 +126,10 @@ def _challenger_versions(
     return {t: entries[t] for t in wanted}
 
 
-def _loop_remembered(
-    loop: FeedbackLoop, cycle: int
-) -> tuple[list[PublishTargetStatus], CondSpec] | None:
+def _of_cycle(loop: FeedbackLoop, cycle: int) -> FeedbackLoopStatus | None:
+    """The loop's stored status when its champion is cycle N's (its promotion's publish)."""
     previous = loop.status
-    if previous is None or previous.champion_cycle != cycle:
-        return None
-    done = condition(previous.conditions, LOOP_CONDITION)
-    entries = [e for e in previous.publish or [] if e.target in TARGETS]
-    if done is None or done.status == "Unknown" or not entries:
-        return None
-    return entries, CondSpec(LOOP_CONDITION, done.status, done.reason, done.message)
+    return previous if previous is not None and previous.champion_cycle == cycle else None
 
 
 def add_loop_publish(
@@ -163,7 +155,7 @@ def add_loop_publish(
         cond = replace(cond, type=LOOP_CONDITION)
         if not state.terminal:
             plan.requeue_after = min(plan.requeue_after or 1e9, config.progress_interval_seconds)
-    elif (kept := _loop_remembered(loop, cycle)) is not None:
+    elif (kept := remembered_publish(_of_cycle(loop, cycle), LOOP_CONDITION)) is not None:
         entries, cond = kept
     else:
         found = _challenger_versions(loop, world, cycle, targets)

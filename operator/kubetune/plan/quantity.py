@@ -5,23 +5,15 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+# SI suffixes: decimal (k = 10^3 ... E = 10^18), binary (Ki = 2^10 ... Ei = 2^60), and the
+# fractional n, u, m.
 _SUFFIX = {
     "": Decimal(1),
     "n": Decimal("0.000000001"),
     "u": Decimal("0.000001"),
     "m": Decimal("0.001"),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "P": Decimal(10**15),
-    "E": Decimal(10**18),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
+    **{prefix: Decimal(10) ** (3 * power) for power, prefix in enumerate("kMGTPE", 1)},
+    **{f"{prefix}i": Decimal(2) ** (10 * power) for power, prefix in enumerate("KMGTPE", 1)},
 }
 # apimachinery's quantity grammar (non-negative): digits, a binary or decimal SI suffix, or a
 # decimal exponent (1e3).
@@ -30,14 +22,18 @@ _QUANTITY = re.compile(
 )
 
 
-def to_bytes(quantity: str) -> int:
-    """The value of a quantity such as ``32Gi`` or ``500M``, rounded up to a whole number."""
+def _value(quantity: str) -> Decimal:
+    """The exact value of a quantity (ValueError when it is not one)."""
     match = _QUANTITY.match(quantity)
     if not match:
         raise ValueError(f"invalid quantity {quantity!r}")
     scale = Decimal(10) ** int(match.group(3)) if match.group(3) else _SUFFIX[match.group(2) or ""]
-    value = Decimal(match.group(1)) * scale
-    return int(value.to_integral_value(rounding="ROUND_CEILING"))
+    return Decimal(match.group(1)) * scale
+
+
+def to_bytes(quantity: str) -> int:
+    """The value of a quantity such as ``32Gi`` or ``500M``, rounded up to a whole number."""
+    return int(_value(quantity).to_integral_value(rounding="ROUND_CEILING"))
 
 
 def format_bytes(value: int) -> str:
@@ -58,8 +54,4 @@ def half(quantity: str) -> str:
 
 def to_cores(quantity: str) -> float:
     """A CPU quantity in cores (``500m`` -> 0.5, ``2`` -> 2.0)."""
-    match = _QUANTITY.match(quantity)
-    if not match:
-        raise ValueError(f"invalid quantity {quantity!r}")
-    scale = Decimal(10) ** int(match.group(3)) if match.group(3) else _SUFFIX[match.group(2) or ""]
-    return float(Decimal(match.group(1)) * scale)
+    return float(_value(quantity))

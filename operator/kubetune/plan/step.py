@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubetune.api.common import CommonStatus, Phase, RunSettings, Usage
-from kubetune.api.finetune import Progress
+from kubetune.api.common import CommonStatus, Phase, Progress, RunSettings, Usage
 from kubetune.api.kinds import KIND_INFO
 from kubetune.api.resources import AnyResource
 from kubetune.api.steps import StepName, StepResult, StepSpec
@@ -141,69 +140,42 @@ def _new_run_state(settings: RunSettings, job: str) -> RunState:
     return RunState("Pending", "Starting", f"creating Job {job}")
 
 
+@dataclass(frozen=True)
+class _CurrentRun:
+    """The run a pass plans: its id and hash, its stages and their Jobs, what status kept."""
+
+    resource: AnyResource
+    settings: RunSettings
+    digest: str
+    run_id: str
+    output_uri: str
+    stages: tuple[staging.Stage, ...]
+    run_jobs: tuple[ObservedJob, ...]
+    names: list[str]
+    # The current stage (0 when the run is one Job) and its Job, if any.
+    at: int
+    job: ObservedJob | None
+    # The stored status when it is of this run.
+    same_run: CommonStatus | None
+
+    def context(self, world: ObservedWorld, config: OperatorConfig) -> RunContext:
+        return RunContext(self.resource, world, config, self.run_id, self.output_uri)
+
+
 def plan_step(
     resource: AnyResource, world: ObservedWorld, config: OperatorConfig, kind: KindPlanner
 ) -> Plan:
     """Plan one runnable resource."""
-    info = KIND_INFO[resource.kind]
-    done_type = info.done_condition
-    settings = resource.spec
-    assert isinstance(settings, RunSettings)
-    previous = resource.status
-    digest = runs.run_hash(resource, world)
-    run_id = runs.current_run_id(resource, world.jobs, digest, previous)
-    stages = kind.stages(resource, runs.output_uri(resource, run_id, config), run_id)
-    run_jobs = tuple(j for j in world.jobs if j.run_id == run_id)
-    names = staging.job_names(stages, resource.name, kind.step, run_id)
-    at, job = (
-        staging.current(stages, run_jobs, names) if stages else (0, next(iter(run_jobs), None))
-    )
-    same_run = previous if previous is not None and previous.run_id == run_id else None
+    done_type = KIND_INFO[resource.kind].done_condition
+    run = _current_run(resource, world, config, kind)
     plan = Plan(
         deletions=[
             _job_ref(j, resource.namespace)
             for j in world.jobs
-            if j.run_id != run_id and not runs.job_finished(j)
+            if j.run_id != run.run_id and not runs.job_finished(j)
         ]
     )
-
-    waiting: CondSpec | None = None
-    if job is not None:
-        job_settings = staging.stage_settings(settings, stages[at]) if stages else settings
-        state = job_state(job, job_settings, world.progress)
-        patch = None if state.terminal else _suspend_patch(job, settings, resource.namespace)
-        if patch is not None:
-            plan.patches.append(patch)
-        if stages:
-            state = staging.stage_state(state, stages, at, job, run_jobs)
-            if state.phase == "Succeeded" and at + 1 < len(stages):
-                out = runs.output_uri(resource, run_id, config)
-                ctx = RunContext(resource, world, config, run_id, out)
-                state, waiting = _next_stage(plan, ctx, kind, digest, stages, at, state)
-    elif same_run is not None and same_run.phase in runs.TERMINAL_PHASES:
-        state = _remembered(same_run, done_type)
-    elif settings.image and not config.image_allowed(settings.image):
-        allowed = ", ".join(config.allowed_images or (config.cpu_image, config.cuda_image))
-        state = RunState(
-            "Failed",
-            IMAGE_NOT_ALLOWED,
-            f"spec.image {settings.image!r} is not allowed by the operator "
-            f"(allowed: {allowed}); ask the platform team to add it to the chart's "
-            "workloadImages.allowed (--allowed-image)",
-            warning=True,
-            completion_time=world.now,
-        )
-    else:
-        ctx = RunContext(resource, world, config, run_id, runs.output_uri(resource, run_id, config))
-        built = kind.build(ctx)
-        if isinstance(built, Wait):
-            state = RunState("Waiting", built.reason, built.message, warning=built.failed)
-            waiting = CondSpec("Waiting", "True", built.reason, built.message)
-        else:
-            request = _stage_request(ctx, kind, digest, built, stages[0] if stages else None)
-            plan.children = build_children(request, config)
-            state = _new_run_state(settings, request.job_name)
-
+    state, waiting = _run_state(run, plan, world, config, kind)
     if done_type == "Ready" and state.phase == "Succeeded":
         state = RunState(
             "Ready",
@@ -213,15 +185,124 @@ def plan_step(
             start_time=state.start_time,
             completion_time=state.completion_time,
         )
+    plan.status = _run_status(run, state, waiting, world, config, kind)
+    plan.events = transition_events(resource.status, run.run_id, state, done_type)
+    plan.events.extend(_result_events(resource, resource.status, run.run_id, state))
+    if state.phase in ("Running", "Pending"):
+        plan.requeue_after = config.progress_interval_seconds
+    elif state.phase == "Waiting":
+        plan.requeue_after = config.dependency_recheck_seconds
+    return plan
 
+
+def _current_run(
+    resource: AnyResource, world: ObservedWorld, config: OperatorConfig, kind: KindPlanner
+) -> _CurrentRun:
+    """Pick the current run (one per generation; a suspend-only change keeps the run)."""
+    settings = resource.spec
+    assert isinstance(settings, RunSettings)
+    previous = resource.status
+    digest = runs.run_hash(resource, world)
+    run_id = runs.current_run_id(resource, world.jobs, digest, previous)
+    out = runs.output_uri(resource, run_id, config)
+    stages = kind.stages(resource, out, run_id)
+    run_jobs = tuple(j for j in world.jobs if j.run_id == run_id)
+    names = staging.job_names(stages, resource.name, kind.step, run_id)
+    at, job = (
+        staging.current(stages, run_jobs, names) if stages else (0, next(iter(run_jobs), None))
+    )
+    same_run = previous if previous is not None and previous.run_id == run_id else None
+    return _CurrentRun(
+        resource, settings, digest, run_id, out, stages, run_jobs, names, at, job, same_run
+    )
+
+
+def _run_state(
+    run: _CurrentRun, plan: Plan, world: ObservedWorld, config: OperatorConfig, kind: KindPlanner
+) -> tuple[RunState, CondSpec | None]:
+    """The run's state (and a Waiting condition): from its Job; remembered, its Job gone after
+    it finished; refused (image not allowed); or starting, its children added to ``plan``."""
+    if run.job is not None:
+        return _observed_state(run, run.job, plan, world, config, kind)
+    if run.same_run is not None and run.same_run.phase in runs.TERMINAL_PHASES:
+        return _remembered(run.same_run, KIND_INFO[run.resource.kind].done_condition), None
+    image = run.settings.image
+    if image and not config.image_allowed(image):
+        return _image_refused(image, config, world.now), None
+    ctx = run.context(world, config)
+    built = kind.build(ctx)
+    if isinstance(built, Wait):
+        return _waiting(built)
+    request = _stage_request(ctx, kind, run.digest, built, run.stages[0] if run.stages else None)
+    plan.children = build_children(request, config)
+    return _new_run_state(run.settings, request.job_name), None
+
+
+def _observed_state(
+    run: _CurrentRun,
+    job: ObservedJob,
+    plan: Plan,
+    world: ObservedWorld,
+    config: OperatorConfig,
+    kind: KindPlanner,
+) -> tuple[RunState, CondSpec | None]:
+    """The state of a run whose (current stage's) Job exists; patch ``spec.suspend`` when the
+    resource asks for it, create the next stage's Job when a stage succeeded."""
+    stages, at = run.stages, run.at
+    job_settings = staging.stage_settings(run.settings, stages[at]) if stages else run.settings
+    state = job_state(job, job_settings, world.progress)
+    patch = None if state.terminal else _suspend_patch(job, run.settings, run.resource.namespace)
+    if patch is not None:
+        plan.patches.append(patch)
+    if not stages:
+        return state, None
+    state = staging.stage_state(state, stages, at, job, run.run_jobs)
+    if state.phase == "Succeeded" and at + 1 < len(stages):
+        return _next_stage(plan, run.context(world, config), kind, run.digest, stages, at, state)
+    return state, None
+
+
+def _image_refused(image: str, config: OperatorConfig, now: datetime) -> RunState:
+    """A run whose spec.image is outside the operator's allowlist: Failed, nothing runs."""
+    allowed = ", ".join(config.allowed_images or (config.cpu_image, config.cuda_image))
+    return RunState(
+        "Failed",
+        IMAGE_NOT_ALLOWED,
+        f"spec.image {image!r} is not allowed by the operator "
+        f"(allowed: {allowed}); ask the platform team to add it to the chart's "
+        "workloadImages.allowed (--allowed-image)",
+        warning=True,
+        completion_time=now,
+    )
+
+
+def _waiting(built: Wait) -> tuple[RunState, CondSpec]:
+    """The state and condition of a run waiting for what its step spec needs."""
+    waiting = CondSpec("Waiting", "True", built.reason, built.message)
+    return RunState("Waiting", built.reason, built.message, warning=built.failed), waiting
+
+
+def _run_status(
+    run: _CurrentRun,
+    state: RunState,
+    waiting: CondSpec | None,
+    world: ObservedWorld,
+    config: OperatorConfig,
+    kind: KindPlanner,
+) -> dict[str, Any]:
+    """The whole status (wire format): phase, conditions, results, history, usage."""
+    resource, same_run, run_id = run.resource, run.same_run, run.run_id
+    info = KIND_INFO[resource.kind]
+    done_type = info.done_condition
     fields, extra_conds = _outcome(state, same_run, kind, run_id, world, config, resource)
-    if stages:
+    if run.stages:
         fields["stages"] = (
-            staging.statuses(stages, run_jobs, names, settings, world.progress)
-            if run_jobs or not state.terminal
+            staging.statuses(run.stages, run.run_jobs, run.names, run.settings, world.progress)
+            if run.run_jobs or not state.terminal
             else getattr(same_run, "stages", None)
         )
     specs = run_conditions(done_type, state, waiting) + extra_conds
+    previous = resource.status
     prior = previous.conditions if previous is not None else []
     status = info.status_model.model_validate(
         {
@@ -230,28 +311,26 @@ def plan_step(
             "conditions": conditions(prior, specs, resource.generation, world.now),
             "observed_generation": resource.generation,
             "run_id": run_id,
-            "run_hash": digest,
+            "run_hash": run.digest,
             "start_time": state.start_time or (same_run.start_time if same_run else None),
             "completion_time": state.completion_time if state.terminal else None,
             "message": state.message,
             "history": runs.history(
                 previous, run_id, world.now, world.jobs, config.history_limit, done_type
             ),
-            "usage": (
-                run_usage(run_jobs if stages else (job,), settings, config, kind.step, world.now)
-                if job is not None
-                else (same_run.usage if same_run is not None else None)
-            ),
+            "usage": _usage_field(run, config, kind.step, world.now),
         }
     )
-    plan.status = wire_status(status)
-    plan.events = transition_events(previous, run_id, state, done_type)
-    plan.events.extend(_result_events(resource, previous, run_id, state))
-    if state.phase in ("Running", "Pending"):
-        plan.requeue_after = config.progress_interval_seconds
-    elif state.phase == "Waiting":
-        plan.requeue_after = config.dependency_recheck_seconds
-    return plan
+    return wire_status(status)
+
+
+def _usage_field(
+    run: _CurrentRun, config: OperatorConfig, step: str, now: datetime
+) -> Usage | None:
+    """The run's usage from its Jobs, else what status recorded of it."""
+    if run.job is None:
+        return run.same_run.usage if run.same_run is not None else None
+    return run_usage(run.run_jobs if run.stages else (run.job,), run.settings, config, step, now)
 
 
 def _stage_request(
@@ -288,8 +367,7 @@ def _next_stage(
     """Stage ``at`` succeeded: create the next stage's Job (same step spec)."""
     built = kind.build(ctx)
     if isinstance(built, Wait):
-        waiting = CondSpec("Waiting", "True", built.reason, built.message)
-        return RunState("Waiting", built.reason, built.message, warning=built.failed), waiting
+        return _waiting(built)
     request = _stage_request(ctx, kind, digest, built, stages[at + 1])
     plan.children = build_children(request, ctx.config)
     return staging.advancing(state, stages, at, request.job_name), None
@@ -392,7 +470,7 @@ def _progress(
 def _result_events(
     resource: AnyResource, previous: CommonStatus | None, run_id: str, state: RunState
 ) -> list[Event]:
-    """A Warning when a finished Evaluation's gates failed (once, on the transition)."""
+    """A Warning when a finished run's gates failed (once, on the transition)."""
     result = state.result
     if result is None or result.passed is not False:
         return []

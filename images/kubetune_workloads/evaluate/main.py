@@ -1,10 +1,13 @@
-"""Orchestration of the evaluate step: cases -> model runs -> outcome -> artifact."""
+"""The evaluate step's entry point, :func:`run`, and its phases: setup (:func:`_prepare`: cases,
+metric plan, scorer) -> model runs (:func:`_run_models`) -> outcome (gates, bias probes) ->
+save (:func:`_write`: results, cases, report, manifest last)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +80,56 @@ def _probe_plan(pairs: list[ProbePair], plan: dict[str, list[str]]) -> dict[str,
     return out
 
 
+def run(spec: EvaluateStepSpec) -> StepResult:
+    """Evaluate per the step spec; raises WorkloadError on bad input."""
+    with ProgressReporter("evaluate", spec.progress_port) as reporter:
+        return evaluate(spec, reporter)
+
+
+@dataclass
+class Preparation:
+    """What the setup phase decided: the cases, which metrics score which case, the data."""
+
+    cases: list[PromptCase]
+    plan: dict[str, list[str]]  # case id -> metric names
+    full_plan: dict[str, list[str]]  # the plan plus the bias probes' variants
+    scorer: Scorer
+    ppl_path: Path | None
+    preference_pairs: list[dict[str, Any]] | None
+    wants_win_rate: bool
+    pairs: dict[str, list[ProbePair]] = field(default_factory=dict)  # probe name -> pairs
+
+    @property
+    def probe_cases(self) -> list[PromptCase]:
+        return [c for ps in self.pairs.values() for p in ps for c in (p.a, p.b)]
+
+
 def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
-    """Run the whole evaluation and write its artifact."""
+    """Run the whole evaluation and write its artifact: setup, model runs, outcome, save."""
+    prep = _prepare(step, reporter)
+    candidate, baseline = _run_models(step, prep, reporter)
+    cases = prep.cases
+    if prep.wants_win_rate and baseline is not None and prep.scorer.judge is not None:
+        reporter.update(phase="Judging", message="judging candidate against baseline")
+        candidate.win_rates = _win_rates(prep.scorer.judge, cases, candidate, baseline)
+    if cases and not any(str(c.id) in candidate.results for c in cases):
+        first = next(iter(candidate.skipped.values()))
+        raise WorkloadError("PromptTooLong", f"no prompt case fits the candidate model: {first}")
+    probe_summaries = _probe_summaries(step, prep, candidate)
+    for variant in prep.probe_cases:  # keep only real cases in the candidate's results
+        candidate.results.pop(str(variant.id), None)
+        candidate.skipped.pop(str(variant.id), None)
+    outcome = analyse(step.spec, cases, candidate, baseline, probe_summaries)
+    reporter.update(phase="Writing", message="writing results and report")
+    content_hash = _write(step, outcome)
+    return _step_result(step, outcome, content_hash)
+
+
+def _prepare(step: EvaluateStepSpec, reporter: ProgressReporter) -> Preparation:
+    """Setup: gather the cases, plan the metrics, check what they need, build the scorer."""
     spec = step.spec
     reporter.update(phase="Preparing", message="gathering prompt cases")
     cases = gather_cases(step)
-    wants_perplexity = any(m.name == "perplexity" for m in spec.metrics)
     only_perplexity = all(m.name in DATASET_METRICS for m in spec.metrics)
     if not cases and not only_perplexity:
         raise invalid_input(
@@ -90,19 +137,13 @@ def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
             "prompt dataset's validation split or prompts.uri"
         )
     plan = plan_metrics(cases, spec)
-    ppl_uri = step.perplexity_dataset.uri if step.perplexity_dataset else None
-    if ppl_uri is None and spec.perplexity_data is not None:
-        ppl_uri = spec.perplexity_data.uri  # a dataset artifact URI needs no resolving
-    if wants_perplexity and ppl_uri is None:
-        raise invalid_input("the perplexity metric needs a perplexity dataset (perplexityData)")
-    ppl_path = storage.fetch(ppl_uri) if wants_perplexity and ppl_uri else None
+    ppl_path = _perplexity_data(step)
     preference_pairs = _preference_pairs(step)
     wants_win_rate = any(m.name == WIN_RATE for m in spec.metrics)
     if wants_win_rate and (not cases or step.baseline is None):
         raise invalid_input("the winRate metric needs prompt cases and a baseline")
     probes = spec.bias_probes or []
     pairs = {probe.name: build_pairs(probe, cases) for probe in probes}
-    probe_cases = [c for ps in pairs.values() for p in ps for c in (p.a, p.b)]
     full_plan = {**plan}
     for probe_pairs in pairs.values():
         full_plan.update(_probe_plan(probe_pairs, plan))
@@ -112,59 +153,73 @@ def evaluate(step: EvaluateStepSpec, reporter: ProgressReporter) -> StepResult:
         lexicon=_lexicon("offensiveRate" in all_metrics or bool(probes)),
         judge=_judge(step, "judge" in all_metrics or wants_win_rate),
     )
+    return Preparation(
+        cases, plan, full_plan, scorer, ppl_path, preference_pairs, wants_win_rate, pairs
+    )
 
+
+def _perplexity_data(step: EvaluateStepSpec) -> Path | None:
+    """The perplexity dataset's local path, when the perplexity metric is asked for."""
+    if not any(m.name == "perplexity" for m in step.spec.metrics):
+        return None
+    ppl_uri = step.perplexity_dataset.uri if step.perplexity_dataset else None
+    if ppl_uri is None and step.spec.perplexity_data is not None:
+        ppl_uri = step.spec.perplexity_data.uri  # a dataset artifact URI needs no resolving
+    if ppl_uri is None:
+        raise invalid_input("the perplexity metric needs a perplexity dataset (perplexityData)")
+    return storage.fetch(ppl_uri)
+
+
+def _run_models(
+    step: EvaluateStepSpec, prep: Preparation, reporter: ProgressReporter
+) -> tuple[ModelRun, ModelRun | None]:
+    """Model runs: the candidate (on the cases and the probe variants), then the baseline."""
     candidate = _run(
         step.candidate.uri,
         "candidate",
-        cases + probe_cases,
-        full_plan,
+        prep.cases + prep.probe_cases,
+        prep.full_plan,
         step,
-        scorer,
-        ppl_path,
+        prep.scorer,
+        prep.ppl_path,
         reporter,
-        preference_pairs,
+        prep.preference_pairs,
     )
-    baseline = None
-    if step.baseline is not None:
-        baseline = _run(
-            step.baseline.uri,
-            "baseline",
-            cases,
-            plan,
-            step,
-            scorer,
-            ppl_path,
-            reporter,
-            preference_pairs,
-        )
-    if wants_win_rate and baseline is not None and scorer.judge is not None:
-        reporter.update(phase="Judging", message="judging candidate against baseline")
-        candidate.win_rates = _win_rates(scorer.judge, cases, candidate, baseline)
-    if cases and not any(str(c.id) in candidate.results for c in cases):
-        first = next(iter(candidate.skipped.values()))
-        raise WorkloadError("PromptTooLong", f"no prompt case fits the candidate model: {first}")
+    if step.baseline is None:
+        return candidate, None
+    baseline = _run(
+        step.baseline.uri,
+        "baseline",
+        prep.cases,
+        prep.plan,
+        step,
+        prep.scorer,
+        prep.ppl_path,
+        reporter,
+        prep.preference_pairs,
+    )
+    return candidate, baseline
 
-    probe_summaries = [
+
+def _probe_summaries(
+    step: EvaluateStepSpec, prep: Preparation, candidate: ModelRun
+) -> list[dict[str, Any]]:
+    """Each bias probe over the pairs whose both variants the candidate answered."""
+    lexicon = prep.scorer.lexicon
+    return [
         summarize(
             probe,
             [
                 p
-                for p in pairs[probe.name]
+                for p in prep.pairs[probe.name]
                 if str(p.a.id) in candidate.results and str(p.b.id) in candidate.results
             ],
             candidate.results,
             case_quality,
-            scorer.lexicon.contains if scorer.lexicon else (lambda _: False),
+            lexicon.contains if lexicon else (lambda _: False),
         )
-        for probe in probes
+        for probe in step.spec.bias_probes or []
     ]
-    for variant in probe_cases:  # keep only real cases in the candidate's results
-        candidate.results.pop(str(variant.id), None)
-        candidate.skipped.pop(str(variant.id), None)
-    outcome = analyse(spec, cases, candidate, baseline, probe_summaries)
-    reporter.update(phase="Writing", message="writing results and report")
-    content_hash = _write(step, outcome)
-    return _step_result(step, outcome, content_hash)
 
 
 def _win_rates(judge: Any, cases: list[PromptCase], candidate: ModelRun, baseline: ModelRun) -> Any:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubetune.local.store import LocalState, StoredResource, resource_key
-from kubetune.plan.feedback_children import DRIFT_LABEL, parse_count_id
+from kubetune.plan.feedback.children import DRIFT_LABEL, parse_count_id
 from kubetune.plan.naming import LABEL_KIND, LABEL_RUN_ID, spec_config_map_name
 from kubetune.schema.validation import is_kubetune
 

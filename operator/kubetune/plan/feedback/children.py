@@ -10,6 +10,13 @@ A cycle ``N`` of loop ``L`` writes its collected feedback to ``{store}/{ns}/feed
 * an **Evaluation** of the challenger (the Compression, else the FinetuneJob) against the
   champion as its baseline; its gates decide the promotion.
 
+With ``spec.training.preference`` (:mod:`kubetune.plan.feedback.preference`) a cycle also owns a
+**preference Dataset** and a **preference FinetuneJob** named ``L-cN-pref`` (label
+``kubetune.dev/cycle-stage: preference``): the collected pairs or rated answers in schema
+``preference``, trained with the chosen algorithm from the SFT FinetuneJob (``after-sft``) or
+from the champion (``instead-of-sft``, then there is no SFT Dataset or FinetuneJob). The
+preference FinetuneJob is then the one compressed, evaluated and promoted.
+
 Every object is named deterministically, labelled with the loop and the cycle, and controlled
 by the loop (owner reference), so deleting the loop deletes its cycles.
 """
@@ -22,13 +29,15 @@ from kubetune.api.common import API_VERSION, Credentials, Resources, RetryPolicy
 from kubetune.api.contract import (
     ANNOTATION_BASELINE_CHAMPION,
     LABEL_CYCLE,
+    LABEL_CYCLE_STAGE,
     LABEL_DRIFT_CHECK,
     LABEL_FEEDBACK_LOOP,
 )
 from kubetune.api.feedback import FeedbackLoopSpec
-from kubetune.api.resources import Dataset, FeedbackLoop
+from kubetune.api.resources import AnyResource, Dataset, FeedbackLoop
 from kubetune.api.steps import CURSOR_FILE, FEEDBACK_FILE, FeedbackStepSpec
 from kubetune.plan import naming, runs
+from kubetune.plan.feedback.preference import PreferenceChoice
 from kubetune.plan.jobs import JobRequest, build_children
 from kubetune.plan.world import OperatorConfig
 
@@ -36,6 +45,7 @@ LOOP_LABEL = LABEL_FEEDBACK_LOOP
 CYCLE_LABEL = LABEL_CYCLE
 DRIFT_LABEL = LABEL_DRIFT_CHECK  # value: the check's time slot
 BASELINE_ANNOTATION = ANNOTATION_BASELINE_CHAMPION
+PREFERENCE_STAGE = "preference"  # the LABEL_CYCLE_STAGE value of the preference resources
 CHALLENGER_ALIAS = "challenger"  # MLflow alias / OCI tag of a cycle's challenger (publish)
 FEEDBACK_RESOURCES = Resources(cpu="1", memory="2Gi")
 FEEDBACK_DEADLINE_SECONDS = 3600
@@ -69,6 +79,21 @@ def parse_count_id(run_id: str) -> tuple[int, int] | None:
 def cycle_name(loop: FeedbackLoop, number: int) -> str:
     """``{loop}-c{N}``: the name of each of the cycle's resources (one per kind)."""
     return naming.dns_label(loop.name, keep_suffix=f"-{cycle_id(number)}")
+
+
+def preference_name(loop: FeedbackLoop, number: int) -> str:
+    """``{loop}-c{N}-pref``: the name of the cycle's preference Dataset and FinetuneJob."""
+    return naming.dns_label(loop.name, keep_suffix=f"-{cycle_id(number)}-pref")
+
+
+def role_of(resource: AnyResource | dict[str, Any]) -> str:
+    """A cycle resource's (or manifest's) role: its kind, prefixed ``Preference`` for the
+    preference stage's."""
+    if isinstance(resource, dict):
+        kind, labels = str(resource["kind"]), resource["metadata"].get("labels") or {}
+    else:
+        kind, labels = resource.kind, resource.metadata.labels
+    return f"Preference{kind}" if labels.get(LABEL_CYCLE_STAGE) == PREFERENCE_STAGE else kind
 
 
 def drift_name(loop: FeedbackLoop, slot: int) -> str:
@@ -137,6 +162,8 @@ def feedback_job(
             "source": loop.spec.feedback,
             "since_cursor_uri": since_cursor,
             "record_schema": record_schema,
+            "preference": loop.spec.training is not None
+            and loop.spec.training.preference is not None,
         }
     )
     request = JobRequest(
@@ -208,48 +235,124 @@ def _template(template: Any, number: int) -> dict[str, Any]:
     return spec
 
 
-def cycle_dataset(
-    loop: FeedbackLoop, base: Dataset, number: int, config: OperatorConfig
-) -> dict[str, Any]:
-    """The base Dataset's preparation applied to the base sources plus the new feedback."""
+def _dataset_spec(base: Dataset, sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """The base Dataset's preparation (cleaning, safety, split...) over ``sources``."""
     spec: dict[str, Any] = base.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-    spec["sources"] = [
-        *spec["sources"],
-        {
-            "uri": f"{cycle_dir(loop, number, config)}/{FEEDBACK_FILE}",
-            "format": "jsonl",
-            "weight": loop.spec.feedback.weight,
-        },
-    ]
+    spec["sources"] = sources
     spec["suspend"] = False
     spec.pop("output", None)  # the base's own output location is not the cycle's
     tokenizer = base.spec.tokenizer
     if tokenizer is not None and tokenizer.model is None:
         # A tokenizer trained on the data would differ from the champion's: keep none.
         spec.pop("tokenizer", None)
+    return spec
+
+
+def _base_sources(base: Dataset) -> list[dict[str, Any]]:
+    return [s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in base.spec.sources]
+
+
+def cycle_dataset(
+    loop: FeedbackLoop, base: Dataset, number: int, config: OperatorConfig
+) -> dict[str, Any]:
+    """The base Dataset's preparation applied to the base sources plus the new feedback."""
+    feedback = {
+        "uri": f"{cycle_dir(loop, number, config)}/{FEEDBACK_FILE}",
+        "format": "jsonl",
+        "weight": loop.spec.feedback.weight,
+    }
+    spec = _dataset_spec(base, [*_base_sources(base), feedback])
     name = cycle_name(loop, number)
     return _body("Dataset", _metadata(loop, name, {CYCLE_LABEL: str(number)}), spec)
 
 
-def cycle_finetune(loop: FeedbackLoop, number: int, champion_training: str) -> dict[str, Any]:
-    """The challenger's training: the template, from the champion, on the cycle's Dataset."""
+def cycle_finetune(
+    loop: FeedbackLoop, number: int, champion_training: str, *, last_stage: bool = True
+) -> dict[str, Any]:
+    """The challenger's (supervised) training: the template, from the champion, on the cycle's
+    Dataset; published as the challenger when it is the last stage and nothing compresses it."""
     name = cycle_name(loop, number)
     spec = _template(loop.spec.finetune, number)
     spec["model"] = {"from": {"uri": champion_training}}
     spec["dataset"] = {"name": name}
-    publish = challenger_publish(loop) if challenger_kind(loop) == "FinetuneJob" else None
+    publish = challenger_publish(loop) if last_stage and loop.spec.compression is None else None
     if publish is not None:
         spec["publish"] = publish
     return _body("FinetuneJob", _metadata(loop, name, {CYCLE_LABEL: str(number)}), spec)
 
 
-def cycle_compression(loop: FeedbackLoop, number: int) -> dict[str, Any] | None:
+def _preference_labels(number: int) -> dict[str, str]:
+    return {CYCLE_LABEL: str(number), LABEL_CYCLE_STAGE: PREFERENCE_STAGE}
+
+
+def preference_dataset(
+    loop: FeedbackLoop, base: Dataset, number: int, choice: PreferenceChoice, config: OperatorConfig
+) -> dict[str, Any]:
+    """The collected pairs (or unpaired records, for KTO) in schema ``preference``, cleaned as
+    the base Dataset is; a base Dataset of schema ``preference`` adds its own records."""
+    assert choice.data_file is not None
+    own = _base_sources(base) if base.spec.record_schema == "preference" else []
+    collected: dict[str, Any] = {
+        "uri": f"{cycle_dir(loop, number, config)}/{choice.data_file}",
+        "format": "jsonl",
+    }
+    if own:  # the feedback's weight is against the base Dataset's own pairs
+        collected["weight"] = loop.spec.feedback.weight
+    spec = _dataset_spec(base, [*own, collected])
+    spec["schema"] = "preference"
+    name = preference_name(loop, number)
+    return _body("Dataset", _metadata(loop, name, _preference_labels(number)), spec)
+
+
+def preference_finetune(
+    loop: FeedbackLoop, number: int, choice: PreferenceChoice, champion_training: str
+) -> dict[str, Any]:
+    """The preference stage: the finetune template with ``objective: preference`` and the
+    chosen algorithm, from the SFT FinetuneJob (after-sft) or the champion (instead-of-sft)."""
+    wanted = loop.spec.training.preference if loop.spec.training is not None else None
+    assert wanted is not None and choice.algorithm is not None
+    spec = _template(loop.spec.finetune, number)
+    if (spec.get("output") or {}).get("uri"):  # a fixed output: beside the SFT stage's
+        spec["output"]["uri"] += "-pref"
+    knobs = wanted.model_dump(
+        mode="json",
+        by_alias=True,
+        exclude_none=True,
+        exclude={"algorithm", "stage", "hyperparameters"},
+    )
+    spec["objective"] = "preference"
+    spec["preference"] = {"algorithm": choice.algorithm, **knobs}
+    if wanted.hyperparameters is not None:
+        spec["hyperparameters"] = wanted.hyperparameters.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+    spec["hyperparameters"]["packing"] = False
+    sft = {"kind": "FinetuneJob", "name": cycle_name(loop, number)}
+    spec["model"] = {"from": sft if choice.trains_sft else {"uri": champion_training}}
+    name = preference_name(loop, number)
+    spec["dataset"] = {"name": name}
+    publish = challenger_publish(loop) if loop.spec.compression is None else None
+    if publish is not None:
+        spec["publish"] = publish
+    return _body("FinetuneJob", _metadata(loop, name, _preference_labels(number)), spec)
+
+
+def trained_name(loop: FeedbackLoop, number: int, choice: PreferenceChoice | None) -> str:
+    """The FinetuneJob whose model the cycle compresses or evaluates: the last stage's."""
+    if choice is not None and choice.algorithm is not None:
+        return preference_name(loop, number)
+    return cycle_name(loop, number)
+
+
+def cycle_compression(
+    loop: FeedbackLoop, number: int, choice: PreferenceChoice | None = None
+) -> dict[str, Any] | None:
     """The challenger's compression, when the loop has a compression template."""
     if loop.spec.compression is None:
         return None
     name = cycle_name(loop, number)
     spec = _template(loop.spec.compression, number)
-    spec["model"] = {"kind": "FinetuneJob", "name": name}
+    spec["model"] = {"kind": "FinetuneJob", "name": trained_name(loop, number, choice)}
     publish = challenger_publish(loop)
     if publish is not None:
         spec["publish"] = publish
@@ -274,11 +377,28 @@ def challenger_kind(loop: FeedbackLoop) -> str:
     return "Compression" if loop.spec.compression is not None else "FinetuneJob"
 
 
-def cycle_evaluation(loop: FeedbackLoop, number: int, champion: str) -> dict[str, Any]:
+def challenger_role(loop: FeedbackLoop, roles: set[str] | dict[str, Any]) -> str:
+    """The role of a cycle's challenger among the roles it has: the Compression, else the
+    preference FinetuneJob when there is one, else the FinetuneJob."""
+    if loop.spec.compression is not None:
+        return "Compression"
+    return "PreferenceFinetuneJob" if "PreferenceFinetuneJob" in roles else "FinetuneJob"
+
+
+def challenger_in(loop: FeedbackLoop, resources: list[AnyResource]) -> AnyResource | None:
+    """The challenger among one cycle's resources."""
+    by_role = {role_of(r): r for r in resources}
+    return by_role.get(challenger_role(loop, by_role))
+
+
+def cycle_evaluation(
+    loop: FeedbackLoop, number: int, champion: str, choice: PreferenceChoice | None = None
+) -> dict[str, Any]:
     """Challenger (candidate) against champion (baseline)."""
     name = cycle_name(loop, number)
     spec = _template(loop.spec.evaluation, number)
-    spec["candidate"] = {"kind": challenger_kind(loop), "name": name}
+    challenger = name if loop.spec.compression is not None else trained_name(loop, number, choice)
+    spec["candidate"] = {"kind": challenger_kind(loop), "name": challenger}
     spec["baseline"] = {"uri": champion}
     meta = _metadata(loop, name, {CYCLE_LABEL: str(number)})
     meta["annotations"][BASELINE_ANNOTATION] = champion
@@ -292,14 +412,21 @@ def cycle_resources(
     champion: str,
     champion_training: str,
     config: OperatorConfig,
+    choice: PreferenceChoice | None = None,
 ) -> list[dict[str, Any]]:
     """All resources of cycle N, in dependency order."""
-    found = [
-        cycle_dataset(loop, base, number, config),
-        cycle_finetune(loop, number, champion_training),
-        cycle_compression(loop, number),
-        cycle_evaluation(loop, number, champion),
-    ]
+    preference = choice is not None and choice.algorithm is not None
+    found: list[dict[str, Any] | None] = []
+    if choice is None or choice.trains_sft:
+        found.append(cycle_dataset(loop, base, number, config))
+        last = not preference
+        found.append(cycle_finetune(loop, number, champion_training, last_stage=last))
+    if preference:
+        assert choice is not None
+        found.append(preference_dataset(loop, base, number, choice, config))
+        found.append(preference_finetune(loop, number, choice, champion_training))
+    found.append(cycle_compression(loop, number, choice))
+    found.append(cycle_evaluation(loop, number, champion, choice))
     return [body for body in found if body is not None]
 
 

@@ -132,6 +132,81 @@ async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float
     return waker.is_set()
 
 
+async def _reconcile_once(
+    reconciler: Reconciler, key: Key, backoff: Backoff, logger: kopf.Logger, poll: bool
+) -> tuple[float | None, str | None]:
+    """One reconciliation: (when to come back, None = only when woken; the run's phase)."""
+    try:
+        outcome = await reconciler.reconcile(key, poll_progress=poll)
+    except InvalidSpec as exc:
+        logger.warning("%s", exc)
+        return None, None
+    except ApplyFailed as exc:
+        delay = backoff.next()
+        logger.warning("%s; retrying in %.1fs", exc, delay)
+        return delay, None
+    except kopf.TemporaryError as exc:
+        delay = backoff.next(exc.delay)
+        logger.info("reconcile will be retried in %.1fs: %s", delay, exc)
+        return delay, None
+    except Exception as exc:
+        delay = backoff.next()
+        logger.exception("reconcile failed, retrying in %.1fs: %r", delay, exc)
+        return delay, None
+    backoff.reset()
+    if outcome is None:
+        return None, None
+    return outcome.requeue_after, outcome.phase
+
+
+async def _reconcile_until_stopped(
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    kwargs: dict[str, Any],
+) -> None:
+    """The daemon's body: reconcile, then sleep until woken or requeued, until stopped."""
+    runtime, wakers = runtime_of(memo)
+    key = key_of(body)
+    waker = wakers.of(key)
+    client = Client(runtime.api, logger, runtime.discovery)  # type: ignore[arg-type]
+    backoff = Backoff()
+    poll = False
+    while not stopped:
+        waker.clear()
+        reconciler = Reconciler(runtime, client, Indexes(kwargs), logger)  # type: ignore[arg-type]
+        delay, phase = await _reconcile_once(reconciler, key, backoff, logger, poll)
+        woken = await _sleep(waker, stopped, delay)
+        poll = not woken and phase == "Running"
+
+
+def _wake_on_event(
+    kind: str, type: str | None, body: kopf.Body, memo: kopf.Memo, kwargs: dict[str, Any]
+) -> None:
+    """A resource's watch event: wake its loop, and on a readiness change its referrers and
+    its kubetune owner; a deletion forgets what the runtime kept of it."""
+    runtime, wakers = runtime_of(memo)
+    key = key_of(body)
+    current = readiness(body)
+    if type == "DELETED":
+        wakers.forget(key)
+        runtime.fresh.forget(key)
+        runtime.progress.pop(key, None)
+        runtime.refusals.pop(key, None)
+        metrics.forget_resource(kind, key[0], key[2])
+    else:
+        wakers.wake(key)
+        if wakers.fingerprints.get(key) == current:
+            return
+        wakers.fingerprints[key] = current
+    for referrer in sorted(Indexes(kwargs).referrers(key)):
+        wakers.wake(referrer)
+    owner = kubetune_owner(body)
+    if owner is not None:
+        wakers.wake_if_looping(owner[0])
+
+
 def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -> None:
     """The reconcile loop of a kind and the watch handler that wakes it and its referrers."""
     plural = KIND_INFO[controller.kind].plural
@@ -151,62 +226,13 @@ def register_kind(registry: kopf.OperatorRegistry, controller: KindController) -
         logger: kopf.Logger,
         **kwargs: Any,
     ) -> None:
-        runtime, wakers = runtime_of(memo)
-        key = key_of(body)
-        waker = wakers.of(key)
-        client = Client(runtime.api, logger, runtime.discovery)  # type: ignore[arg-type]
-        backoff = Backoff()
-        poll = False
-        while not stopped:
-            waker.clear()
-            reconciler = Reconciler(runtime, client, Indexes(kwargs), logger)  # type: ignore[arg-type]
-            delay: float | None
-            phase: str | None = None
-            try:
-                outcome = await reconciler.reconcile(key, poll_progress=poll)
-                backoff.reset()
-                if outcome is None:
-                    delay = None
-                else:
-                    delay, phase = outcome.requeue_after, outcome.phase
-            except InvalidSpec as exc:
-                logger.warning("%s", exc)
-                delay = None
-            except ApplyFailed as exc:
-                delay = backoff.next()
-                logger.warning("%s; retrying in %.1fs", exc, delay)
-            except kopf.TemporaryError as exc:
-                delay = backoff.next(exc.delay)
-                logger.info("reconcile will be retried in %.1fs: %s", delay, exc)
-            except Exception as exc:
-                delay = backoff.next()
-                logger.exception("reconcile failed, retrying in %.1fs: %r", delay, exc)
-            woken = await _sleep(waker, stopped, delay)
-            poll = not woken and phase == "Running"
+        await _reconcile_until_stopped(stopped, body, memo, logger, kwargs)
 
     @kopf.on.event(GROUP, VERSION, plural, id=f"wake-{plural}", registry=registry)
     async def on_resource_event(
         type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
     ) -> None:
-        runtime, wakers = runtime_of(memo)
-        key = key_of(body)
-        current = readiness(body)
-        if type == "DELETED":
-            wakers.forget(key)
-            runtime.fresh.forget(key)
-            runtime.progress.pop(key, None)
-            runtime.refusals.pop(key, None)
-            metrics.forget_resource(controller.kind, key[0], key[2])
-        else:
-            wakers.wake(key)
-            if wakers.fingerprints.get(key) == current:
-                return
-            wakers.fingerprints[key] = current
-        for referrer in sorted(Indexes(kwargs).referrers(key)):
-            wakers.wake(referrer)
-        owner = kubetune_owner(body)
-        if owner is not None:
-            wakers.wake_if_looping(owner[0])
+        _wake_on_event(controller.kind, type, body, memo, kwargs)
 
 
 def register_children(registry: kopf.OperatorRegistry) -> None:

@@ -1,9 +1,11 @@
-"""The compress step end to end: load, measure, compress, save, measure again, report."""
+"""The compress step's entry point, :func:`run`, end to end in phases: setup (load, check),
+measure before, compress (the spec's steps in order), save (model), measure after, report."""
 
 from __future__ import annotations
 
 import gc
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,87 +44,122 @@ def run(spec: CompressStepSpec) -> StepResult:
         return _run(spec, reporter)
 
 
+@dataclass
+class Measuring:
+    """How the model is measured, the same way before and after compression."""
+
+    batches: EvalBatches | None
+    prompts: list[str]
+    max_new_tokens: int
+    device: str | None
+
+    def snapshot(self, model: Any, tokenizer: Any, bytes_on_disk: int) -> Snapshot:
+        return take_snapshot(
+            model,
+            tokenizer,
+            bytes_on_disk=bytes_on_disk,
+            batches=self.batches,
+            prompts=self.prompts,
+            max_new_tokens=self.max_new_tokens,
+        )
+
+
 def _run(spec: CompressStepSpec, reporter: ProgressReporter) -> StepResult:
-    import torch
-
-    settings = spec.spec
-    total = len(settings.steps)
-    if settings.report.max_perplexity_increase is not None and spec.dataset is None:
-        raise invalid_input("maxPerplexityIncrease needs a dataset to measure perplexity on")
-    device = "cuda" if torch.cuda.is_available() else None
-    prompts = list(settings.report.prompts or DEFAULT_PROMPTS)
-    max_new = settings.report.max_new_tokens
-
-    reporter.update(phase="Loading", total_steps=total, message=spec.model.uri)
-    loaded = modelio.load_model(spec.model.uri, adapter="apply", device=device)
-    is_adapter = loaded.info.format == "adapter"
-    base_path = storage.fetch(loaded.info.base_uri) if is_adapter and loaded.info.base_uri else None
-    working = WorkingModel(
-        model=loaded.model,
-        tokenizer=loaded.tokenizer,
-        has_adapter=is_adapter,
-        quantization=loaded.info.quantization,
-        device=device,
-    )
-    preflight(working, settings.steps)
-    batches = _eval_batches(spec, loaded)
-
+    total = len(spec.spec.steps)
+    loaded, working, measuring = _setup(spec, reporter)
     reporter.update(phase="MeasuringBefore")
-    before = take_snapshot(
-        loaded.model,
-        loaded.tokenizer,
-        bytes_on_disk=measure.artifact_bytes(loaded.path, loaded.info, base_path),
-        batches=batches,
-        prompts=prompts,
-        max_new_tokens=max_new,
-    )
+    before = measuring.snapshot(loaded.model, loaded.tokenizer, _input_bytes(loaded))
     log.info("before: %s", before)
 
     def on_step(index: int, name: str) -> None:
         reporter.update(phase=f"Step {index + 1}/{total}: {name}", step=index)
 
-    working = apply_steps(working, settings.steps, on_step)
-    tokenizer, notes = working.tokenizer, working.notes
-    info = modelio.ModelInfo(
+    working = apply_steps(working, spec.spec.steps, on_step)
+    info = _output_info(working, loaded.info)
+    is_adapter, notes = loaded.info.format == "adapter", working.notes
+    with storage.output_dir(spec.output_uri) as out:
+        reporter.update(phase="Saving", step=total)
+        modelio.save_model(working.model, working.tokenizer, out, info)
+        del working, loaded  # free the models before the saved one is loaded back
+        gc.collect()
+        result = _measure_and_report(spec, out, before, notes, measuring, is_adapter, reporter)
+    reporter.update(phase="Done", message=result.message)
+    return result
+
+
+def _setup(
+    spec: CompressStepSpec, reporter: ProgressReporter
+) -> tuple[modelio.LoadedModel, WorkingModel, Measuring]:
+    """Setup: check the inputs, load the model, refuse steps that cannot apply to it."""
+    import torch
+
+    settings = spec.spec
+    if settings.report.max_perplexity_increase is not None and spec.dataset is None:
+        raise invalid_input("maxPerplexityIncrease needs a dataset to measure perplexity on")
+    device = "cuda" if torch.cuda.is_available() else None
+    reporter.update(phase="Loading", total_steps=len(settings.steps), message=spec.model.uri)
+    loaded = modelio.load_model(spec.model.uri, adapter="apply", device=device)
+    working = WorkingModel(
+        model=loaded.model,
+        tokenizer=loaded.tokenizer,
+        has_adapter=loaded.info.format == "adapter",
+        quantization=loaded.info.quantization,
+        device=device,
+    )
+    preflight(working, settings.steps)
+    prompts = list(settings.report.prompts or DEFAULT_PROMPTS)
+    batches = _eval_batches(spec, loaded)
+    return loaded, working, Measuring(batches, prompts, settings.report.max_new_tokens, device)
+
+
+def _input_bytes(loaded: modelio.LoadedModel) -> int:
+    """Bytes on disk of the input model (an adapter counts its base too)."""
+    info = loaded.info
+    base = storage.fetch(info.base_uri) if info.format == "adapter" and info.base_uri else None
+    return measure.artifact_bytes(loaded.path, info, base)
+
+
+def _output_info(working: WorkingModel, source: modelio.ModelInfo) -> modelio.ModelInfo:
+    """The compressed model's ``kubetune.json``: a full model that keeps its source's use."""
+    return modelio.ModelInfo(
         format="full",
         family=getattr(working.model.config, "model_type", None),
         quantization=working.quantization,
-        trust_remote_code=loaded.info.trust_remote_code,
-        instruction_template=loaded.info.instruction_template,
-        objective=loaded.info.objective,
-        max_seq_length=loaded.info.max_seq_length,
+        trust_remote_code=source.trust_remote_code,
+        instruction_template=source.instruction_template,
+        objective=source.objective,
+        max_seq_length=source.max_seq_length,
     )
-    with storage.output_dir(spec.output_uri) as out:
-        reporter.update(phase="Saving", step=total)
-        modelio.save_model(working.model, tokenizer, out, info)
-        del working, loaded
-        gc.collect()
-        reporter.update(phase="MeasuringAfter")
-        after_model = modelio.load_model(f"file://{out}", device=device)
-        if device is None and (changed := avoid_cpu_kernel_limits(after_model.model)):
-            notes.append(cpu_kernel_note(changed))
-        after = take_snapshot(
-            after_model.model,
-            after_model.tokenizer,
-            bytes_on_disk=measure.bytes_on_disk(out),
-            batches=batches,
-            prompts=prompts,
-            max_new_tokens=max_new,
-        )
-        log.info("after: %s", after)
-        report = _report(spec, before, after, notes, batches, prompts, device, is_adapter)
-        write_report(out, report)
-        result = _result(spec, report)
-        (out / RESULTS_FILE).write_text(result.to_json())
-        manifest = write_manifest(
-            out,
-            artifact="compressed-model",
-            producer=spec.producer,
-            spec=step_spec_payload(spec),
-            inputs=_inputs(spec, loaded_path=storage.fetch(spec.model.uri)),
-            extra={"sizeRatio": result.metrics.get("sizeRatio")},
-        )
-    reporter.update(phase="Done", message=result.message)
+
+
+def _measure_and_report(
+    spec: CompressStepSpec,
+    out: Path,
+    before: Snapshot,
+    notes: list[str],
+    measuring: Measuring,
+    is_adapter: bool,
+    reporter: ProgressReporter,
+) -> StepResult:
+    """Save: measure the written model, write the report and results, the manifest last."""
+    reporter.update(phase="MeasuringAfter")
+    after_model = modelio.load_model(f"file://{out}", device=measuring.device)
+    if measuring.device is None and (changed := avoid_cpu_kernel_limits(after_model.model)):
+        notes.append(cpu_kernel_note(changed))
+    after = measuring.snapshot(after_model.model, after_model.tokenizer, measure.bytes_on_disk(out))
+    log.info("after: %s", after)
+    report = _report(spec, before, after, notes, measuring, is_adapter)
+    write_report(out, report)
+    result = _result(spec, report)
+    (out / RESULTS_FILE).write_text(result.to_json())
+    manifest = write_manifest(
+        out,
+        artifact="compressed-model",
+        producer=spec.producer,
+        spec=step_spec_payload(spec),
+        inputs=_inputs(spec, loaded_path=storage.fetch(spec.model.uri)),
+        extra={"sizeRatio": result.metrics.get("sizeRatio")},
+    )
     return result.model_copy(update={"content_hash": manifest.content_hash})
 
 
@@ -147,21 +184,20 @@ def _report(
     before: Snapshot,
     after: Snapshot,
     notes: list[str],
-    batches: EvalBatches | None,
-    prompts: list[str],
-    device: str | None,
+    measuring: Measuring,
     is_adapter: bool,
 ) -> dict[str, Any]:
     settings = spec.spec
+    batches = measuring.batches
     gate = quality_gate(settings.report.max_perplexity_increase, deltas(before, after))
     evaluation: dict[str, Any] = {
         "dataset": spec.dataset.uri if spec.dataset else None,
         "tokens": batches.tokens if batches else 0,
         "batches": len(batches.batches) if batches else 0,
         "seqLen": batches.seq_len if batches else 0,
-        "prompts": prompts,
+        "prompts": measuring.prompts,
         "maxNewTokens": settings.report.max_new_tokens,
-        "device": device or "cpu",
+        "device": measuring.device or "cpu",
     }
     return build_report(
         model_uri=spec.model.uri,

@@ -1,8 +1,9 @@
 """Where each cycle of a FeedbackLoop stands, read from its collect Job and its resources.
 
 A cycle moves through stages: ``Collecting`` (its ``feedback`` collect Job), then
-``PreparingData``, ``Training``, ``Compressing`` and ``Evaluating`` (its Dataset, FinetuneJob,
-Compression and Evaluation). It ends:
+``PreparingData``, ``Training``, ``PreparingPreferences``, ``PreferenceTuning``, ``Compressing``
+and ``Evaluating`` (its Dataset, FinetuneJob, preference Dataset and FinetuneJob, Compression and
+Evaluation; each present or not as the loop's spec and the collected feedback decide). It ends:
 
 * ``Promoted``: every gate passed against the champion it was compared with;
 * ``Rejected``: a gate failed (the champion stays), or, with ``promotion.approval: manual``,
@@ -11,6 +12,7 @@ Compression and Evaluation). It ends:
 * ``Stale``: the gates passed, but another cycle was promoted meanwhile, so the comparison was
   against a champion that is no longer in production;
 * ``NoNewFeedback``: nothing usable was collected, so nothing was trained;
+* ``NoPreferenceFeedback``: a loop that trains ``instead-of-sft`` collected no pairs or ratings;
 * ``Failed``: its collect Job or one of its resources failed (the reason names which and why).
 
 With ``promotion.approval: manual`` a challenger whose gates passed stays in the stage
@@ -26,30 +28,61 @@ from datetime import datetime, timedelta
 from kubetune.api.common import RunRecord
 from kubetune.api.contract import ANNOTATION_APPROVE, ANNOTATION_REJECT
 from kubetune.api.feedback import ApprovalRequest
-from kubetune.api.resources import AnyResource, Evaluation, FeedbackLoop
+from kubetune.api.resources import AnyResource, Evaluation, FeedbackLoop, FinetuneJob
 from kubetune.api.steps import FEEDBACK_FILE
-from kubetune.plan.feedback_children import (
+from kubetune.plan.feedback.children import (
     CYCLE_LABEL,
-    challenger_kind,
+    challenger_role,
     cycle_id,
     cycle_name,
     cycle_of,
     feedback_settings,
+    preference_name,
+    role_of,
 )
+from kubetune.plan.feedback.preference import (
+    PREFERENCE_COUNTS,
+    PreferenceChoice,
+    PreferenceCounts,
+    choose,
+    chosen_earlier,
+)
+from kubetune.plan.refs import Wait
 from kubetune.plan.state import clip, job_state
 from kubetune.plan.world import ObservedJob, ObservedWorld
 
-CHILD_ORDER = ("Dataset", "FinetuneJob", "Compression", "Evaluation")
-STAGE_OF_KIND = {
+ROLE_ORDER = (
+    "Dataset",
+    "FinetuneJob",
+    "PreferenceDataset",
+    "PreferenceFinetuneJob",
+    "Compression",
+    "Evaluation",
+)
+STAGE_OF_ROLE = {
     "Dataset": "PreparingData",
     "FinetuneJob": "Training",
+    "PreferenceDataset": "PreparingPreferences",
+    "PreferenceFinetuneJob": "PreferenceTuning",
     "Compression": "Compressing",
     "Evaluation": "Evaluating",
 }
 DONE_PHASES = {"Dataset": "Ready"}
 RESULT_GRACE_SECONDS = 600.0
+# What a preference FinetuneJob reports in status.results, copied into the cycle's record.
+REWARD_RESULTS = ("rewardAccuracy", "rewardMargin", "evalRewardAccuracy", "evalRewardMargin")
 APPROVE_ANNOTATION = ANNOTATION_APPROVE
 REJECT_ANNOTATION = ANNOTATION_REJECT
+
+
+@dataclass
+class Champion:
+    """The model in production and the model the next challenger trains from."""
+
+    uri: str | None
+    training_uri: str | None
+    cycle: int | None
+    wait: Wait | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +91,7 @@ class Cycle:
 
     number: int
     collect: ObservedJob | None
-    resources: dict[str, AnyResource]  # kind -> the cycle's resource of that kind
+    resources: dict[str, AnyResource]  # role (kind, or Preference<kind>) -> the resource
 
     @property
     def run_id(self) -> str:
@@ -106,22 +139,37 @@ def observe_cycle(number: int, world: ObservedWorld) -> Cycle:
     """The collect Job and resources of cycle ``number``."""
     collect = next((j for j in world.jobs if j.run_id == cycle_id(number)), None)
     resources = {
-        kind: resource
-        for (kind, _name), resource in sorted(world.owned.items())
+        role_of(resource): resource
+        for (_kind, _name), resource in sorted(world.owned.items())
         if resource.metadata.labels.get(CYCLE_LABEL) == str(number)
     }
     return Cycle(number, collect, resources)
 
 
-def collected_records(cycle: Cycle, loop: FeedbackLoop) -> int | None:
-    """Usable records the cycle's collect Job reported, if it succeeded and said so."""
+def _collect_metrics(cycle: Cycle, loop: FeedbackLoop) -> dict[str, float] | None:
+    """The metrics of the cycle's collect Job, if it succeeded and reported them."""
     if cycle.collect is None:
         return None
     state = job_state(cycle.collect, feedback_settings(loop.spec), None)
     if state.phase != "Succeeded" or state.result is None:
         return None
-    used = state.result.metrics.get("usedRecords")
+    return state.result.metrics
+
+
+def collected_records(cycle: Cycle, loop: FeedbackLoop) -> int | None:
+    """Usable records the cycle's collect Job reported, if it succeeded and said so."""
+    used = (_collect_metrics(cycle, loop) or {}).get("usedRecords")
     return int(used) if used is not None else None
+
+
+def cycle_choice(cycle: Cycle, loop: FeedbackLoop) -> PreferenceChoice | None:
+    """The cycle's preference stage, from what its collect Job found (None: the loop has no
+    ``training.preference``)."""
+    metrics = _collect_metrics(cycle, loop)
+    tuned = cycle.resources.get("PreferenceFinetuneJob")
+    if metrics is None and isinstance(tuned, FinetuneJob) and tuned.spec.preference is not None:
+        return chosen_earlier(loop.spec, tuned.spec.preference.algorithm)
+    return choose(loop.spec, PreferenceCounts.from_metrics(metrics or {}))
 
 
 def _is_current(resource: AnyResource) -> bool:
@@ -159,51 +207,78 @@ def assess(
     if not cycle.resources:
         return _assess_collect(cycle, loop)
     start = cycle.collect.start_time if cycle.collect is not None else None
-    for kind in CHILD_ORDER:
-        resource = cycle.resources.get(kind)
-        if resource is not None and _failed(resource):
-            status = resource.status
-            detail = status.message if status is not None and status.message else "failed"
-            records = collected_records(cycle, loop)
-            return Finished(
-                f"{kind}Failed",
-                clip(f"{kind} {resource.name} failed: {_reason_of(resource)}: {detail}"),
-                failed=True,
-                # The records were collected: the trigger counts from this cycle on, so a
-                # failing cycle is not retried on the same records in a loop.
-                results={"records": float(records)} if records is not None else None,
-                start_time=start,
-                completion_time=status.completion_time if status is not None else None,
-            )
+    failed = _first_failed(cycle, loop, start)
+    if failed is not None:
+        return failed
     evaluation = cycle.resources.get("Evaluation")
     if isinstance(evaluation, Evaluation) and _done(evaluation):
         unjudged = _unjudged(evaluation, now)
         if unjudged is not None:
             return unjudged
         return _judge(cycle, loop, evaluation, champion, start, now)
-    missing = [k for k in CHILD_ORDER if _expected(k, loop) and k not in cycle.resources]
-    for kind in CHILD_ORDER:
-        resource = cycle.resources.get(kind)
+    return _in_progress(cycle, loop)
+
+
+def _first_failed(cycle: Cycle, loop: FeedbackLoop, start: datetime | None) -> Finished | None:
+    """The cycle ended with the first of its resources that failed, if any."""
+    for role in ROLE_ORDER:
+        resource = cycle.resources.get(role)
+        if resource is None or not _failed(resource):
+            continue
+        status = resource.status
+        detail = status.message if status is not None and status.message else "failed"
+        records = collected_records(cycle, loop)
+        kind = resource.kind
+        return Finished(
+            f"{role}Failed",
+            clip(f"{kind} {resource.name} failed: {_reason_of(resource)}: {detail}"),
+            failed=True,
+            # The records were collected: the trigger counts from this cycle on, so a
+            # failing cycle is not retried on the same records in a loop.
+            results={"records": float(records)} if records is not None else None,
+            start_time=start,
+            completion_time=status.completion_time if status is not None else None,
+        )
+    return None
+
+
+def _in_progress(cycle: Cycle, loop: FeedbackLoop) -> Stage:
+    """The first resource not done yet, or the first one still to create."""
+    choice = cycle_choice(cycle, loop)
+    expected = [r for r in ROLE_ORDER if _expected(r, loop, choice)]
+    missing = [r for r in expected if r not in cycle.resources]
+    for role in ROLE_ORDER:
+        resource = cycle.resources.get(role)
         if resource is None or _done(resource):
             continue
         status = resource.status
         detail = status.message if status is not None and status.message else "starting"
+        algorithm = f" ({choice.algorithm})" if role == "PreferenceFinetuneJob" and choice else ""
         return Stage(
-            STAGE_OF_KIND[kind],
-            clip(f"{kind} {resource.name}: {detail}"),
+            STAGE_OF_ROLE[role],
+            clip(f"{resource.kind} {resource.name}{algorithm}: {detail}"),
             needs_resources=bool(missing),
         )
-    kind = missing[0] if missing else "Evaluation"
-    name = cycle_name(loop, cycle.number)
+    role = missing[0] if missing else "Evaluation"
+    kind = role.removeprefix("Preference")
+    named = preference_name if role != kind else cycle_name
+    name = named(loop, cycle.number)
     message = (
         f"creating {kind} {name} (if this lasts, a {kind} of that name that this loop does "
         "not own is in the way: delete or rename it)"
     )
-    return Stage(STAGE_OF_KIND[kind], message, needs_resources=True)
+    return Stage(STAGE_OF_ROLE[role], message, needs_resources=True)
 
 
-def _expected(kind: str, loop: FeedbackLoop) -> bool:
-    return kind != "Compression" or loop.spec.compression is not None
+def _expected(role: str, loop: FeedbackLoop, choice: PreferenceChoice | None) -> bool:
+    """Whether the cycle has a resource of this role, as the spec and the feedback decide."""
+    if role == "Compression":
+        return loop.spec.compression is not None
+    if role in ("Dataset", "FinetuneJob"):
+        return choice is None or choice.trains_sft
+    if role in ("PreferenceDataset", "PreferenceFinetuneJob"):
+        return choice is not None and choice.algorithm is not None
+    return True
 
 
 def _assess_collect(cycle: Cycle, loop: FeedbackLoop) -> Stage | Finished:
@@ -222,15 +297,23 @@ def _assess_collect(cycle: Cycle, loop: FeedbackLoop) -> Stage | Finished:
     if state.phase != "Succeeded":
         return Stage("Collecting", clip(f"Job {job.name}: {state.message}"))
     used = collected_records(cycle, loop)
-    if used == 0:
+    choice = cycle_choice(cycle, loop)
+    if used == 0 or (choice is not None and choice.algorithm is None and not choice.trains_sft):
+        reason, why = "NoNewFeedback", "no usable feedback records since the champion was trained"
+        if used != 0 and choice is not None:
+            reason, why = "NoPreferenceFeedback", choice.why
         return Finished(
-            "NoNewFeedback",
-            "no usable feedback records since the champion was trained; nothing to retrain",
+            reason,
+            f"{why}; nothing to retrain" if reason == "NoNewFeedback" else why,
             start_time=state.start_time,
             completion_time=state.completion_time,
-            results={"records": 0.0},
+            results={"records": float(used or 0)},
         )
-    return Stage("PreparingData", f"collected {used} feedback records", needs_resources=True)
+    message = f"collected {used} feedback records"
+    if choice is not None:
+        message += f"; preference: {choice.summary()}"
+    first = "PreparingData" if choice is None or choice.trains_sft else "PreparingPreferences"
+    return Stage(first, message, needs_resources=True)
 
 
 def _unjudged(evaluation: Evaluation, now: datetime) -> Stage | Finished | None:
@@ -268,19 +351,24 @@ def _judge(
     records = collected_records(cycle, loop)
     if records is not None:
         results["records"] = float(records)
+    results |= _preference_results(cycle, loop)
+    trained = cycle.resources.get("PreferenceFinetuneJob") or cycle.resources.get("FinetuneJob")
     base = Finished(
         "Rejected",
         "",
-        challenger=_output_of(cycle.resources.get(challenger_kind(loop))),
-        challenger_training=_output_of(cycle.resources.get("FinetuneJob")),
+        challenger=_output_of(cycle.resources.get(challenger_role(loop, cycle.resources))),
+        challenger_training=_output_of(trained),
         baseline=baseline,
         results=results or None,
         start_time=start,
         completion_time=status.completion_time,
     )
+    choice = cycle_choice(cycle, loop)
+    trained_with = f" (trained: {choice.summary()})" if choice is not None else ""
     if status.passed is not True:
         gates = ", ".join(status.failed_gates or []) or "no gate passed"
-        return replace(base, message=f"challenger not promoted: failed gates: {gates}")
+        message = f"challenger not promoted: failed gates: {gates}{trained_with}"
+        return replace(base, message=message)
     if baseline != champion:
         message = "the gates passed against a champion that has since been replaced"
         return replace(base, reason="Stale", message=f"{message}; not promoted")
@@ -288,9 +376,8 @@ def _judge(
         return replace(
             base, reason="Failed", message="the challenger has no output URI", failed=True
         )
-    promoted = replace(
-        base, reason="Promoted", message=f"challenger {base.challenger} promoted", passed=True
-    )
+    message = f"challenger {base.challenger} promoted{trained_with}"
+    promoted = replace(base, reason="Promoted", message=message, passed=True)
     if loop.spec.promotion.approval == "manual":
         return _approval(cycle, loop, evaluation, promoted, now)
     return promoted
@@ -344,6 +431,17 @@ def _feedback_uri(cycle: Cycle, loop: FeedbackLoop) -> str | None:
     if state.result is None or not state.result.output_uri:
         return None
     return f"{state.result.output_uri.rstrip('/')}/{FEEDBACK_FILE}"
+
+
+def _preference_results(cycle: Cycle, loop: FeedbackLoop) -> dict[str, float]:
+    """The preference stage's record counts and its reward accuracy and margins."""
+    metrics = _collect_metrics(cycle, loop) or {}
+    found = {k: metrics[k] for k in PREFERENCE_COUNTS if k in metrics}
+    job = cycle.resources.get("PreferenceFinetuneJob")
+    if job is not None and job.status is not None:
+        trained = job.status.results or {}
+        found |= {k: trained[k] for k in REWARD_RESULTS if k in trained}
+    return found
 
 
 def _output_of(resource: AnyResource | None) -> str | None:

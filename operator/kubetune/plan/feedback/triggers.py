@@ -26,7 +26,7 @@ from kubetune.api.common import API_VERSION
 from kubetune.api.contract import ANNOTATION_TRIGGER, RESULT_PENDING_RECORDS
 from kubetune.api.feedback import FeedbackLoopStatus
 from kubetune.api.resources import Evaluation, FeedbackLoop
-from kubetune.plan.feedback_children import (
+from kubetune.plan.feedback.children import (
     DRIFT_LABEL,
     count_id,
     counts_dir,

@@ -1,5 +1,6 @@
-"""The training loop: accumulation, mixed precision, clipping, logging, eval, early stopping,
-NaN guard and checkpoints. A plain torch loop (no Trainer), so the per-step overhead is small.
+"""The SFT training loop (preference objectives plug in a criterion): accumulation, mixed
+precision, clipping, logging, eval, early stopping, NaN and divergence guards, checkpoints,
+resume. A plain torch loop (no Trainer), so the per-step overhead is small.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def evaluate(t: Trainee, rows: list[Example], batch_size: int) -> float | None:
     if not rows:
         return None
     model = dist.unwrap(t.model)
-    _eval_mode(model, t.rt)
+    eval_mode(model, t.rt)
     if t.criterion is not None:
         try:
             return float(t.criterion.evaluate(model, rows, batch_size, t.rt))
@@ -113,7 +114,7 @@ def evaluate(t: Trainee, rows: list[Example], batch_size: int) -> float | None:
     return loss_sum / max(scored, 1)
 
 
-def _eval_mode(model: Any, rt: Runtime) -> None:
+def eval_mode(model: Any, rt: Runtime) -> None:
     """``model.eval()``; on CPU, bitsandbytes 4-bit layers stay in training mode, which only
     selects their kernel (they have no dropout): their eval-mode CPU repacking fails on
     layers narrower than one quantization block."""
@@ -159,122 +160,181 @@ def train(
     ckpt_root: Path,
     stop: GracefulStop | None = None,
 ) -> Outcome:
-    spec = step.spec
-    hp = spec.hyperparameters
-    accum = t.accumulation or hp.gradient_accumulation_steps
-    steps = total_steps(step, plan, accum)
-    state = resume(t, step, ckpt_root, metrics)
-    outcome = Outcome(state=state, total_steps=steps, resumed_from=state.step or None)
-    if state.step:
-        outcome.train_loss = metrics.last.get("loss")
-    params = [p for p in t.model.parameters() if p.requires_grad]
-    speed = Throughput()
-    window_loss, window_steps, last_eval_step = 0.0, 0, -1
-    vocab = getattr(dist.unwrap(t.model).config, "vocab_size", None)
-    uniform_guess = isinstance(vocab, int) and t.criterion is None  # ln(V): LM losses only
-    monitor = DivergenceMonitor(spec.divergence, vocab if uniform_guess else None)
+    """Train to the planned number of optimizer steps (resuming from the latest checkpoint),
+    stopping early, on a signal (checkpoint, then ``Interrupted``/``Preempted``), on a NaN
+    loss or on divergence (roll back or fail); evaluate at the end."""
+    run = _TrainingRun(t, step, train_rows, val_rows, plan, metrics, ckpt_root, stop)
     if stop is not None:
         stop.armed = True
     t.model.train()
-    pending = PendingLosses()  # losses stay on the device until the host needs them
-    while state.step < steps and not state.stopped_early:
-        step_loss, tokens, stopping = _optimizer_step(
-            t, train_rows, plan, state.micro_step, accum, params, stop
+    while run.state.step < run.steps and not run.state.stopped_early:
+        run.advance()
+    if stop is not None:
+        stop.armed = False  # saving the artifact is short: a signal now interrupts at once
+    return run.finish()
+
+
+@dataclass
+class _TrainingRun:
+    """One call of :func:`train`: what it works with (the fields) and what changes from step
+    to step (set up in ``__post_init__``: state, outcome, throughput, guards)."""
+
+    t: Trainee
+    step: FinetuneStepSpec
+    train_rows: list[Example]
+    val_rows: list[Example]
+    plan: BatchPlan
+    metrics: MetricsLog
+    ckpt_root: Path
+    stop: GracefulStop | None
+
+    def __post_init__(self) -> None:
+        t, step, metrics = self.t, self.step, self.metrics
+        self.spec = step.spec
+        self.accum = t.accumulation or self.spec.hyperparameters.gradient_accumulation_steps
+        self.steps = total_steps(step, self.plan, self.accum)
+        self.state = resume(t, step, self.ckpt_root, metrics)
+        self.outcome = Outcome(
+            state=self.state, total_steps=self.steps, resumed_from=self.state.step or None
         )
-        state.micro_step += accum
+        if self.state.step:
+            self.outcome.train_loss = metrics.last.get("loss")
+        self.params = [p for p in t.model.parameters() if p.requires_grad]
+        self.speed = Throughput()
+        self.window_loss, self.window_steps, self.last_eval_step = 0.0, 0, -1
+        vocab = getattr(dist.unwrap(t.model).config, "vocab_size", None)
+        uniform_guess = isinstance(vocab, int) and t.criterion is None  # ln(V): LM losses only
+        self.monitor = DivergenceMonitor(self.spec.divergence, vocab if uniform_guess else None)
+        self.pending = PendingLosses()  # losses stay on the device until the host needs them
+
+    def advance(self) -> None:
+        """One optimizer step, then what its number asks for: log, evaluate, checkpoint."""
+        state, stop = self.state, self.stop
+        step_loss, tokens, stopping = _optimizer_step(
+            self.t, self.train_rows, self.plan, state.micro_step, self.accum, self.params, stop
+        )
+        state.micro_step += self.accum
         state.step += 1
         state.tokens_seen += tokens
-        speed.add(tokens)
-        pending.add(state.step, step_loss)
-        if not (stopping or pending.full or _needs_host(state.step, steps, spec, bool(val_rows))):
-            continue
+        self.speed.add(tokens)
+        self.pending.add(state.step, step_loss)
+        has_val = bool(self.val_rows)
+        if not (
+            stopping or self.pending.full or _needs_host(state.step, self.steps, self.spec, has_val)
+        ):
+            return
+        if not self._read_losses():
+            return
+        epoch = state.micro_step / self.plan.micro_batches_per_epoch
+        logging_steps = self.spec.hyperparameters.logging_steps
+        if state.step == 1 or state.step % logging_steps == 0 or state.step == self.steps:
+            self._log(epoch)
+        if not self._evaluate_every(epoch):
+            return
+        if stopping and stop is not None and state.step < self.steps:
+            _checkpoint(self.t, self.step, state, self.ckpt_root, self.metrics)
+            raise WorkloadError(
+                stop.reason,
+                f"{stop.signal_name} after step {state.step}/{self.steps}: wrote checkpoint-"
+                f"{state.step}; the next run resumes from it",
+            )
+        every_ckpt = self.spec.checkpointing.every_steps
+        healthy = not self.monitor.bad_steps  # never checkpoint a run that may be diverging
+        if every_ckpt and state.step % every_ckpt == 0 and state.step < self.steps and healthy:
+            _checkpoint(self.t, self.step, state, self.ckpt_root, self.metrics)
+
+    def _read_losses(self) -> bool:
+        """Read the queued losses (NaN check, divergence guard); False when it rolled back."""
         try:
-            for done_step, loss_value in pending.drain():
+            for done_step, loss_value in self.pending.drain():
                 _check_finite(done_step, loss_value)
-                monitor.check_loss(done_step, loss_value)
-                window_loss += loss_value
-                window_steps += 1
+                self.monitor.check_loss(done_step, loss_value)
+                self.window_loss += loss_value
+                self.window_steps += 1
         except Divergence as exc:
-            state = _roll_back_or_fail(t, step, state, ckpt_root, metrics, outcome, exc)
-            monitor.reset()
-            window_loss, window_steps = 0.0, 0
-            continue
-        epoch = state.micro_step / plan.micro_batches_per_epoch
-        if state.step == 1 or state.step % hp.logging_steps == 0 or state.step == steps:
-            outcome.train_loss = window_loss / window_steps
-            rate = speed.window_rate()
-            lr = t.scheduler.get_last_lr()[0]
+            self._roll_back(exc)
+            return False
+        return True
+
+    def _roll_back(self, exc: Divergence) -> None:
+        self.state = _roll_back_or_fail(
+            self.t, self.step, self.state, self.ckpt_root, self.metrics, self.outcome, exc
+        )
+        self.monitor.reset()
+        self.window_loss, self.window_steps = 0.0, 0
+
+    def _log(self, epoch: float) -> None:
+        """A metrics line and the live progress, over the steps since the last line."""
+        t, state, outcome = self.t, self.state, self.outcome
+        outcome.train_loss = self.window_loss / self.window_steps
+        rate = self.speed.window_rate()
+        lr = t.scheduler.get_last_lr()[0]
+        self.metrics.write(
+            {
+                "step": state.step,
+                "epoch": round(epoch, 4),
+                "loss": outcome.train_loss,
+                "learning_rate": lr,
+                "tokens_per_second": rate,
+                "tokens_seen": state.tokens_seen,
+                "grad_norm": _grad_norm(t),
+                "peak_memory_gib": peak_memory_gib(t.rt.device),
+                **(t.criterion.window_metrics() if t.criterion is not None else {}),
+            }
+        )
+        self.metrics.progress(
+            step=state.step,
+            total_steps=self.steps,
+            epoch=epoch,
+            loss=outcome.train_loss,
+            learning_rate=lr,
+            tokens_per_second=rate,
+            phase="Training",
+            message="training",
+        )
+        self.window_loss, self.window_steps = 0.0, 0
+
+    def _evaluate_every(self, epoch: float) -> bool:
+        """The periodic evaluation, when due; False when its loss made the run roll back."""
+        every, state = self.spec.evaluation.every_steps, self.state
+        if not (every and self.val_rows and state.step % every == 0):
+            return True
+        prior_best = state.best_eval_loss
+        self.outcome.eval_loss = _eval_and_track(
+            self.t, self.val_rows, self.plan.batch_size, state, self.spec, self.metrics, epoch
+        )
+        self.last_eval_step = state.step
+        try:
+            self.monitor.check_eval(state.step, self.outcome.eval_loss, prior_best)
+        except Divergence as exc:
+            self._roll_back(exc)
+            return False
+        return True
+
+    def finish(self) -> Outcome:
+        """Throughput, and the final evaluation unless the last step just had one."""
+        outcome, state, metrics = self.outcome, self.state, self.metrics
+        outcome.train_seconds = self.speed.elapsed
+        outcome.tokens_per_second = self.speed.overall_rate()
+        if self.val_rows and self.last_eval_step != state.step:
+            outcome.eval_loss = evaluate(self.t, self.val_rows, self.plan.batch_size)
+            criterion = self.t.criterion
             metrics.write(
                 {
                     "step": state.step,
-                    "epoch": round(epoch, 4),
-                    "loss": outcome.train_loss,
-                    "learning_rate": lr,
-                    "tokens_per_second": rate,
-                    "tokens_seen": state.tokens_seen,
-                    "grad_norm": _grad_norm(t),
-                    "peak_memory_gib": peak_memory_gib(t.rt.device),
-                    **(t.criterion.window_metrics() if t.criterion is not None else {}),
+                    "eval_loss": outcome.eval_loss,
+                    "eval_perplexity": perplexity(outcome.eval_loss),
+                    **(criterion.last_eval if criterion is not None else {}),
                 }
             )
-            metrics.progress(
-                step=state.step,
-                total_steps=steps,
-                epoch=epoch,
-                loss=outcome.train_loss,
-                learning_rate=lr,
-                tokens_per_second=rate,
-                phase="Training",
-                message="training",
-            )
-            window_loss, window_steps = 0.0, 0
-        every = spec.evaluation.every_steps
-        if every and val_rows and state.step % every == 0:
-            prior_best = state.best_eval_loss
-            outcome.eval_loss = _eval_and_track(
-                t, val_rows, plan.batch_size, state, spec, metrics, epoch
-            )
-            last_eval_step = state.step
+        elif self.val_rows:
+            outcome.eval_loss = metrics.last.get("eval_loss", outcome.eval_loss)
+        if outcome.eval_loss is not None and self.last_eval_step != state.step:
             try:
-                monitor.check_eval(state.step, outcome.eval_loss, prior_best)
+                self.monitor.check_eval(state.step, outcome.eval_loss, state.best_eval_loss)
             except Divergence as exc:
-                state = _roll_back_or_fail(t, step, state, ckpt_root, metrics, outcome, exc)
-                monitor.reset()
-                window_loss, window_steps = 0.0, 0
-                continue
-        every_ckpt = spec.checkpointing.every_steps
-        if stopping and stop is not None and state.step < steps:
-            _checkpoint(t, step, state, ckpt_root, metrics)
-            raise WorkloadError(
-                stop.reason,
-                f"{stop.signal_name} after step {state.step}/{steps}: wrote checkpoint-"
-                f"{state.step}; the next run resumes from it",
-            )
-        healthy = not monitor.bad_steps  # never checkpoint a run that may be diverging
-        if every_ckpt and state.step % every_ckpt == 0 and state.step < steps and healthy:
-            _checkpoint(t, step, state, ckpt_root, metrics)
-    if stop is not None:
-        stop.armed = False  # saving the artifact is short: a signal now interrupts at once
-    outcome.train_seconds = speed.elapsed
-    outcome.tokens_per_second = speed.overall_rate()
-    if val_rows and last_eval_step != state.step:
-        outcome.eval_loss = evaluate(t, val_rows, plan.batch_size)
-        metrics.write(
-            {
-                "step": state.step,
-                "eval_loss": outcome.eval_loss,
-                "eval_perplexity": perplexity(outcome.eval_loss),
-                **(t.criterion.last_eval if t.criterion is not None else {}),
-            }
-        )
-    elif val_rows:
-        outcome.eval_loss = metrics.last.get("eval_loss", outcome.eval_loss)
-    if outcome.eval_loss is not None and last_eval_step != state.step:
-        try:
-            monitor.check_eval(state.step, outcome.eval_loss, state.best_eval_loss)
-        except Divergence as exc:
-            raise WorkloadError("Diverged", exc.message) from None
-    return outcome
+                raise WorkloadError("Diverged", exc.message) from None
+        return outcome
 
 
 def _needs_host(step_no: int, steps: int, spec: Any, has_val: bool) -> bool:

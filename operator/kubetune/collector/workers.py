@@ -1,0 +1,203 @@
+"""Several collector processes on one port: a supervisor and its forked workers.
+
+One Python process spends most of a core on HTTP and JSON at a few thousand requests per
+second; ``--workers N`` runs N of them. The supervisor binds the listening socket, forks the
+workers, which all accept on it (the kernel hands each connection to one of them), and restarts
+a worker that dies. The workers are replicas of one store in every respect: each writes its
+own segments, and they serialize their commits and learn each other's ids through the store's
+lock (:mod:`kubetune.collector.store`), exactly as replicas on a shared claim do, so a record id
+is written once whichever worker receives it, and a worker killed mid-commit leaves a torn tail
+that the next commit of another worker cuts.
+
+The workers' metrics are summed through ``prometheus_client``'s multiprocess mode (a folder of
+per-process files, ``PROMETHEUS_MULTIPROC_DIR``; a temporary one unless it is set), so any
+worker answers ``/metrics`` for all. A worker whose supervisor dies (SIGKILL) exits at once: it
+watches a pipe whose write end only the supervisor holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from types import FrameType
+
+from kubetune.collector.config import CollectorConfig
+from kubetune.collector.store import writer_id
+
+log = logging.getLogger("kubetune.collector")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BIND_WAIT_SECONDS = 10.0  # a killed supervisor's workers may still hold the port that long
+RESTARTS_PER_MINUTE = 10
+
+
+def run_collector(
+    config: CollectorConfig,
+    host: str,
+    port: int,
+    workers: int = 1,
+    access_log: bool = False,
+    on_ready: Callable[[int], None] | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT: in this process (one worker) or as a supervisor of several.
+
+    Returns the exit code (non-zero when workers kept dying). Several workers need a store with
+    the commit lock (file://, pvc://): ValueError for s3://.
+    """
+    if workers > 1 and config.store.startswith("s3://"):
+        raise ValueError("--workers > 1 needs a file:// or pvc:// store (S3 has no commit lock)")
+    if workers <= 1:
+        from kubetune.collector.server import serve
+
+        asyncio.run(serve(config, host, port, access_log=access_log, on_ready=on_ready))
+        return 0
+    own_dir = None
+    if not os.environ.get(MULTIPROC_ENV):  # before prometheus_client is imported
+        own_dir = tempfile.mkdtemp(prefix="kubetune-collector-metrics-")
+        os.environ[MULTIPROC_ENV] = own_dir
+    try:
+        return Supervisor(config, host, port, workers, access_log).run(on_ready)
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def listen(host: str, port: int, wait: float = BIND_WAIT_SECONDS) -> socket.socket:
+    """The listening socket, waiting while a killed collector's workers still hold the port."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return socket.create_server((host, port), backlog=1024)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class Supervisor:
+    """Forks ``workers`` collector processes on one socket and keeps that many running."""
+
+    def __init__(
+        self, config: CollectorConfig, host: str, port: int, workers: int, access_log: bool
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self.workers = workers
+        self.access_log = access_log
+        self.children: dict[int, int] = {}  # pid -> worker slot
+        self.stopping = False
+        self.restarts: list[float] = []
+
+    def run(self, on_ready: Callable[[int], None] | None) -> int:
+        sock = listen(self.host, self.port)
+        bound = int(sock.getsockname()[1])
+        alive_read, alive_write = os.pipe()  # EOF for the workers when this process is gone
+        os.set_inheritable(alive_read, True)
+        log.info("collector supervisor on %s:%d: %d workers", self.host, bound, self.workers)
+        for slot in range(self.workers):
+            self._spawn(slot, sock, alive_read, alive_write)
+        if on_ready is not None:
+            on_ready(bound)
+        previous = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            return self._wait(sock, alive_read, alive_write)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            sock.close()
+            os.close(alive_read)
+            os.close(alive_write)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if not self.stopping:
+            log.info("stopping: the workers finish the requests in flight")
+        self.stopping = True
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _wait(self, sock: socket.socket, alive_read: int, alive_write: int) -> int:
+        """Reap workers until all are gone after a stop; restart those that die before."""
+        code = 0
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            slot = self.children.pop(pid, None)
+            if slot is None:
+                continue
+            _forget_metrics(pid)
+            if self.stopping:
+                continue
+            log.error("collector worker %d (pid %d) ended: %s", slot, pid, _describe(status))
+            if self._too_many_restarts():
+                log.error("workers keep dying: stopping the collector")
+                code = 1
+                self._on_signal(signal.SIGTERM, None)
+                continue
+            self._spawn(slot, sock, alive_read, alive_write)
+        return code
+
+    def _too_many_restarts(self) -> bool:
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < 60.0] + [now]
+        return len(self.restarts) > RESTARTS_PER_MINUTE
+
+    def _spawn(self, slot: int, sock: socket.socket, alive_read: int, alive_write: int) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.children[pid] = slot
+            return
+        code = 0
+        try:  # the worker: never returns into the supervisor's code
+            os.close(alive_write)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            config = dataclasses.replace(self.config, writer=writer_id())
+            _serve_worker(config, sock, alive_read, self.access_log)
+        except BaseException:  # reported, then the worker ends
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+
+def _serve_worker(config: CollectorConfig, sock: socket.socket, alive: int, access: bool) -> None:
+    from kubetune.collector.server import serve
+
+    asyncio.run(serve(config, sock=sock, access_log=access, supervisor_pipe=alive))
+
+
+def _forget_metrics(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters stay in the sums)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        with contextlib.suppress(OSError):
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
