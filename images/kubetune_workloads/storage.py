@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from kubetune.api.contract import CACHE_ENV, PVC_ROOT_ENV
 
@@ -70,10 +70,28 @@ def s3_options() -> dict[str, object]:
     return opts
 
 
-def s3_filesystem() -> object:
+class S3FileSystem(Protocol):
+    """The methods of fsspec's s3 filesystem (s3fs) that the workloads call; fsspec ships no
+    types, so this is where its values get theirs."""
+
+    def invalidate_cache(self, path: str | None = None) -> None: ...
+    def find(self, path: str) -> list[str]: ...
+    def glob(self, path: str) -> list[str]: ...
+    def isdir(self, path: str) -> bool: ...
+    def exists(self, path: str) -> bool: ...
+    def info(self, path: str) -> dict[str, Any]: ...
+    def open(self, path: str, mode: str = "rb") -> io.BufferedIOBase: ...
+    def get(self, rpath: str, lpath: str, recursive: bool = False) -> None: ...
+    def put_file(self, lpath: str, rpath: str) -> None: ...
+    def rm(self, path: str, recursive: bool = False) -> None: ...
+
+
+def s3_filesystem() -> S3FileSystem:
+    """fsspec's s3 filesystem, configured from the environment (:func:`s3_options`)."""
     import fsspec
 
-    return fsspec.filesystem("s3", **s3_options())
+    fs: S3FileSystem = fsspec.filesystem("s3", **s3_options())
+    return fs
 
 
 Opener = Callable[[], AbstractContextManager[IO[bytes]]]
@@ -81,7 +99,7 @@ Opener = Callable[[], AbstractContextManager[IO[bytes]]]
 _S3_BUFFER = 1 << 20
 
 
-def s3_find(fs: Any, prefix: str, uri: str) -> list[str]:
+def s3_find(fs: S3FileSystem, prefix: str, uri: str) -> list[str]:
     """The names of the objects under ``prefix``, sorted, listed afresh (objects grow and
     appear between listings in one process); none when the prefix does not exist."""
     try:
@@ -93,7 +111,7 @@ def s3_find(fs: Any, prefix: str, uri: str) -> list[str]:
         raise WorkloadError("StorageError", f"cannot list {uri}: {exc}") from exc
 
 
-def s3_opener(fs: Any, name: str) -> Opener:
+def s3_opener(fs: S3FileSystem, name: str) -> Opener:
     """How to open the object ``name`` as a buffered binary stream (its ``readline`` takes a
     size limit). A vanished object raises FileNotFoundError, other failures StorageError."""
 
@@ -146,10 +164,10 @@ def _fetch_s3(rest: str) -> Path:
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if fs.isdir(rest):  # type: ignore[attr-defined]
-            fs.get(rest.rstrip("/") + "/", str(tmp), recursive=True)  # type: ignore[attr-defined]
-        elif fs.exists(rest):  # type: ignore[attr-defined]
-            fs.get(rest, str(tmp))  # type: ignore[attr-defined]
+        if fs.isdir(rest):
+            fs.get(rest.rstrip("/") + "/", str(tmp), recursive=True)
+        elif fs.exists(rest):
+            fs.get(rest, str(tmp))
         else:
             raise invalid_input(f"s3://{rest} does not exist")
     except WorkloadError:
@@ -226,6 +244,6 @@ def _upload(src: Path, uri: str) -> None:
     files.sort(key=lambda p: p.name == MANIFEST_FILE)  # manifest last: marks completeness
     try:
         for path in files:
-            fs.put_file(str(path), f"{rest.rstrip('/')}/{path.relative_to(src).as_posix()}")  # type: ignore[attr-defined]
+            fs.put_file(str(path), f"{rest.rstrip('/')}/{path.relative_to(src).as_posix()}")
     except Exception as exc:
         raise WorkloadError("StorageError", f"cannot upload to {uri}: {exc}") from exc

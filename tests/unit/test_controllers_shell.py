@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from kubetune.controllers import feedback, metrics
+from kubetune.controllers import evaluation, feedback, finetune, metrics
 from kubetune.controllers.cache import kubetune_owner
 from kubetune.controllers.discovery import (
     ApiResource,
@@ -155,9 +155,21 @@ def test_feedback_metrics_count_promotions_on_champion_cycle_changes() -> None:
     assert _sample("kubetune_feedback_pending_records", loop) == 5
     feedback.observe_status("unit", loop, promoted | {"championCycle": 2}, promoted)
     assert _sample("kubetune_feedback_promotions_total", loop) == 2
-    metrics.forget_resource("FeedbackLoop", "unit", loop)
+    metrics.forget_resource("FeedbackLoop", "unit", loop, feedback.CONTROLLER.series)
     assert _sample("kubetune_feedback_promotions_total", loop) is None
     assert _sample("kubetune_feedback_cycles", loop) is None
+
+
+def test_deleting_a_resource_drops_only_its_own_kinds_series() -> None:
+    name = "same-name"
+    finetune.observe_status("unit", name, {"progress": {"loss": 0.5}}, {})
+    evaluation.observe_status("unit", name, {"results": {"bleu": 0.3, "rouge": 0.4}}, {})
+    metrics.forget_resource("FinetuneJob", "unit", name, finetune.CONTROLLER.series)
+    assert _sample("kubetune_training_loss", name) is None
+    score = {"namespace": "unit", "name": name, "metric": "rouge"}
+    assert metrics.REGISTRY.get_sample_value("kubetune_evaluation_score", score) == 0.4
+    metrics.forget_resource("Evaluation", "unit", name, evaluation.CONTROLLER.series)
+    assert metrics.REGISTRY.get_sample_value("kubetune_evaluation_score", score) is None
 
 
 def test_a_reset_of_the_champion_is_not_a_promotion() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,6 +211,8 @@ def test_cel_rule_field_path_exists(label: str, site: Any) -> None:
 
 
 def _defaulted(value: Any, schema: dict[str, Any]) -> Any:
+    """A defaulted deep copy: the shared CEL_CASES stay as written for the other tests."""
+    value = copy.deepcopy(value)
     _Walker.apply_defaults(value, schema)
     return value
 

@@ -17,6 +17,7 @@ from kubetune.api.kinds import KIND_INFO, KINDS, KindRegistryError, per_kind
 from kubetune.api.resources import AnyResource
 from kubetune.api.steps import STEP_OF_KIND, StepName
 from kubetune.controllers.registry import BY_KIND, CONTROLLERS
+from kubetune.local.kinds import LOCAL_KINDS
 from kubetune.plan import PLANNERS
 from kubetune.plan.refs import CHILD_TEMPLATE_FIELDS, DEPENDENCY_FIELDS
 from kubetune.schema.crd import crd_file_name, generate_crds
@@ -44,6 +45,7 @@ def test_the_api_registers_each_kind_once_with_its_own_models() -> None:
         ("kubetune.plan.PLANNERS", PLANNERS),
         ("kubetune.plan.refs.DEPENDENCY_FIELDS", DEPENDENCY_FIELDS),
         ("kubetune.controllers.registry.BY_KIND", BY_KIND),
+        ("kubetune.local.kinds.LOCAL_KINDS", LOCAL_KINDS),
         ("kubetune.controllers.registry.CONTROLLERS", {c.kind: c for c in CONTROLLERS}),
         (
             "kubetune.schema.crd.generate_crds",

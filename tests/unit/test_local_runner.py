@@ -122,6 +122,19 @@ def test_an_idle_or_suspended_loop_counts_as_done() -> None:
     assert not is_done({"kind": "FinetuneJob", "status": {"phase": "Suspended"}})
 
 
+def test_a_loop_whose_cycles_all_await_approval_is_done_until_its_champion_publish_fails() -> None:
+    waiting = [{"runId": "c1"}, {"runId": "c2"}]
+    status: dict[str, Any] = {"phase": "Running", "activeRuns": ["c1"], "awaitingApproval": waiting}
+    assert is_done({"kind": "FeedbackLoop", "status": status})
+    assert not is_done({"kind": "FeedbackLoop", "status": status | {"activeRuns": ["c1", "c3"]}})
+    failed = [{"type": "ChampionPublished", "status": "False", "reason": "PublishFailed"}]
+    ready = {"phase": "Ready", "conditions": failed}
+    assert not is_done({"kind": "FeedbackLoop", "status": ready})
+    # the loop's own rules are the loop's: another kind with the same fields goes by its phase
+    assert not is_done({"kind": "Evaluation", "status": status})
+    assert is_done({"kind": "Evaluation", "status": ready | {"phase": "Succeeded"}})
+
+
 # --- periodic checks -------------------------------------------------------------------------
 
 

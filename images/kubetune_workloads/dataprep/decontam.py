@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from kubetune_workloads import storage
+from kubetune_workloads.dataprep.inputs import InputChecksum, local_checksum
 from kubetune_workloads.dataprep.minhash import MinHasher
 from kubetune_workloads.dataprep.streams import BadLine, read_lines
 from kubetune_workloads.errors import invalid_input
@@ -86,13 +87,19 @@ class Decontaminator:
         return [bool(x) for x in per_doc]
 
 
-def prompt_checksums(uri: str) -> list[tuple[str, str]]:
-    """(file, ``sha256:``) of every prompt file at ``uri`` (inputs of the dataset version)."""
+def prompt_checksums(uri: str) -> list[InputChecksum]:
+    """The checksum of every prompt file at ``uri`` (inputs of the dataset version): a local
+    file is keyed by its path relative to ``uri`` (its own name for a file), a remote one by
+    its URI."""
     path = storage.fetch(uri)
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    scheme = storage.split_uri(uri)[0]
+    if scheme in ("file", "pvc"):
+        root = path if path.is_dir() else path.parent
+        return [local_checksum(scheme, root, Path(f)) for f in files]
     base = uri.rstrip("/")
-    return [
-        (f"{base}/{Path(f).relative_to(path).as_posix()}" if path.is_dir() else base,
-         "sha256:" + file_sha256(Path(f)))
+    named = [
+        (f"{base}/{Path(f).relative_to(path).as_posix()}" if path.is_dir() else base, Path(f))
         for f in files
-    ]  # fmt: skip
+    ]
+    return [InputChecksum(name, name, "sha256:" + file_sha256(f)) for name, f in named]

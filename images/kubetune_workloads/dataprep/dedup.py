@@ -5,6 +5,10 @@ collapsed) in a set. Near: MinHash signatures (:mod:`.minhash`) in an LSH index 
 rows are chosen for recall (a pair at exactly ``threshold`` becomes a candidate with probability
 >= 0.99); every member of every colliding bucket is a candidate, and a candidate is confirmed by
 the exact Jaccard similarity of the two shingle sets, so precision does not depend on the bands.
+Before that, a candidate whose signature agrees with the other's on too few slots (at most
+``threshold - 0.25`` of them, 55% at 0.8; :func:`prefilter_slots`) is rejected: the loose bands
+make many candidates far below the threshold, and a pair at the threshold falls that low with
+probability under 1e-9, so the prefilter saves exact comparisons, not recall.
 Every document is indexed, duplicates included, with the cluster it joined (union-find): a
 document close to a dropped duplicate joins that duplicate's cluster, so a near-duplicate chain
 collapses to its first member. Memory grows with the number of documents reaching the stage:
@@ -14,6 +18,7 @@ a dict entry per band, ``4 x numPerm`` bytes of signature and 4 bytes per distin
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 
@@ -47,6 +52,34 @@ class ExactDeduper:
         return False
 
 
+# A prefiltered candidate at or above the threshold is lost with at most this probability.
+PREFILTER_MISS = 1e-9
+PREFILTER_MARGIN = 0.25  # never require more than (threshold - this) of the slots to agree
+
+
+def prefilter_slots(threshold: float, num_perm: int, miss: float = PREFILTER_MISS) -> int:
+    """The fewest equal MinHash slots (of ``num_perm``) a candidate needs before its exact
+    Jaccard similarity is computed: at most ``(threshold - 0.25) * num_perm`` (about 55% of
+    the slots at 0.8), and low enough that a pair at the threshold, whose equal slots follow
+    Binomial(num_perm, threshold), falls below it with probability under ``miss`` (with 16
+    permutations the estimate is noisy, so far fewer slots are asked for)."""
+    cap = max(0, math.ceil((threshold - PREFILTER_MARGIN) * num_perm - 1e-9))
+    below = 0.0  # P(X < k) for X ~ Binomial(num_perm, threshold)
+    for k in range(cap + 1):
+        if below + _binomial(num_perm, k, threshold) >= miss or k == cap:
+            return k
+        below += _binomial(num_perm, k, threshold)
+    return cap
+
+
+def _binomial(n: int, k: int, p: float) -> float:
+    """P(X = k) for X ~ Binomial(n, p), in log space (no overflow at 1024 permutations)."""
+    if p >= 1.0:
+        return 1.0 if k == n else 0.0
+    log_comb = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+    return math.exp(log_comb + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
 class NearDeduper:
     """MinHash LSH index over every document seen, with exact-Jaccard confirmation."""
 
@@ -63,9 +96,8 @@ class NearDeduper:
         self._sigs = np.empty((1024, num_perm), dtype=np.uint32)
         self._sets: list[np.ndarray] = []
         self._parent: list[int] = []
-        # Candidates whose estimated similarity is this far below the threshold are rejected
-        # without computing the exact Jaccard (a miss there has probability < 1e-9).
-        self._prefilter = max(0.0, threshold - 0.25)
+        # Candidates sharing fewer signature slots are rejected without the exact Jaccard.
+        self._prefilter = prefilter_slots(threshold, num_perm)
 
     def __len__(self) -> int:
         return len(self._parent)
@@ -102,7 +134,7 @@ class NearDeduper:
         return root
 
     def _similar(self, other: int, sig: np.ndarray, shingles: np.ndarray) -> bool:
-        if np.count_nonzero(self._sigs[other] == sig) < self._prefilter * sig.size:
+        if np.count_nonzero(self._sigs[other] == sig) < self._prefilter:
             return False
         known = self._sets[other]
         common = np.intersect1d(known, shingles, assume_unique=True).size

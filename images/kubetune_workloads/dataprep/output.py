@@ -1,7 +1,8 @@
 """Writing the prepared splits (JSONL or Parquet) and computing the dataset version.
 
-The version is a hash of the canonical data-affecting part of the spec, the checksum of every
-input file (sources and decontamination sets), the pipeline's code version and the written data
+The version is a hash of the canonical data-affecting part of the spec (local paths left out),
+the checksum of every input file (sources and decontamination sets, keyed by their place in the
+spec and their path relative to it), the pipeline's code version and the written data
 files (and shipped tokenizer), so the same input, spec and code always give the same version and
 a change to any of them gives a new one, even a change to a record the pipeline drops. Nothing
 time-dependent is ever hashed.
@@ -13,12 +14,14 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from kubetune.api.dataset import DatasetSpec
 
+from kubetune_workloads.dataprep.inputs import InputChecksum, tokenizer_key
 from kubetune_workloads.manifest import file_sha256
 
 PARQUET_BATCH = 2048
@@ -151,15 +154,37 @@ def code_version() -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def version_spec(spec: DatasetSpec) -> dict[str, Any]:
+    """:func:`data_spec` without where local inputs lie: each ``file://`` URI (a source, a
+    decontamination set, a tokenizer model) becomes ``file://``, since the version hashes the
+    content of what it names (:mod:`.inputs`) and a relative one was made absolute against the
+    manifest's folder. Remote URIs stay: they name the same data from anywhere."""
+    data = data_spec(spec)
+    for source in data.get("sources", []):
+        source["uri"] = _location_free(source["uri"])
+    cleaning = data.get("cleaning") or {}
+    if cleaning.get("decontaminate"):
+        cleaning["decontaminate"] = [_location_free(u) for u in cleaning["decontaminate"]]
+    model = (data.get("tokenizer") or {}).get("model") or {}
+    if model.get("uri"):
+        model["uri"] = _location_free(model["uri"])
+    return data
+
+
+def _location_free(uri: str) -> str:
+    return "file://" if uri.startswith("file://") else uri
+
+
 def dataset_version(
     root: Path,
     spec: DatasetSpec,
     tokenizer_uri: str | None,
-    inputs: list[tuple[str, str]] | None = None,
+    inputs: Sequence[tuple[str, InputChecksum]] = (),
 ) -> str:
-    """``sha256:...`` over the normalized data spec, the checksum of every input file
-    (``inputs``: (name, checksum) pairs), the pipeline's code version, the tokenizer URI and
-    the data files written under ``root``."""
+    """``sha256:...`` over the normalized data spec (:func:`version_spec`), every input file
+    (``inputs``: where in the spec it sits, e.g. ``sources[0]``, with its key and checksum, in
+    spec order), the pipeline's code version, the tokenizer (:func:`.inputs.tokenizer_key`)
+    and the data files written under ``root``."""
     digest = hashlib.sha256()
     files = [p for p in sorted(root.rglob("*")) if p.is_file()]
     for path in files:
@@ -170,11 +195,11 @@ def dataset_version(
             or rel.startswith("tokenizer/")
         ):
             digest.update(f"{rel}\0{file_sha256(path)}\n".encode())
-    canonical = json.dumps(data_spec(spec), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(version_spec(spec), sort_keys=True, separators=(",", ":"))
     digest.update(canonical.encode())
-    digest.update((tokenizer_uri or "").encode())
-    for name, checksum in sorted(inputs or []):
-        digest.update(f"input\0{name}\0{checksum}\n".encode())
+    digest.update(tokenizer_key(tokenizer_uri).encode())
+    for where, item in inputs:
+        digest.update(f"input\0{where}\0{item.key}\0{item.checksum}\n".encode())
     digest.update(f"code\0{code_version()}\n".encode())
     return "sha256:" + digest.hexdigest()
 

@@ -33,6 +33,7 @@ from kubetune_workloads.dataprep.formats import (
     read_parquet,
     read_text,
 )
+from kubetune_workloads.dataprep.inputs import InputChecksum, local_checksum, local_root
 from kubetune_workloads.dataprep.streams import decompressed, strip_compression
 from kubetune_workloads.errors import WorkloadError, invalid_input
 
@@ -199,32 +200,41 @@ def _iter_hf(rest: str, source: DataSource) -> Iterator[RawItem]:
         yield dict(row)
 
 
-def input_checksums(source: DataSource) -> list[tuple[str, str]]:
-    """(display name, checksum) of every file of ``source``: ``sha256:`` of the bytes for
-    local and http(s) files, the object's ETag and size for s3 (no second download), the
-    dataset commit (``git:``) for ``hf://`` sources. This is what the version hashes, so a
-    changed byte anywhere in the input gives a new version."""
+def input_checksums(source: DataSource) -> list[InputChecksum]:
+    """The checksum of every file of ``source``: ``sha256:`` of the bytes for local and
+    http(s) files, the object's ETag and size for s3 (no second download), the dataset commit
+    (``git:``) for ``hf://`` sources. This is what the version hashes, so a changed byte
+    anywhere in the input gives a new version; a local file is keyed by its path relative to
+    the source (:mod:`.inputs`), so the folder the corpus lies in does not count."""
     scheme, rest = storage.split_uri(source.uri)
     if scheme == "hf":
-        return [(display_uri(source.uri), _hf_commit(rest))]
+        uri = display_uri(source.uri)
+        return [InputChecksum(uri, uri, _hf_commit(rest))]
+    if scheme in ("file", "pvc"):
+        path = storage.local_path(source.uri)
+        assert path is not None
+        root = local_root(path)
+        return [local_checksum(scheme, root, Path(f.name)) for f in list_files(source)]
     fs: Any = storage.s3_filesystem() if scheme == "s3" else None
-    out = []
-    for file in list_files(source):
-        if fs is not None:
-            try:
-                info = fs.info(file.name.removeprefix("s3://"))
-            except Exception as exc:
-                raise WorkloadError("StorageError", f"cannot stat {file.name}: {exc}") from exc
-            etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
-            if etag:
-                out.append((display_uri(file.name), f"etag:{etag}:{info.get('size')}"))
-                continue
-        digest = hashlib.sha256()
-        with file.open() as raw:
-            while chunk := raw.read(1 << 20):
-                digest.update(chunk)
-        out.append((display_uri(file.name), "sha256:" + digest.hexdigest()))
-    return out
+    return [_remote_checksum(file, fs) for file in list_files(source)]
+
+
+def _remote_checksum(file: SourceFile, fs: Any) -> InputChecksum:
+    """An s3 object's ETag and size (when it has one), else the sha256 of the bytes read."""
+    uri = display_uri(file.name)
+    if fs is not None:
+        try:
+            info = fs.info(file.name.removeprefix("s3://"))
+        except Exception as exc:
+            raise WorkloadError("StorageError", f"cannot stat {file.name}: {exc}") from exc
+        etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+        if etag:
+            return InputChecksum(uri, uri, f"etag:{etag}:{info.get('size')}")
+    digest = hashlib.sha256()
+    with file.open() as raw:
+        while chunk := raw.read(1 << 20):
+            digest.update(chunk)
+    return InputChecksum(uri, uri, "sha256:" + digest.hexdigest())
 
 
 def _hf_commit(rest: str) -> str:

@@ -7,11 +7,13 @@ import logging
 import time
 from pathlib import Path
 
+from kubetune.api.dataset import DatasetSpec
 from kubetune.api.steps import DataprepStepSpec, InputArtifact, StepResult
 
 from kubetune_workloads import storage
 from kubetune_workloads.dataprep import engine
 from kubetune_workloads.dataprep.decontam import prompt_checksums
+from kubetune_workloads.dataprep.inputs import InputChecksum
 from kubetune_workloads.dataprep.output import code_version, dataset_version, short_version
 from kubetune_workloads.dataprep.pipeline import TOKENIZER_DIR, Outcome, prepare
 from kubetune_workloads.dataprep.report import build_stats, data_card
@@ -55,8 +57,7 @@ def _write_artifact(
 ) -> tuple[str, str]:
     """dataset.json, stats, data card and manifest (last) beside the data; (version, hash)."""
     spec = step.spec
-    checksums = [c for source in spec.sources for c in input_checksums(source)]
-    checksums += [c for u in spec.cleaning.decontaminate or [] for c in prompt_checksums(u)]
+    checksums = _input_checksums(spec)
     version = short_version(dataset_version(out, spec, step.tokenizer_uri, checksums))
     info = DatasetInfo(
         schema_=spec.record_schema,
@@ -70,7 +71,7 @@ def _write_artifact(
     stats = build_stats(spec, outcome, version)
     (out / STATS_FILE).write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
     (out / CARD_FILE).write_text(data_card(step.producer.name, spec, stats))
-    inputs = [InputArtifact(uri=name, content_hash=checksum) for name, checksum in checksums]
+    inputs = [InputArtifact(uri=c.uri, content_hash=c.checksum) for _, c in checksums]
     if step.tokenizer_uri:
         inputs.append(InputArtifact(uri=step.tokenizer_uri))
     manifest = write_manifest(
@@ -90,6 +91,19 @@ def _write_artifact(
         },
     )
     return version, manifest.content_hash
+
+
+def _input_checksums(spec: DatasetSpec) -> list[tuple[str, InputChecksum]]:
+    """Every input file's checksum with its place in the spec (``sources[0]``,
+    ``decontaminate[0]``), in spec order."""
+    checksums = [
+        (f"sources[{i}]", c)
+        for i, source in enumerate(spec.sources)
+        for c in input_checksums(source)
+    ]
+    for j, uri in enumerate(spec.cleaning.decontaminate or []):
+        checksums += [(f"decontaminate[{j}]", c) for c in prompt_checksums(uri)]
+    return checksums
 
 
 def _result(

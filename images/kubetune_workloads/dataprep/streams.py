@@ -18,9 +18,12 @@ import os
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from kubetune_workloads.errors import WorkloadError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 
 def _env_int(name: str, default: int) -> int:
@@ -66,10 +69,11 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.raw.read(len(buffer))
+    def readinto(self, buffer: Buffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.raw.read(len(view))
         n = len(data)
-        buffer[:n] = data
+        view[:n] = data
         self.count += n
         return n
 
@@ -86,10 +90,11 @@ class _InflationGuard(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.inner.read(len(buffer))
+    def readinto(self, buffer: Buffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.inner.read(len(view))
         n = len(data)
-        buffer[:n] = data
+        view[:n] = data
         self.count += n
         ratio_exceeded = (
             self.count > INFLATION_GRACE_BYTES

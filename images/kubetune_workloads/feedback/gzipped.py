@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import zlib
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _CHUNK = 1 << 16
@@ -43,15 +46,16 @@ class _GzipMembers(io.RawIOBase):
             if not following:
                 return b""
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Buffer, /) -> int:
+        view = memoryview(buffer).cast("B")
         while not self._ended:
             compressed = self._compressed()
             if not compressed:
                 self._ended = True  # complete, or a member cut short: what we have is all
                 break
-            data = self._inflate.decompress(compressed, len(buffer))
+            data = self._inflate.decompress(compressed, len(view))
             if data:
-                buffer[: len(data)] = data
+                view[: len(data)] = data
                 return len(data)
         return 0
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from kubetune.api.finetune import Precision
 
 PrecisionName = Literal["bf16", "fp16", "fp32"]
 TORCH_DTYPES: dict[str, torch.dtype] = {
@@ -41,10 +42,10 @@ class Runtime:
         return torch.amp.GradScaler(self.device.type)
 
 
-def resolve_precision(requested: str, device: torch.device) -> PrecisionName:
+def resolve_precision(requested: Precision, device: torch.device) -> PrecisionName:
     """``auto`` is bf16 on a GPU that supports it, else fp32."""
     if requested != "auto":
-        return requested  # type: ignore[return-value]
+        return requested
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16"
     return "fp32"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from pydantic import Field, field_validator
 
@@ -38,7 +38,7 @@ MetricName = Literal[
     "preferenceAccuracy",
     "winRate",
 ]
-METRIC_NAMES: tuple[str, ...] = MetricName.__args__  # type: ignore[attr-defined]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 
 
 class ChatMessage(KubeModel):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -174,6 +174,14 @@ def kind_info(kind: str) -> KindInfo:
         return KIND_INFO[kind]
     except KeyError:
         raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(KIND_INFO)}") from None
+
+
+def parse_resource(body: Mapping[str, Any]) -> resources.AnyResource:
+    """The typed resource of a manifest or stored body, by its kind's model; raises pydantic's
+    ValidationError (a ValueError), or ValueError for a kind that is not registered."""
+    parsed = kind_info(str(body["kind"])).model.model_validate(body)
+    # every registered model is a member of AnyResource (tests/unit/test_kind_registry.py)
+    return cast("resources.AnyResource", parsed)
 
 
 KINDS: tuple[str, ...] = tuple(KIND_INFO)

@@ -116,9 +116,9 @@ def label_map_errors(labels: dict[str, str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _check(errors_of: object) -> AfterValidator:
+def _check(errors_of: Callable[[str], list[str]]) -> AfterValidator:
     def check(value: str) -> str:
-        errors = errors_of(value)  # type: ignore[operator]
+        errors = errors_of(value)
         if errors:
             raise ValueError("; ".join(errors))
         return value

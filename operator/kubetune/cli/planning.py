@@ -35,7 +35,7 @@ def plan_command(
     ] = None,
 ) -> None:
     """Print, as YAML, every Kubernetes object the operator would create for the manifests."""
-    from kubetune.api.kinds import KIND_INFO
+    from kubetune.api.kinds import parse_resource
     from kubetune.cli.render import plan_manifests
 
     docs = valid_manifests(files, "nothing was planned: fix the manifests first")
@@ -44,8 +44,8 @@ def plan_command(
         allowed_images=tuple(allowed_image or ()),
     )
     try:
-        resources = [KIND_INFO[doc["kind"]].model.model_validate(doc) for _, doc in docs]
-        rendered = plan_manifests(resources, config)  # type: ignore[arg-type]
+        resources = [parse_resource(doc) for _, doc in docs]
+        rendered = plan_manifests(resources, config)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         err_console.print(f"[red]✗[/red] {escape(str(exc))}")
         err_console.print("nothing was planned: fix the manifests first")

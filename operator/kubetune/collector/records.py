@@ -99,17 +99,18 @@ def split_body(body: bytes, max_records: int) -> list[Any]:
     digits or more becomes a float in orjson), the json module decides, so the values and the
     error messages are the json module's.
     """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BodyError(f"the body is not UTF-8 text (byte {exc.start})") from exc
-    if not text.strip():
-        raise BodyError("the body is empty")
-    if b"\x00" in body:
-        raise BodyError("the body holds NUL characters (binary data?)")
     fast = _LONG_DIGITS not in body.translate(_DIGITS)
-    value = _jsonl_lines(body) if fast else None  # the common batch, read at once
+    # the common batch, read at once: lines orjson reads are UTF-8 and hold no NUL
+    value = _jsonl_lines(body) if fast else None
     if value is None:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BodyError(f"the body is not UTF-8 text (byte {exc.start})") from exc
+        if not text.strip():
+            raise BodyError("the body is empty")
+        if b"\x00" in body:
+            raise BodyError("the body holds NUL characters (binary data?)")
         value = _whole_or_lines(body, text, max_records, fast)
     if len(value) > max_records:
         raise BodyError(f"{len(value)} records in one request; at most {max_records}")
@@ -476,8 +477,9 @@ def _stored_shape_batch(
         return None
     texts = [key for key in keys if key != "rating"]
     try:
-        if not all(map(str.strip, chain.from_iterable(map(itemgetter(*texts), items)))):
-            return None  # an empty or blank string
+        values = list(chain.from_iterable(map(itemgetter(*texts), items)))
+        if not all(values) or any(map(str.isspace, values)):
+            return None  # an empty or blank string (isspace: a TypeError for a non-string)
         data = orjson.dumps(items)
     except (TypeError, orjson.JSONEncodeError):  # not a string; a lone surrogate, a big int
         return None

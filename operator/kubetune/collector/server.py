@@ -440,6 +440,11 @@ class CollectorService:
         if encoding not in ("identity", "gzip"):
             raise RequestError(415, "content_encoding", f"unsupported encoding {encoding}")
         inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+        if inflate is None and request.content.is_eof():  # all received: no wait, no timer
+            body = request.content.read_nowait()
+            if len(body) > limit:  # a chunked body (no Content-Length checked before)
+                raise RequestError(413, "too_large", f"body over {limit} bytes")
+            return body
         out = bytearray()
         try:
             async with asyncio.timeout(self.config.body_timeout):

@@ -415,20 +415,28 @@ def _day(now: float) -> str:
 _ID_FIRST = re.compile(rb'\{"id":"([^"\\\x00-\x1f\x7f-\xff]*)"[,}]')
 
 
-def ids_of(data: bytes) -> Iterator[str]:
-    """The record ids of complete segment lines (read from the line's start when it is the
-    collector's shape, else by parsing the line)."""
-    for raw in data.splitlines():
-        found = _ID_FIRST.match(raw)
-        if found is not None:
-            yield found.group(1).decode("ascii")  # no escape in it: the bytes are the id
+def ids_of(data: bytes) -> list[str]:
+    """The record ids of complete segment lines, in order (read from the line's start when it
+    is the collector's shape, else by parsing the line)."""
+    lines = data.splitlines()
+    found = list(map(_ID_FIRST.match, lines))
+    if all(found):  # every line in the collector's shape: the ids, decoded at once
+        if not found:
+            return []
+        raw_ids = b"\n".join([match.group(1) for match in found if match is not None])
+        return raw_ids.decode("ascii").split("\n")  # no newline, no escape in them
+    ids: list[str] = []
+    for raw, match in zip(lines, found, strict=True):
+        if match is not None:
+            ids.append(match.group(1).decode("ascii"))
             continue
         if not raw.strip():
             continue
         with contextlib.suppress(ValueError):
             record = json.loads(raw)
             if isinstance(record, dict) and isinstance(record.get("id"), str):
-                yield record["id"]
+                ids.append(record["id"])
+    return ids
 
 
 class LoopStore:
@@ -490,14 +498,24 @@ class LoopStore:
             complete = data.rfind(b"\n") + 1
             if info.relpath != self._open:
                 self._repair(info.relpath, seen + complete, torn=complete < len(data))
-            for record_id in ids_of(data[:complete]):
-                if record_id not in self.ids:
-                    self.ids[record_id] = info.mtime
-                    added += 1
+            added += self._index(ids_of(data[:complete]), info.mtime)
             self._known[info.relpath] = seen + complete
         self._trim()
         if added:
             self.epoch += 1  # after the ids are in: a reader of the new epoch sees them
+        return added
+
+    def _index(self, ids: list[str], mtime: float) -> int:
+        """Add the ids not in the index yet (their time: ``mtime``); how many were added."""
+        fresh = dict.fromkeys(ids, mtime)
+        if self.ids.keys().isdisjoint(fresh):  # the common case: one update in C
+            self.ids.update(fresh)
+            return len(fresh)
+        added = 0
+        for record_id in fresh:
+            if record_id not in self.ids:
+                self.ids[record_id] = mtime
+                added += 1
         return added
 
     def _repair(self, relpath: str, complete: int, torn: bool) -> None:

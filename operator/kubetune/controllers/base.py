@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.metrics import MetricWrapperBase
+
 # (namespace, name, status just written, the status it replaced) -> None
 StatusObserver = Callable[[str, str, Mapping[str, Any], Mapping[str, Any]], None]
 
@@ -27,3 +29,5 @@ class KindController:
     polls_progress: bool = False
     # Feed per-resource metrics from a freshly written status and the one it replaced.
     observe_status: StatusObserver = field(default=_ignore)
+    # The per-resource series (labels namespace, name, ...) it feeds: dropped on deletion.
+    series: tuple[MetricWrapperBase, ...] = ()

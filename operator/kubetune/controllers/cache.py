@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from kubetune.api.common import API_VERSION, GROUP
 from kubetune.api.contract import JOB_NAME_LABEL, LEGACY_JOB_NAME_LABEL
-from kubetune.api.kinds import KIND_INFO
+from kubetune.api.kinds import KIND_INFO, parse_resource
 from kubetune.api.resources import AnyResource
 from kubetune.plan import naming
 from kubetune.plan.refs import referenced_resources
@@ -72,8 +72,7 @@ PODS_INDEX = "kubetune_pods"
 
 def parse(body: Mapping[str, Any]) -> AnyResource:
     """The typed resource of a body (raises pydantic's ValidationError)."""
-    model = KIND_INFO[str(body["kind"])].model
-    return model.model_validate(body)  # type: ignore[return-value]
+    return parse_resource(body)
 
 
 def parse_lenient(body: Mapping[str, Any]) -> AnyResource | None:

@@ -19,4 +19,6 @@ def observe_status(
         metrics.record_scores(namespace, name, scores)
 
 
-CONTROLLER = KindController(kind="Evaluation", observe_status=observe_status)
+CONTROLLER = KindController(
+    kind="Evaluation", observe_status=observe_status, series=(metrics.EVALUATION_SCORE,)
+)

@@ -40,4 +40,6 @@ def observe_status(
     )
 
 
-CONTROLLER = KindController(kind="FeedbackLoop", observe_status=observe_status)
+CONTROLLER = KindController(
+    kind="FeedbackLoop", observe_status=observe_status, series=metrics.PER_LOOP
+)

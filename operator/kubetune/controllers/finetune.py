@@ -29,4 +29,9 @@ def observe_status(
         metrics.record_loss(namespace, name, loss)
 
 
-CONTROLLER = KindController(kind="FinetuneJob", polls_progress=True, observe_status=observe_status)
+CONTROLLER = KindController(
+    kind="FinetuneJob",
+    polls_progress=True,
+    observe_status=observe_status,
+    series=(metrics.TRAINING_LOSS,),
+)

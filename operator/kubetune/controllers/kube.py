@@ -230,7 +230,10 @@ class Client:
     """The API calls of the controllers, with a logger and the operator's discovery cache."""
 
     def __init__(
-        self, api: Api, logger: logging.Logger, discovery: Discovery | None = None
+        self,
+        api: Api,
+        logger: logging.Logger | logging.LoggerAdapter[Any],  # kopf.Logger
+        discovery: Discovery | None = None,
     ) -> None:
         self.api = api
         self.logger = logger

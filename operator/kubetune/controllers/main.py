@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 import kopf
 
@@ -91,7 +92,8 @@ def config_from_env(config: OperatorConfig, env: Mapping[str, str]) -> OperatorC
     for field, var in _CONFIG_ENV.items():
         value = env.get(var)
         if value:
-            config = dataclasses.replace(config, **{field: value})  # type: ignore[arg-type]
+            changes: dict[str, Any] = {field: value}
+            config = dataclasses.replace(config, **changes)
     return config
 
 

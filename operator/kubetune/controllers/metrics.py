@@ -24,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter as Tally
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -198,29 +199,26 @@ def record_feedback(
         promotions.inc()
 
 
-def forget_resource(kind: str, namespace: str, name: str) -> None:
-    """Drop the per-resource series of a deleted resource."""
+def forget_resource(
+    kind: str, namespace: str, name: str, series: Iterable[MetricWrapperBase] = ()
+) -> None:
+    """Drop the per-resource series of a deleted resource: its phase, and its samples of the
+    metrics ``series`` its kind feeds (labelled namespace, name, ...; its controller's)."""
     PHASES.forget(kind, namespace, name)
-    if kind == "FinetuneJob":
-        _remove(TRAINING_LOSS, namespace, name)
-    if kind == "FeedbackLoop":
-        for metric in PER_LOOP:
-            _remove(metric, namespace, name)
-    if kind == "Evaluation":
-        for labels in _series_labels(EVALUATION_SCORE):
+    for metric in series:
+        for labels in _series_labels(metric):
             if labels[:2] == (namespace, name):
-                _remove(EVALUATION_SCORE, *labels)
+                _remove(metric, *labels)
 
 
-def _series_labels(metric: Gauge) -> list[tuple[str, ...]]:
-    return [
-        tuple(sample.labels[n] for n in ("namespace", "name", "metric"))
-        for family in metric.collect()
-        for sample in family.samples
-    ]
+def _series_labels(metric: MetricWrapperBase) -> set[tuple[str, ...]]:
+    """The label values of every series of ``metric`` (a counter's ``_created`` included)."""
+    return {
+        tuple(sample.labels.values()) for family in metric.collect() for sample in family.samples
+    }
 
 
-def _remove(metric: Gauge | Counter, *labels: str) -> None:
+def _remove(metric: MetricWrapperBase, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
 

@@ -34,7 +34,7 @@ async def fetch_progress(
     session: aiohttp.ClientSession,
     pod_ip: str,
     port: int,
-    logger: logging.Logger,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
     timeout: float = TIMEOUT_SECONDS,
 ) -> LiveProgress | None:
     """The pod's live progress, or None when it cannot be read."""

@@ -20,7 +20,6 @@ Failures that a retry may fix raise :class:`kopf.TemporaryError`; the caller bac
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -140,7 +139,7 @@ class Reconciler:
     """Reconciles resources with a client, the indexes and the shared runtime."""
 
     def __init__(
-        self, runtime: Runtime, client: Client, indexes: Indexes, logger: logging.Logger
+        self, runtime: Runtime, client: Client, indexes: Indexes, logger: kopf.Logger
     ) -> None:
         self.runtime = runtime
         self.client = client

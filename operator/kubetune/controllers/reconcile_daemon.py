@@ -170,12 +170,12 @@ async def _reconcile_until_stopped(
     runtime, wakers = runtime_of(memo)
     key = key_of(body)
     waker = wakers.of(key)
-    client = Client(runtime.api, logger, runtime.discovery)  # type: ignore[arg-type]
+    client = Client(runtime.api, logger, runtime.discovery)
     backoff = Backoff()
     poll = False
     while not stopped:
         waker.clear()
-        reconciler = Reconciler(runtime, client, Indexes(kwargs), logger)  # type: ignore[arg-type]
+        reconciler = Reconciler(runtime, client, Indexes(kwargs), logger)
         delay, phase = await _reconcile_once(reconciler, key, backoff, logger, poll)
         woken = await _sleep(waker, stopped, delay)
         poll = not woken and phase == "Running"
@@ -194,7 +194,8 @@ def _wake_on_event(
         runtime.fresh.forget(key)
         runtime.progress.pop(key, None)
         runtime.refusals.pop(key, None)
-        metrics.forget_resource(kind, key[0], key[2])
+        controller = runtime.controllers.get(kind)
+        metrics.forget_resource(kind, key[0], key[2], controller.series if controller else ())
     else:
         wakers.wake(key)
         if wakers.fingerprints.get(key) == current:

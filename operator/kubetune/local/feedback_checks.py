@@ -13,16 +13,20 @@ happen, so each `kubetune run` is one look at the feedback:
   would never end. A new cycle or a new champion makes a new check due, so a cycle started in
   the run is still followed to its end and counted after.
 
-A schedule that is not due is not waited for (the run's summary says when it would start).
+A schedule that is not due is not waited for (the run's summary says when it would start), and
+a run is done with a loop that is suspended with no cycle running, or whose running cycles all
+await approval (:func:`loop_done`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kubetune.local.store import LocalState, StoredResource, resource_key
 from kubetune.plan.feedback.children import DRIFT_LABEL, parse_count_id
 from kubetune.plan.naming import LABEL_KIND, LABEL_RUN_ID, spec_config_map_name
+from kubetune.plan.publish_loop import LOOP_CONDITION
 from kubetune.schema.validation import is_kubetune
 
 LOOP_KIND = "FeedbackLoop"
@@ -58,6 +62,21 @@ def forget_finished_counts(state: LocalState) -> list[str]:
         state.children.pop(resource_key("ConfigMap", spec_config_map_name(name)), None)
         state.executions.pop(name, None)
     return names
+
+
+def loop_done(status: Mapping[str, Any]) -> bool | None:
+    """Whether a local run is done with a loop: not when its champion's publish failed; yes
+    when suspended with no cycle running, or when every running cycle awaits a person
+    (`kubetune approve`); otherwise (None) its phase decides."""
+    conditions = status.get("conditions") or []
+    if any(c.get("type") == LOOP_CONDITION and c.get("status") == "False" for c in conditions):
+        return False  # promotion.publish failed: the champion did not reach its registries
+    if status.get("phase") == "Suspended":
+        return not status.get("activeRuns")
+    if status.get("awaitingApproval"):
+        waiting = {a.get("runId") for a in status["awaitingApproval"]}
+        return set(status.get("activeRuns") or []) <= waiting
+    return None
 
 
 class PeriodicChecks:

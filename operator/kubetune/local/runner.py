@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.contract import LABEL_KIND, LABEL_RUN_ID
-from kubetune.api.kinds import KIND_INFO, KINDS
+from kubetune.api.kinds import KINDS, parse_resource
 from kubetune.api.resources import AnyResource
 from kubetune.api.steps import LiveProgress
 from kubetune.local.applier import PlanApplier
 from kubetune.local.executor import LocalExecutor, LocalPaths, observe, read_progress
-from kubetune.local.feedback_checks import LOOP_KIND, PeriodicChecks, forget_finished_counts
+from kubetune.local.kinds import ChildFilters, at_apply, local_kind
 from kubetune.local.procs import alive, end_orphan
 from kubetune.local.store import LocalStore, StoredResource, now, resource_key
 from kubetune.plan import plan
+from kubetune.plan.publish import CONDITION as PUBLISHED
 from kubetune.plan.world import ObservedWorld, OperatorConfig
 
 TERMINAL_OK = {"Ready", "Succeeded"}
@@ -124,22 +125,16 @@ def with_interruptions(
 
 
 def is_done(body: dict[str, Any]) -> bool:
-    """Ready or Succeeded; a FeedbackLoop also when suspended with no cycle running, or when
-    its running cycles all await approval."""
+    """Whether a run is done with a resource: not when its publish failed; else as its kind's
+    done rule (:mod:`kubetune.local.kinds`) says, and by default when Ready or Succeeded."""
     status = body.get("status") or {}
-    phase = status.get("phase")
     if any(
-        c.get("type") in ("Published", "ChampionPublished") and c.get("status") == "False"
+        c.get("type") == PUBLISHED and c.get("status") == "False"
         for c in status.get("conditions") or []
     ):
         return False  # spec.publish failed: the model did not reach its registries
-    if body["kind"] == LOOP_KIND and phase == "Suspended":
-        return not status.get("activeRuns")
-    if body["kind"] == LOOP_KIND and status.get("awaitingApproval"):
-        # every running cycle waits for a person (`kubetune approve`): nothing more to do now
-        waiting = {a.get("runId") for a in status["awaitingApproval"]}
-        return set(status.get("activeRuns") or []) <= waiting
-    return phase in TERMINAL_OK
+    decided = local_kind(body["kind"]).done(status)
+    return status.get("phase") in TERMINAL_OK if decided is None else decided
 
 
 def local_config(workdir: Path) -> OperatorConfig:
@@ -172,8 +167,7 @@ def rewrite_local_uris(value: Any, base: Path, workdir: Path, in_output: bool = 
 
 
 def _parse(stored: StoredResource) -> AnyResource:
-    model = KIND_INFO[stored.kind].model
-    return model.model_validate(stored.body)  # type: ignore[return-value]
+    return parse_resource(stored.body)
 
 
 class ParsedResources:
@@ -231,13 +225,15 @@ class LocalRunner:
         self.notes: list[str] = []
         self.applier = PlanApplier(self.store, self.executor.stop)
         self.parsed = ParsedResources()
-        self.periodic = PeriodicChecks()
+        self.child_filters = ChildFilters()
         self.orphan_grace = 60.0
 
     # --- setup -------------------------------------------------------------------------------
 
     def apply(self, docs: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
-        """Apply manifests to the store; returns 'Kind/name' -> created|configured|unchanged."""
+        """Apply manifests to the store; returns 'Kind/name' -> created|configured|unchanged
+        (configured also when a kind's step before the run started a new generation, e.g. a
+        Dataset whose local input files changed)."""
         outcome = {}
         for source, doc in docs:
             file = Path(source.split("#", 1)[0])
@@ -247,9 +243,17 @@ class LocalRunner:
                 doc, source
             )
         self._forget_interrupted()
-        forget_finished_counts(self.store.state)
+        before = self._generations()
+        at_apply(self.store.state)
+        for key, generation in self._generations().items():
+            if outcome.get(key) == "unchanged" and generation != before.get(key):
+                outcome[key] = "configured (its local input files changed)"
         self.store.save()
         return outcome
+
+    def _generations(self) -> dict[str, Any]:
+        resources = self.store.state.resources
+        return {key: stored.body["metadata"].get("generation") for key, stored in resources.items()}
 
     def _forget_interrupted(self) -> None:
         """Steps that did not finish last time run again (same Job name, same output).
@@ -315,7 +319,7 @@ class LocalRunner:
             if resource_key(*stored.key) not in self.store.state.resources:
                 continue  # deleted earlier in this pass with its owner
             result = plan(self.parsed.get(stored), self.world_for(stored), self.config)
-            result.children = [c for c in result.children if self.periodic.allow(stored, c)]
+            result.children = [c for c in result.children if self.child_filters.allow(stored, c)]
             applied = self.applier.apply(stored, result)
             changed = applied.changed or changed
             self.notes.extend(n for n in applied.notes if n not in self.notes)

@@ -55,6 +55,9 @@ class StoredResource:
 
     body: dict[str, Any]  # apiVersion, kind, metadata (with generation), spec, status
     source: str = ""
+    # The size and modification time of the local files it reads, as of the last
+    # `kubetune run` (kubetune.local.dataset_inputs); None until first seen.
+    inputs_signature: str | None = None
 
     @property
     def kind(self) -> str:

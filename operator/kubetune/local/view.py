@@ -3,12 +3,11 @@
 Resources another resource created (e.g. a FeedbackLoop's cycles) are shown under their owner:
 indented below it in the live table and the summary, ordered by their cycle (or check slot)
 label, with an OWNER column in the `kubectl get` tables. A kind may add its own summary lines
-(``SUMMARY_LINES``) in place of the artifact line.
+in place of the artifact line (``summary_lines`` of :mod:`kubetune.local.kinds`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,12 +19,7 @@ from rich.text import Text
 from kubetune.api.contract import LABEL_CYCLE, LABEL_DRIFT_CHECK
 from kubetune.api.kinds import KIND_INFO
 from kubetune.local.applier import patched_fields
-from kubetune.local.feedback_view import loop_lines
-
-# Kinds whose summary shows lines of their own instead of ``artifact: <outputUri>``.
-SUMMARY_LINES: dict[str, Callable[[dict[str, Any], datetime | None], list[str]]] = {
-    "FeedbackLoop": loop_lines,
-}
+from kubetune.local.kinds import local_kind
 
 PHASE_STYLE = {
     "Ready": "green",
@@ -210,7 +204,7 @@ def summary_lines(resources: list[dict[str, Any]], now: datetime | None = None) 
             f"{indent}{body['kind']}/{body['metadata']['name']}: {phase}"
             + (f" - {status['message']}" if status.get("message") else "")
         )
-        own_lines = SUMMARY_LINES.get(body["kind"])
+        own_lines = local_kind(body["kind"]).summary_lines
         details = own_lines(body, now) if own_lines is not None else []
         if status.get("outputUri") and own_lines is None:
             details.append(f"artifact: {status['outputUri']}")

@@ -31,7 +31,8 @@ def _time(value: Any) -> datetime | None:
 def _container_status(status: Mapping[str, Any]) -> Mapping[str, Any]:
     statuses = status.get("containerStatuses") or []
     named = [s for s in statuses if s.get("name") == CONTAINER]
-    return (named or statuses or [{}])[0]  # type: ignore[no-any-return]
+    first: Mapping[str, Any] = (named or statuses or [{}])[0]
+    return first
 
 
 def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
