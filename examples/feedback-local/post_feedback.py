@@ -6,7 +6,7 @@ id (``batch-N-I``): posting the same batch twice stores it once. They are sent i
 a 429 or 503 (the store lags or failed) or a lost connection is retried after a pause, which is
 safe because of the ids. Only the standard library is used.
 
-    kubetune collector --store file://examples/feedback-local/data/feedback/collected \\
+    kubetune collector --store file://examples/feedback-local/data/feedback \\
         --tokens examples/feedback-local/data/collector.tokens --port 8080 &
     python examples/feedback-local/post_feedback.py --batch 2
 """

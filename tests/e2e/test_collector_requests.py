@@ -265,12 +265,200 @@ def test_mixed_batch_keeps_the_valid_records_and_names_the_bad_ones(
     assert {"good-1", "good-2", "good-3", "oa-1", "chat-1"} <= set(rows)
     assert len(rows) == len(stored(collector))  # no id twice
     assert rows["oa-1"]["prompt"] == "q?" and rows["oa-1"]["response"] == "a."
-    assert rows["oa-1"]["rating"] == 0 and rows["oa-1"]["model_version"] == "m-c1"
+    assert rows["oa-1"]["thumbs"] == "down" and "rating" not in rows["oa-1"]
+    assert rows["oa-1"]["model_version"] == "m-c1"
     assert rows["chat-1"]["prompt"] == "hi" and rows["chat-1"]["response"] == "hello"
     # a record without an id gets a content hash: sending it twice stores it once
     anonymous = json.dumps({"prompt": "same", "response": "same"}).encode()
     assert post(collector, anonymous)[1] == {"accepted": 1, "duplicates": 0}
     assert post(collector, anonymous)[1] == {"accepted": 0, "duplicates": 1}
+
+
+def nested_line(record_id: str, levels: int) -> bytes:
+    """A valid record whose metadata is ``levels`` objects deep (built as text: the json
+    module cannot write 3000 levels)."""
+    head = f'{{"id":"{record_id}","prompt":"p","response":"r","metadata":'
+    return (head + '{"a":' * levels + "1" + "}" * (levels + 1)).encode()
+
+
+def metrics(collector: CollectorProcess) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+def test_a_record_nested_too_deep_is_rejected_alone(collector: CollectorProcess) -> None:
+    """Deeper than the parsers read (3000 levels) or than the collector stores (500): a
+    per-record 400 with the field path; the valid records of the batch are committed."""
+    body = b"\n".join([jsonl(good(60)).strip(), nested_line("deep", 3000), nested_line("mid", 500)])
+    status, payload, _ = post(collector, body + b"\n" + jsonl(good(61)))
+    assert status == 400 and (payload["accepted"], payload["duplicates"]) == (2, 0)
+    assert payload["rejected"] == [
+        {"index": 1, "id": None, "errors": [{"path": "", "reason": REASON_DEEP_LINE}]},
+        {"index": 2, "id": "mid", "errors": [{"path": "metadata", "reason": REASON_DEEP}]},
+    ]
+    ids = [row["id"] for row in stored(collector)]
+    assert {"good-60", "good-61"} <= set(ids) and not {"deep", "mid"} & set(ids)
+    status, payload, _ = post(collector, nested_line("alone", 3000))
+    assert status == 400 and payload["accepted"] == 0
+    assert [r["errors"][0]["path"] for r in payload["rejected"]] == [""]
+    assert 'requests_total{code="500"}' not in metrics(collector)
+    assert "Traceback" not in collector.log.read_text()
+
+
+REASON_DEEP = "nested more than 128 levels deep"
+REASON_DEEP_LINE = "line 2 is nested more than 128 levels deep"
+
+
+def test_every_rejected_record_is_listed_with_its_index_and_id(
+    collector: CollectorProcess,
+) -> None:
+    rows = [good(200 + i, rating="x" if i % 2 else 3) for i in range(50)]  # --max-records
+    status, payload, _ = post(collector, jsonl(*rows))
+    assert status == 400 and payload["accepted"] + payload["duplicates"] == 25
+    assert set(payload) == {"accepted", "duplicates", "rejected"}
+    assert [(r["index"], r["id"]) for r in payload["rejected"]] == [
+        (i, f"good-{200 + i}") for i in range(1, 50, 2)
+    ]
+    assert all(
+        r["errors"] == [{"path": "rating", "reason": "must be a number, not a string"}]
+        for r in payload["rejected"]
+    )
+
+
+def test_the_content_types_curl_and_plain_clients_send_are_accepted(
+    collector: CollectorProcess,
+) -> None:
+    """`curl -d` (form-urlencoded), text/plain and no Content-Type at all: the body is JSON."""
+    kinds = ["application/x-www-form-urlencoded", "text/plain; charset=utf-8", None]
+    for i, kind in enumerate(kinds):
+        headers = {"Authorization": AUTH["Authorization"]}
+        if kind is not None:
+            headers["Content-Type"] = kind
+        assert post(collector, jsonl(good(300 + i)), headers)[:2] == (
+            200,
+            {"accepted": 1, "duplicates": 0},
+        ), kind
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the one series of ``name`` in a /metrics page (0 when absent)."""
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
+    assert len(values) <= 1, values
+    return values[0] if values else 0.0
+
+
+def test_accepted_counts_the_lines_each_request_wrote(tmp_path: Path) -> None:
+    """accepted + duplicates = the valid records of a request; accepted, summed over the
+    requests and in kubetune_collector_records_accepted_total, = the lines in the store. Also
+    --max-record-bytes (one record: 400) and a batch over --max-pending-bytes alone (413)."""
+    process = CollectorProcess(
+        tmp_path, "--max-record-bytes", "2048", "--max-pending-bytes", "8192"
+    )
+    process.start()
+    try:
+        twice = jsonl(good(1), good(2), good(1, response="the same id again"))
+        assert post(process, twice)[1] == {"accepted": 2, "duplicates": 1}
+        reordered = jsonl({"prompt": "p", "response": "r"}, {"response": "r", "prompt": "p"})
+        assert post(process, reordered)[1] == {"accepted": 1, "duplicates": 1}
+        answers = asyncio.run(_same_records_at_once(process, rounds=6, clients=8))
+        for round_answers in answers:
+            assert all(a["accepted"] + a["duplicates"] == 3 for a in round_answers)
+            assert sum(a["accepted"] for a in round_answers) == 3, round_answers
+        big = good(9, response="x" * 3000)
+        status, payload, _ = post(process, jsonl(good(8), big))
+        assert (status, payload["accepted"]) == (400, 1)
+        assert payload["rejected"] == [
+            {"index": 1, "id": "good-9", "errors": [{"path": "", "reason": OVER_2048}]}
+        ]
+        batch = jsonl(*[good(100 + i, response="y" * 1500) for i in range(8)])  # ~12 KB
+        status, payload, _ = post(process, batch)
+        assert (status, payload["error"]) == (413, "too_large")
+        page = metrics(process)
+    finally:
+        process.stop()
+    ids = [row["id"] for row in stored(process)]
+    assert len(ids) == len(set(ids)) == 2 + 1 + 6 * 3 + 1
+    labels = '{loop="support",namespace="default"}'
+    assert metric(page, f"kubetune_collector_records_accepted_total{labels}") == len(ids)
+    assert metric(page, f"kubetune_collector_records_duplicate_total{labels}") == 2 + 6 * 7 * 3
+
+
+OVER_2048 = "record over 2048 bytes"
+
+
+async def _same_records_at_once(
+    process: CollectorProcess, rounds: int, clients: int
+) -> list[list[dict[str, Any]]]:
+    """Each round, ``clients`` requests post the same three new records at once."""
+    import aiohttp
+
+    out = []
+    async with aiohttp.ClientSession() as session:
+
+        async def one(body: bytes) -> dict[str, Any]:
+            async with session.post(f"{process.url}{PATH}", data=body, headers=AUTH) as answer:
+                assert answer.status == 200
+                result: dict[str, Any] = await answer.json()
+                return result
+
+        for k in range(rounds):
+            body = jsonl(*[good(0, id=f"race-{k}-{j}") for j in range(3)])
+            out.append(list(await asyncio.gather(*(one(body) for _ in range(clients)))))
+    return out
+
+
+def test_an_unexpected_error_is_a_json_500_logged_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the handler (a fault injected into validation): JSON 500, the traceback in
+    the log, kubetune_collector_requests_total{code="500"}; the next request is served."""
+    from kubetune.collector import records, server
+    from kubetune.collector.auth import TokenStore
+
+    from tests.helpers.collector import write_tokens
+
+    calls = {"n": 0}
+    real = records.validate_batch  # what the server calls, replaced there by the fault
+
+    def faulty(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected fault")
+        return real(*args)
+
+    monkeypatch.setattr(server, "validate_batch", faulty)
+    config = server.CollectorConfig(store=f"file://{tmp_path / 'store'}")
+    service = server.CollectorService(config, TokenStore(write_tokens(tmp_path / "t.yaml")))
+    answers = asyncio.run(_two_posts_and_metrics(service))
+    assert answers[0] == (500, {"error": "internal_error", "message": ANY_500_MESSAGE})
+    assert answers[1] == (200, {"accepted": 1, "duplicates": 0})
+    page = answers[2][1]["text"]
+    assert metric(page, 'kubetune_collector_requests_total{code="500"}') == 1
+    assert metric(page, 'kubetune_collector_requests_total{code="200"}') == 1
+    assert "injected fault" in caplog.text and "unexpected error" in caplog.text
+
+
+ANY_500_MESSAGE = "unexpected error; see the log"
+
+
+async def _two_posts_and_metrics(service: Any) -> list[tuple[int, dict[str, Any]]]:
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    async with TestServer(service.app(), host="127.0.0.1") as test_server:
+        url = f"http://127.0.0.1:{test_server.port}"
+        out = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):
+                async with session.post(f"{url}{PATH}", data=jsonl(good(1)), headers=AUTH) as r:
+                    out.append((r.status, await r.json()))
+            async with session.get(f"{url}/metrics") as r:
+                out.append((r.status, {"text": await r.text()}))
+    return out
 
 
 def test_metrics_count_records_and_reasons(collector: CollectorProcess) -> None:

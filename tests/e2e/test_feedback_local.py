@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -21,8 +22,10 @@ from tests.e2e.test_local_run import kubetune, state, status_of
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "feedback-local"
-FEEDBACK = EXAMPLE / "data" / "feedback" / "batch-1.jsonl"
 LOOP = "support-assistant-loop"
+# the example's store is data/feedback/; the loop reads only its own folder, STORE/NS/LOOP
+LOOP_FOLDER = Path("data") / "feedback" / "default" / LOOP
+FEEDBACK = EXAMPLE / LOOP_FOLDER / "batch-1.jsonl"
 TARGET = "Deployment/support-assistant-server"
 USABLE_IN_BATCH = 52  # what the generator's docstring promises: 60 records, 8 low-rated
 
@@ -40,8 +43,12 @@ def generator() -> Any:
 def tiny_manifests(root: Path) -> Path:
     """The example's loop over a tiny champion, in ``root``; returns the manifest directory."""
     manifests = root / "m"
-    (manifests / "data" / "feedback").mkdir(parents=True)
-    shutil.copy(FEEDBACK, manifests / "data" / "feedback" / FEEDBACK.name)
+    (manifests / LOOP_FOLDER).mkdir(parents=True)
+    shutil.copy(FEEDBACK, manifests / LOOP_FOLDER / FEEDBACK.name)
+    # another loop's feedback in the same store, which this loop must not read
+    other = manifests / "data" / "feedback" / "default" / "other-loop"
+    other.mkdir(parents=True)
+    shutil.copy(FEEDBACK, other / FEEDBACK.name)
     feedback = [json.loads(line) for line in FEEDBACK.read_text().splitlines()]
     tickets = [
         {"instruction": r["prompt"], "input": "", "output": r["correction"] or r["response"]}
@@ -52,6 +59,7 @@ def tiny_manifests(root: Path) -> Path:
     )
     loop = yaml.safe_load((EXAMPLE / "feedback-loop.yaml").read_text())
     spec = loop["spec"]
+    assert spec["feedback"]["uri"].rstrip("/") == f"file://{LOOP_FOLDER.as_posix()}"
     spec["promotion"]["approval"] = "auto"  # the example asks a person; tests choose
     spec["baseDataset"] = {"name": "tickets"}
     spec["champion"] = {"kind": "FinetuneJob", "name": "tune"}
@@ -151,7 +159,7 @@ def test_feedback_loop_cycles_promotes_and_waits_for_new_records(tmp_path: Path)
 
     # 3. New feedback arrives: the next run starts cycle c2 from the c1 champion.
     batch = [json.dumps(r) + "\n" for r in generator().records(2)]
-    (manifests / "data" / "feedback" / "batch-2.jsonl").write_text("".join(batch))
+    (manifests / LOOP_FOLDER / "batch-2.jsonl").write_text("".join(batch))
     out = run(manifests, workdir)
     loop = status_of(workdir, f"FeedbackLoop/{LOOP}")
     assert loop["cycles"] == 2 and loop["generation"] == 2, loop
@@ -193,7 +201,7 @@ def set_promotion(manifests: Path, **promotion: Any) -> None:
 
 def add_batch(manifests: Path, number: int) -> None:
     batch = [json.dumps(r) + "\n" for r in generator().records(number)]
-    (manifests / "data" / "feedback" / f"batch-{number}.jsonl").write_text("".join(batch))
+    (manifests / LOOP_FOLDER / f"batch-{number}.jsonl").write_text("".join(batch))
 
 
 @pytest.mark.slow
@@ -209,7 +217,8 @@ def test_manual_approval_approve_reject_and_timeout_under_kubetune_run(tmp_path:
     (request,) = loop["awaitingApproval"]
     assert request["runId"] == "c1" and request["reportUri"].endswith("report.html")
     assert Path(request["feedbackUri"].removeprefix("file://")).is_file()
-    assert f"c1 awaits approval: `kubetune approve {LOOP} c1" in out
+    hint = f"kubetune approve {LOOP} c1 --workdir {shlex.quote(str(workdir.resolve()))}"
+    assert f"c1 awaits approval: `{hint}`" in out, out[-3000:]
     assert TARGET not in state(workdir)["patched"]
     events = [e.get("reason") for e in state(workdir)["events"]]
     assert "AwaitingApproval" in events

@@ -326,6 +326,12 @@ CEL_CASES: tuple[CelCase, ...] = (
         {"mode": "patch"},
     ),
     CelCase(
+        Promotion,
+        "approvalTimeoutSeconds needs approval: manual",
+        {"approval": "manual", "approvalTimeoutSeconds": 60},
+        {"approval": "auto", "approvalTimeoutSeconds": 60},
+    ),
+    CelCase(
         ObjectTarget,
         "must not go through a list",
         TARGET,

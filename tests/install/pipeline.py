@@ -26,7 +26,16 @@ from tests.install.images import REPO
 API = "kubetune.dev/v1alpha1"
 TEAM_NS = "ml"
 CPU_IMAGE = "ghcr.io/kubetune/workloads-cpu:0.1.0"
-FEEDBACK = REPO / "examples" / "feedback-local" / "data" / "feedback" / "batch-1.jsonl"
+FEEDBACK = (
+    REPO
+    / "examples"
+    / "feedback-local"
+    / "data"
+    / "feedback"
+    / "default"
+    / "support-assistant-loop"
+    / "batch-1.jsonl"
+)
 LOOP = "loop"
 TARGET = "server"
 ANNOTATION = "model-uri"

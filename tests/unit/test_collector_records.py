@@ -49,7 +49,40 @@ def test_a_feedback_record_keeps_the_loop_field_names() -> None:
         "received_at": NOW,
     }
     assert ok({"prompt": "q", "chosen": "good", "rejected": "bad"})["chosen"] == "good"
-    assert ok({"prompt": "q", "response": "a", "thumbs": "down"})["rating"] == 0
+    # thumbs stay a label, not a point on the loop's rating scale; a rating beside it is kept
+    down = ok({"prompt": "q", "response": "a", "thumbs": "down"})
+    assert down["thumbs"] == "down" and "rating" not in down
+    both = ok({"prompt": "q", "response": "a", "rating": 4, "thumbs": "up"})
+    assert (both["rating"], both["thumbs"]) == (4, "up")
+    assert errors({"prompt": "q", "response": "a", "rating": 4, "thumbs": 1}) == [
+        ("thumbs", "must be 'up' or 'down'")
+    ]
+
+
+def nested(levels: int) -> Any:
+    """Objects ``levels`` deep: ``nested(1)`` is ``{"a": 1}``."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def test_a_record_nested_too_deep_is_one_invalid_record() -> None:
+    limit = records.MAX_DEPTH  # the record is level 1, its metadata level 2
+    assert ok({"id": "d", "prompt": "p", "response": "r", "metadata": nested(limit - 1)})
+    too_deep = {"id": "d", "prompt": "p", "response": "r", "metadata": nested(limit)}
+    assert errors(too_deep) == [("metadata", f"nested more than {limit} levels deep")]
+    assert errors({"prompt": "p", "response": "r", "x": [nested(limit)]})[0][0] == "x"
+    # deeper than the parsers read (orjson: 1024, the json module: its recursion limit)
+    deep = '{"id":"d","prompt":"p","response":"r","metadata":' + '{"a":' * 3000 + "1" + "}" * 3001
+    body = json.dumps({"prompt": "p", "response": "r"}) + "\n" + deep
+    valid, rejected = validate_batch(split_body(body.encode(), 10), NOW, 1 << 20)
+    assert len(valid) == 1
+    assert [(r.index, r.errors[0].to_dict()) for r in rejected] == [
+        (1, {"path": "", "reason": f"line 2 is nested more than {limit} levels deep"})
+    ]
+    (alone,) = split_body(deep.encode(), 10)
+    assert errors(alone) == [("", f"line 1 is nested more than {limit} levels deep")]
 
 
 def test_chat_messages_and_openai_pairs() -> None:
@@ -250,6 +283,9 @@ def feedback_variants(rng: random.Random) -> list[Any]:
             row[name] = rng.choice(values)
         if rng.random() < 0.2:
             row["metadata"] = {"v": random_value(rng)}
+        elif rng.random() < 0.02:  # at the depth limit, or one level beyond it
+            name = rng.choice(["metadata", "other", "id"])
+            row[name] = nested(records.MAX_DEPTH - rng.randrange(3))
         if rng.random() < 0.1:
             row["id"] = rng.choice([7, 2**70, -1, "", " ", "ok", "\ud800"])
         rows.append(row)

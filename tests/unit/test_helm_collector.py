@@ -94,6 +94,16 @@ def test_s3_store_mounts_no_claim_and_takes_one_replica(helm_bin: str) -> None:
     assert "workers" in chart.render_error(helm_bin, *ENABLED, "--set=collector.workers=0")
 
 
+def test_a_file_store_is_refused_in_the_cluster(helm_bin: str) -> None:
+    """The collector's root filesystem is read-only: only pvc:// and s3:// can be written."""
+    for store in ("file:///data/feedback", "file://feedback"):
+        error = chart.render_error(helm_bin, *ENABLED, f"--set=collector.store={store}")
+        assert f'collector.store "{store}"' in error and "read-only" in error, error
+        assert "use pvc://CLAIM/path" in error and "s3://bucket/prefix" in error, error
+    for store in ("pvc://feedback/loops", "s3://bucket/feedback"):
+        assert collector_objects(helm_bin, f"--set=collector.store={store}")
+
+
 def test_required_values(helm_bin: str) -> None:
     assert "collector.store is required" in chart.render_error(
         helm_bin, "--set=collector.enabled=true", "--set=collector.tokensSecret=t"

@@ -16,8 +16,12 @@ A batch of 60 records (fixed seed, so rerunning gives the same bytes):
 So 52 records are usable for training. The questions are the quickstart's training paraphrases
 of its 40 intents (examples/quickstart/data/intents.py), never its held-out eval prompts.
 
-    python examples/feedback-local/data/generate_feedback.py            # feedback/batch-1.jsonl
+    python examples/feedback-local/data/generate_feedback.py            # batch-1.jsonl
     python examples/feedback-local/data/generate_feedback.py --batch 2  # a batch for cycle c2
+
+The files go to feedback/default/support-assistant-loop/: the folder of loop
+default/support-assistant-loop in the feedback store feedback/ (the collector's layout,
+STORE/NAMESPACE/LOOP), which is all the loop reads.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1, help="batch number (seed and file name)")
     args = parser.parse_args()
-    path = HERE / "feedback" / f"batch-{args.batch}.jsonl"
+    path = HERE / "feedback" / "default" / "support-assistant-loop" / f"batch-{args.batch}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(r, ensure_ascii=False) for r in records(args.batch)]
     # Written whole and renamed: the loop counts only complete lines of complete files.

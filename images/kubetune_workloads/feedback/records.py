@@ -3,14 +3,22 @@
 Field names come from :class:`kubetune.api.feedback.FeedbackFields` (a field set to None is
 absent). The rules, in order: no (or empty) prompt -> malformed; a non-empty ``chosen`` is the
 response (a preference pair; ``rejected`` is only counted); else a non-empty ``correction``;
-else a numeric rating below ``minRating`` drops the record; else the ``response`` (missing or
-empty -> malformed). Usable records are written in the base dataset's schema with the canonical
-field names dataprep reads, plus ``feedback_source`` ("<relative path>:<line>").
+else a thumbs down drops the record, and so does (without a thumbs label) a numeric rating
+below ``minRating``; else the ``response`` (missing or empty -> malformed).
+
+A **thumbs label** is the ``thumbs`` field the collector writes (``up``/``down``; also
+true/false and the words of ``THUMBS``), read whenever ratings are (``fields.rating`` is named):
+it is binary, independent of the loop's rating scale, so up is good and down is bad whatever
+``minRating`` is. A line with both trusts the label.
+
+Usable records are written in the base dataset's schema with the canonical field names
+dataprep reads, plus ``feedback_source`` ("<relative path>:<line>").
 
 For a preference stage (:func:`preference_signal`) a line may also give a **pair** (``chosen``
 and ``rejected``, else a ``correction`` preferred to the ``response``) or a **rated answer**
-(the ``response`` with a thumbs up/down: a rating of at least ``minRating``, or above 0 when
-unset, is desirable; true/false and up/down, good/bad, thumbs_up/thumbs_down are read too).
+(the ``response`` with a thumbs up/down: the thumbs label, else a rating of at least
+``minRating``, or above 0 when unset, is desirable; true/false and up/down, good/bad,
+thumbs_up/thumbs_down in the rating field are read too).
 They are written in schema ``preference``: pairs as prompt/chosen/rejected, and, for KTO,
 every pair split in two plus the rated answers as prompt/completion/label.
 """
@@ -27,6 +35,7 @@ from kubetune.api.feedback import FeedbackSource
 
 ResponseOrigin = Literal["response", "correction", "chosen"]
 PROVENANCE_FIELD = "feedback_source"
+THUMBS_FIELD = "thumbs"  # the collector's label (docs/feedback.md "The collector")
 
 
 @dataclass(frozen=True)
@@ -41,9 +50,10 @@ class Usable:
 
 @dataclass(frozen=True)
 class LowRating:
-    """Rated below ``minRating`` with neither a correction nor a chosen response."""
+    """Rated below ``minRating``, or thumbs down (``rating`` None), with neither a correction
+    nor a chosen response."""
 
-    rating: float
+    rating: float | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,8 @@ def parse_line(data: bytes | None) -> dict[str, Any] | Malformed:
         value = json.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         return Malformed(f"invalid JSON ({type(exc).__name__}: {_short(str(exc))})")
+    except RecursionError:
+        return Malformed("invalid JSON (nested too deeply to read)")
     if not isinstance(value, dict):
         return Malformed(f"a JSON {type(value).__name__}, not an object")
     return value
@@ -157,7 +169,10 @@ def classify(row: dict[str, Any], source: FeedbackSource) -> Outcome:
         return correction
     if correction is not None:
         return Usable(prompt, correction, "correction")
-    if source.min_rating is not None:
+    thumbs = thumbs_label(row, fields.rating)
+    if thumbs is False:
+        return LowRating(None)
+    if thumbs is None and source.min_rating is not None:
         rating = _rating(row, fields.rating)
         if rating is not None and rating < source.min_rating:
             return LowRating(rating)
@@ -185,6 +200,19 @@ def training_record(usable: Usable, schema: RecordSchema, provenance: str) -> di
         record = {"text": usable.prompt + "\n\n" + usable.response}
     record[PROVENANCE_FIELD] = provenance
     return record
+
+
+def thumbs_label(row: dict[str, Any], rating_field: str | None) -> bool | None:
+    """The record's thumbs label (up: True, down: False); None without one, or when ratings
+    are not used (``rating_field`` unnamed) or the label is not one of ``THUMBS``."""
+    if not rating_field:
+        return None
+    value = row.get(THUMBS_FIELD)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return THUMBS.get(value.strip().lower())
+    return None
 
 
 def _thumb(row: dict[str, Any], field: str | None, min_rating: float | None) -> bool | None:
@@ -217,7 +245,9 @@ def preference_signal(row: dict[str, Any], source: FeedbackSource) -> Preference
         return PreferencePair(prompt, chosen, rejected) if chosen != rejected else None
     if isinstance(correction, str) and isinstance(response, str) and correction != response:
         return PreferencePair(prompt, correction, response)
-    thumb = _thumb(row, fields.rating, source.min_rating)
+    thumb = thumbs_label(row, fields.rating)
+    if thumb is None:
+        thumb = _thumb(row, fields.rating, source.min_rating)
     if thumb is not None and isinstance(response, str):
         return RatedAnswer(prompt, response, thumb)
     return None

@@ -154,7 +154,9 @@ def _message(spec: FeedbackStepSpec, tally: Tally) -> str:
     if tally.malformed:
         notes.append(f"{tally.malformed} malformed")
     if tally.low_rating:
-        notes.append(f"{tally.low_rating} rated below {spec.source.min_rating:g}")
+        low = spec.source.min_rating
+        why = "thumbs down" if low is None else f"rated below {low:g} or thumbs down"
+        notes.append(f"{tally.low_rating} {why}")
     if tally.rotated:
         notes.append(f"{_plural(tally.rotated, 'rotated file')} read from the start")
     if tally.unreadable:

@@ -189,6 +189,13 @@ class Promotion(KubeModel):
             "message": "mode patch needs a target",
             "fieldPath": ".target",
         },
+        {
+            "rule": "!has(self.approvalTimeoutSeconds) || "
+            "(has(self.approval) && self.approval == 'manual')",
+            "message": "approvalTimeoutSeconds needs approval: manual (with auto a challenger "
+            "that passes its gates is promoted at once; nothing waits to time out)",
+            "fieldPath": ".approvalTimeoutSeconds",
+        },
     )
 
 

@@ -8,7 +8,8 @@ module                 commands
 :mod:`.local`          ``run``, ``status``, ``lineage`` (the local runtime)
 :mod:`.planning`       ``plan`` (objects rendered by :mod:`.render`)
 :mod:`.cluster`        ``operator`` (and its tenancy flags, :func:`tenancy_config`)
-:mod:`.feedback`       ``collector``, ``approve`` (FeedbackLoops)
+:mod:`.feedback`       ``collector`` (FeedbackLoops' feedback endpoint)
+:mod:`.approve`        ``approve`` (a FeedbackLoop's challenger, by a person)
 =====================  ======================================================================
 
 Heavy imports happen inside the commands so ``kubetune --help`` is fast. Every command exits
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from kubetune.cli import cluster, feedback, local, planning, schema
+from kubetune.cli import approve, cluster, feedback, local, planning, schema
 from kubetune.cli.cluster import tenancy_config
 
 __all__ = ["app", "main", "tenancy_config"]
@@ -40,7 +41,7 @@ app.command()(local.lineage)
 app.command("plan")(planning.plan_command)
 app.command()(cluster.operator)
 app.command()(feedback.collector)
-app.command()(feedback.approve)
+app.command()(approve.approve)
 
 
 def main() -> None:

@@ -1,14 +1,14 @@
-"""`kubetune collector` and `kubetune approve`: the FeedbackLoop's feedback endpoint, and a
-human's decision on a challenger waiting for approval (local run or cluster)."""
+"""`kubetune collector`: the FeedbackLoops' feedback endpoint (`kubetune approve`, a person's
+decision on a challenger, is in :mod:`kubetune.cli.approve`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kubetune.cli.common import Verbose, console, err_console, fail, require_local_run
+from kubetune.cli.common import Verbose, console, fail
 
 if TYPE_CHECKING:
     from kubetune.collector.config import CollectorConfig
@@ -29,22 +29,35 @@ Tokens = Annotated[
     ),
 ]
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
-Port = Annotated[int, typer.Option(help="Port (0: any free port, printed).")]
+Port = Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port, printed).")]
 Loops = Annotated[
     list[str] | None,
     typer.Option("--loop", help="Accept only these NS/LOOP (repeatable; default: any)."),
 ]
-MaxBodyBytes = Annotated[int, typer.Option(help="Largest request body.")]
-MaxRecords = Annotated[int, typer.Option(help="Most records per request.")]
-MaxPendingBytes = Annotated[
-    int, typer.Option(help="Records waiting for a commit, over which requests get 429.")
+# the minimums are CollectorConfig's (collector/config.py MINIMUMS), checked when it is built
+MaxBodyBytes = Annotated[
+    int, typer.Option(help="Largest request body, also decompressed (413). At least 1024.")
 ]
-MaxInflight = Annotated[int, typer.Option(help="Requests handled at once (429).")]
-BodyTimeout = Annotated[float, typer.Option(help="Seconds to receive a body (408).")]
-SegmentBytes = Annotated[int, typer.Option(help="A segment's largest size.")]
-SegmentSeconds = Annotated[float, typer.Option(help="A segment's longest life.")]
+MaxRecords = Annotated[int, typer.Option(help="Most records per request (400). At least 1.")]
+MaxRecordBytes = Annotated[
+    int, typer.Option(help="Largest stored line of one record (that record: 400). At least 1024.")
+]
+MaxPendingBytes = Annotated[
+    int,
+    typer.Option(
+        help="Records waiting for a commit, over which requests get 429 (a batch larger than "
+        "this alone: 413). At least 1024."
+    ),
+]
+MaxInflight = Annotated[int, typer.Option(help="Requests handled at once (429). At least 1.")]
+BodyTimeout = Annotated[float, typer.Option(help="Seconds to receive a body (408). At least 0.1.")]
+SegmentBytes = Annotated[int, typer.Option(help="A segment's largest size. At least 1024.")]
+SegmentSeconds = Annotated[
+    float, typer.Option(help="A segment's longest life in seconds. At least 1.")
+]
 RetentionHours = Annotated[
-    float, typer.Option(help="How long a record id is remembered (exactly once).")
+    float,
+    typer.Option(help="How long a record id is remembered (exactly once). At least 0.01."),
 ]
 AccessLog = Annotated[bool, typer.Option(help="Log every request (no headers).")]
 Workers = Annotated[
@@ -60,6 +73,7 @@ def collector(
     loop: Loops = None,
     max_body_bytes: MaxBodyBytes = 8 << 20,
     max_records: MaxRecords = 10_000,
+    max_record_bytes: MaxRecordBytes = 1 << 20,
     max_pending_bytes: MaxPendingBytes = 64 << 20,
     max_inflight: MaxInflight = 64,
     body_timeout: BodyTimeout = 30.0,
@@ -89,6 +103,7 @@ def collector(
             loops=tuple(loop or ()),
             max_body_bytes=max_body_bytes,
             max_records=max_records,
+            max_record_bytes=max_record_bytes,
             max_inflight=max_inflight,
             max_pending_bytes=max_pending_bytes,
             body_timeout=body_timeout,
@@ -117,103 +132,3 @@ def _serve(config: CollectorConfig, host: str, port: int, workers: int, access_l
         return
     if code:
         raise typer.Exit(code)
-
-
-LoopName = Annotated[str, typer.Argument(help="The FeedbackLoop's name.")]
-Cycle = Annotated[str, typer.Argument(help="The cycle waiting for approval, e.g. c3.")]
-Reject = Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")]
-LoopWorkdir = Annotated[
-    Path | None,
-    typer.Option(help="A `kubetune run` workdir (else: the cluster of the kubeconfig)."),
-]
-Namespace = Annotated[str, typer.Option("--namespace", "-n")]
-KubeContext = Annotated[str | None, typer.Option(help="Kubeconfig context.")]
-Force = Annotated[
-    bool, typer.Option(help="Annotate even if the cycle is not awaiting approval yet.")
-]
-
-
-def approve(
-    loop: LoopName,
-    cycle: Cycle,
-    reject: Reject = False,
-    workdir: LoopWorkdir = None,
-    namespace: Namespace = "default",
-    context: KubeContext = None,
-    force: Force = False,
-) -> None:
-    """Approve (promote) or reject a challenger waiting in AwaitingApproval.
-
-    The same as `kubectl annotate ktfl/LOOP kubetune.dev/approve=cN` (or kubetune.dev/reject).
-    With --workdir, the annotation goes into a local run's state: run `kubetune run` again.
-    """
-    if workdir is not None:
-        _decide_locally(workdir, loop, cycle, reject, force)
-    else:
-        _decide_in_cluster(namespace, context, loop, cycle, reject, force)
-
-
-def _decision(reject: bool) -> tuple[str, str, str]:
-    """(the annotation to set, the opposite one, the verb to print)."""
-    from kubetune.api.contract import ANNOTATION_APPROVE, ANNOTATION_REJECT
-
-    if reject:
-        return ANNOTATION_REJECT, ANNOTATION_APPROVE, "rejected"
-    return ANNOTATION_APPROVE, ANNOTATION_REJECT, "approved"
-
-
-def _show_request(body: dict[str, Any], loop: str, cycle: str, force: bool) -> None:
-    """Print the cycle's approval request; exit 1 when the cycle is not awaiting approval
-    (unless ``force``)."""
-    import yaml
-
-    waiting = (body.get("status") or {}).get("awaitingApproval") or []
-    request = next((r for r in waiting if r.get("runId") == cycle), None)
-    if request is None and not force:
-        runs = ", ".join(str(r.get("runId")) for r in waiting) or "none"
-        err_console.print(f"{loop}: cycle {cycle} is not awaiting approval (waiting: {runs})")
-        raise typer.Exit(1)
-    if request is not None:
-        console.print(yaml.safe_dump(request, sort_keys=False).rstrip(), markup=False)
-
-
-def _decide_locally(workdir: Path, loop: str, cycle: str, reject: bool, force: bool) -> None:
-    """Annotate the FeedbackLoop in a local run's state (the next `kubetune run` applies it)."""
-    from kubetune.local.store import LocalStore, resource_key
-
-    require_local_run(workdir)
-    store = LocalStore(workdir)
-    stored = store.state.resources.get(resource_key("FeedbackLoop", loop))
-    if stored is None:
-        err_console.print(f"no FeedbackLoop {loop} in {workdir}")
-        raise typer.Exit(1)
-    body = stored.body
-    _show_request(body, loop, cycle, force)
-    key, other, verb = _decision(reject)
-    annotations = body["metadata"].get("annotations") or {}
-    annotations = {k: v for k, v in annotations.items() if not (k == other and v == cycle)}
-    body["metadata"]["annotations"] = {**annotations, key: cycle}
-    store.save()
-    console.print(f"{loop} {cycle} {verb}: run `kubetune run` again to apply it")
-
-
-def _decide_in_cluster(
-    namespace: str, context: str | None, loop: str, cycle: str, reject: bool, force: bool
-) -> None:
-    """Annotate the FeedbackLoop in the cluster of the kubeconfig (else the pod's account)."""
-    from kubernetes import client, config
-
-    try:
-        config.load_kube_config(context=context)
-    except Exception:
-        config.load_incluster_config()
-    api = client.CustomObjectsApi()
-    where = ("kubetune.dev", "v1alpha1", namespace, "feedbackloops", loop)
-    body = api.get_namespaced_custom_object(*where)
-    _show_request(body, loop, cycle, force)
-    key, other, verb = _decision(reject)
-    patch: dict[str, Any] = {key: cycle}
-    if (body["metadata"].get("annotations") or {}).get(other) == cycle:
-        patch[other] = None
-    api.patch_namespaced_custom_object(*where, {"metadata": {"annotations": patch}})
-    console.print(f"feedbackloop.kubetune.dev/{loop} {cycle} {verb}")

@@ -92,7 +92,8 @@ def _print_summary(runner: LocalRunner, summary: RunSummary) -> None:
     for note in dict.fromkeys(runner.notes):
         console.print(f"[dim]note: {escape(note)}[/dim]")
     console.rule("summary")
-    for line in summary_lines(summary.resources) + patched_lines(summary.patched):
+    lines = summary_lines(summary.resources, workdir=runner.workdir)
+    for line in lines + patched_lines(summary.patched):
         console.print(line, markup=False)
     for gate in summary.failed_gates:
         err_console.print(f"gate failed: {gate}", markup=False)

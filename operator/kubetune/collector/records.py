@@ -4,8 +4,9 @@ A body is one JSON object, a JSON array of objects, or JSONL (one object per lin
 object is either
 
 - a *feedback record*: ``prompt`` (or chat ``messages``), ``response``, ``rating`` (a number)
-  or ``thumbs`` (``up``/``down``), ``correction``, ``chosen``/``rejected``, ``model_version``
-  and an optional ``metadata`` object; or
+  and/or ``thumbs`` (``up``/``down``, kept as that label: a loop reads it whatever its
+  ``minRating``), ``correction``, ``chosen``/``rejected``, ``model_version`` and an optional
+  ``metadata`` object; or
 - an *OpenAI chat-completion pair* as a gateway logs it: ``request`` (``{"model",
   "messages"}``) and ``response`` (the completion object, ``choices[0].message.content``),
   optionally with the same rating/correction fields.
@@ -13,9 +14,10 @@ object is either
 Every record carries an ``id`` (its idempotency key, a string or an integer of at most 256
 characters); a record without one gets ``sha256:<hash>`` of its canonical JSON. A valid record
 becomes one line with the FeedbackLoop's default field names (``prompt``, ``response``,
-``rating``, ``correction``, ``chosen``, ``rejected``) plus ``id``, ``model_version``,
-``messages``, ``metadata`` and ``received_at``. Errors name the field path and the reason, never
-the content.
+``rating``, ``correction``, ``chosen``, ``rejected``) plus ``thumbs``, ``id``,
+``model_version``, ``messages``, ``metadata`` and ``received_at``. A record nested deeper than
+``MAX_DEPTH`` levels is invalid (the loop's reader could not read its line back). Errors name
+the field path and the reason, never the content.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from typing import Any
 import orjson
 
 MAX_ID_CHARS = 256
+MAX_DEPTH = 128  # levels of objects and arrays in a record, the record itself being level 1
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
 KNOWN_FIELDS = frozenset(
     {
         "id",
@@ -143,10 +147,10 @@ def _whole_or_lines(body: bytes, text: str, max_records: int, fast: bool) -> lis
     """One JSON value (an array: its items), else JSONL with its bad lines as _BadLine."""
     try:
         value = orjson.loads(body) if fast else json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested beyond the parser's limit
         try:
             value = json.loads(text) if fast else None
-        except ValueError:
+        except (ValueError, RecursionError):
             value = _jsonl(body, max_records, fast)
         else:
             value = value if isinstance(value, list) else [value]
@@ -195,6 +199,8 @@ def _jsonl(body: bytes, max_records: int, fast: bool) -> list[Any]:
         line = raw.decode("utf-8")
         try:
             items.append(json.loads(line))
+        except RecursionError:  # deeper than orjson (1024 levels) and the json module read
+            items.append(_BadLine(number, f"line {number} is {_TOO_DEEP}"))
         except ValueError as exc:
             if not line.strip():  # Unicode blanks only (e.g. NBSP): a blank line
                 continue
@@ -238,6 +244,27 @@ def _plain(value: Any) -> bool:
     if kind is list:
         return all(_plain(item) for item in value)
     return False
+
+
+def _plain_within(value: Any, level: int) -> bool | None:
+    """``_plain`` of an object or array at ``level`` of a record, in the same walk: None when
+    it holds objects or arrays beyond ``MAX_DEPTH`` (see ``_nested_field``)."""
+    if level > MAX_DEPTH:
+        return None
+    plain = True
+    if type(value) is dict:
+        plain = all(type(key) is str for key in value)
+        value = value.values()
+    for item in value:
+        kind = type(item)
+        if kind is dict or kind is list:
+            inner = _plain_within(item, level + 1)
+            if inner is None:
+                return None
+            plain = plain and inner
+        elif plain:
+            plain = _plain(item)
+    return plain
 
 
 def _plain_or_not(value: Any) -> bool:
@@ -346,22 +373,55 @@ def _record_id(row: dict[str, Any], check: _Checker) -> str | None:
 
 
 def _rating(row: dict[str, Any], check: _Checker) -> float | int | None:
-    if "rating" in row and row["rating"] is not None:
-        value = row["rating"]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            check.fail("rating", f"must be a number, not {_kind(value)}")
-            return None
-        if not math.isfinite(value):
-            check.fail("rating", "must be finite")
-            return None
-        return value
-    thumbs = row.get("thumbs")
-    if thumbs is None:
+    value = row.get("rating")
+    if value is None:
         return None
-    if thumbs in ("up", "down"):
-        return 1 if thumbs == "up" else 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        check.fail("rating", f"must be a number, not {_kind(value)}")
+        return None
+    if not math.isfinite(value):
+        check.fail("rating", "must be finite")
+        return None
+    return value
+
+
+def _thumbs(row: dict[str, Any], check: _Checker) -> str | None:
+    """The thumbs label, kept as ``up`` or ``down`` (a binary label, not a point on the loop's
+    rating scale: the loop reads up as good and down as bad whatever its ``minRating``)."""
+    thumbs = row.get("thumbs")
+    if thumbs is None or thumbs == "up" or thumbs == "down":
+        return thumbs
     check.fail("thumbs", "must be 'up' or 'down'")
     return None
+
+
+def _nested_field(row: dict[str, Any], skip: str = "") -> str | None:
+    """The first field of a record (but ``skip``) that holds objects or arrays more than
+    ``MAX_DEPTH`` levels deep (the record is level 1); None when none does."""
+    for key, value in row.items():
+        kind = type(value)
+        if (kind is dict or kind is list) and key != skip and _deeper(value, 2):
+            return str(key)
+    return None
+
+
+def _deeper(value: Any, level: int) -> bool:
+    """Whether ``value`` (an object or array at ``level``) holds one beyond ``MAX_DEPTH``."""
+    children = value.values() if type(value) is dict else value
+    for child in children:
+        kind = type(child)
+        if (kind is dict or kind is list) and (level >= MAX_DEPTH or _deeper(child, level + 1)):
+            return True
+    return False
+
+
+def _too_deep(index: int, row: dict[str, Any], field: str) -> Invalid:
+    """A record nested too deep: its given id only (hashing its content would recurse)."""
+    given = row.get("id")
+    record_id = str(given) if type(given) is str or type(given) is int else None
+    if record_id is not None and len(record_id) > MAX_ID_CHARS:
+        record_id = None
+    return Invalid(index, record_id, (FieldError(field, _TOO_DEEP),))
 
 
 def _openai(row: dict[str, Any], check: _Checker) -> tuple[str | None, str | None, str | None]:
@@ -550,6 +610,10 @@ def _fast_line(row: dict[str, Any], received_at: str) -> tuple[dict[str, Any], b
     get = row.get
     if "request" in row or get("messages") is not None:
         return None
+    # the known fields hold text or numbers here (else None below), the metadata is walked
+    # below: only other fields can nest
+    if not KNOWN_FIELDS.issuperset(row) and _nested_field(row, skip="metadata") is not None:
+        return None
     record_id = get("id")
     if type(record_id) is not str and record_id is not None:
         if type(record_id) is not int:
@@ -565,22 +629,9 @@ def _fast_line(row: dict[str, Any], received_at: str) -> tuple[dict[str, Any], b
     if not (prompt.isascii() or _utf8(prompt)):
         return None
     line: dict[str, Any] = {"id": record_id, "prompt": prompt}
-    plain = True
-    for key in _TEXT_FIELDS:  # each field in the line's order; rating after response
-        if key == "rating":
-            rating = _fast_rating(row)
-            if rating is _UNFIT:
-                return None
-            if rating is not None:
-                line["rating"] = rating
-                plain = type(rating) is int or rating == 0.0 or 1e-4 <= abs(rating) < 1e16
-            continue
-        value = get(key)
-        if value is not None:
-            if type(value) is not str or not (value.isascii() or _utf8(value)):
-                return None
-            if value and not value.isspace():
-                line[key] = value
+    plain = _fast_fields(row, line)
+    if plain is None:
+        return None
     if "response" not in line and "correction" not in line and "chosen" not in line:
         return None
     model = None
@@ -597,7 +648,10 @@ def _fast_line(row: dict[str, Any], received_at: str) -> tuple[dict[str, Any], b
     if metadata is not None:
         if type(metadata) is not dict:
             return None
-        plain = plain and _plain_or_not(metadata)
+        walked = _plain_within(metadata, 2)
+        if walked is None:
+            return None
+        plain = plain and walked
         line["metadata"] = metadata
     line["received_at"] = received_at
     if record_id is None:
@@ -605,18 +659,45 @@ def _fast_line(row: dict[str, Any], received_at: str) -> tuple[dict[str, Any], b
     return line, plain
 
 
-_TEXT_FIELDS = ("response", "rating", "correction", "chosen", "rejected")
+def _fast_fields(row: dict[str, Any], line: dict[str, Any]) -> bool | None:
+    """Add ``_TEXT_FIELDS`` of a record to its ``line``, in the line's order: whether orjson
+    may write them (see ``_plain``); None when one is not in the fast shape."""
+    get = row.get
+    plain = True
+    for key in _TEXT_FIELDS:  # each field in the line's order; rating after response
+        if key == "rating":
+            rating = _fast_rating(row)
+            if rating is _UNFIT:
+                return None
+            if rating is not None:
+                line["rating"] = rating
+                plain = type(rating) is int or rating == 0.0 or 1e-4 <= abs(rating) < 1e16
+            continue
+        if key == "thumbs":
+            thumbs = get("thumbs")
+            if thumbs is not None:
+                if thumbs != "up" and thumbs != "down":
+                    return None
+                line["thumbs"] = thumbs
+            continue
+        value = get(key)
+        if value is not None:
+            if type(value) is not str or not (value.isascii() or _utf8(value)):
+                return None
+            if value and not value.isspace():
+                line[key] = value
+    return plain
+
+
+_TEXT_FIELDS = ("response", "rating", "thumbs", "correction", "chosen", "rejected")
 _UNFIT = object()
 
 
 def _fast_rating(row: dict[str, Any]) -> Any:
-    """A valid rating (an int or a finite float; thumbs as 1 or 0), None, or _UNFIT."""
+    """A valid rating (an int or a finite float), None, or _UNFIT."""
     rating = row.get("rating")
     if rating is None:
-        thumbs = row.get("thumbs")
-        if thumbs is None or thumbs == "up" or thumbs == "down":
-            return None if thumbs is None else int(thumbs == "up")
-        return _UNFIT
+        return None
     if type(rating) is int or (type(rating) is float and math.isfinite(rating)):
         return rating
     return _UNFIT
@@ -628,6 +709,9 @@ def _validate_full(index: int, row: Any, received_at: str) -> Valid | Invalid:
         return Invalid(index, None, (FieldError("", row.reason),))
     if not isinstance(row, dict):
         return Invalid(index, None, (FieldError("", f"must be an object, not {_kind(row)}"),))
+    deep = _nested_field(row)
+    if deep is not None:
+        return _too_deep(index, row, deep)
     check = _Checker()
     record_id = _record_id(row, check)
     messages: list[dict[str, str]] | None = None
@@ -651,7 +735,7 @@ def _validate_full(index: int, row: Any, received_at: str) -> Valid | Invalid:
     correction = check.text(row.get("correction"), "correction")
     chosen = check.text(row.get("chosen"), "chosen")
     rejected = check.text(row.get("rejected"), "rejected")
-    rating = _rating(row, check)
+    rating, thumbs = _rating(row, check), _thumbs(row, check)
     for name in ("model_version", "modelVersion"):
         if row.get(name) is not None:
             model = check.text(row[name], name) or model
@@ -666,6 +750,7 @@ def _validate_full(index: int, row: Any, received_at: str) -> Valid | Invalid:
     optional = {
         "response": response,
         "rating": rating,
+        "thumbs": thumbs,
         "correction": correction,
         "chosen": chosen,
         "rejected": rejected,

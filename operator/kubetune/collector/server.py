@@ -5,12 +5,17 @@
 - 200 ``{"accepted", "duplicates"}``: every record is in a committed segment (or was already);
 - 400 ``{"accepted", "duplicates", "rejected": [{index, id, errors: [{path, reason}]}]}``: the
   valid records of the batch *are* committed (a retry of the whole batch is safe: their ids
-  are known), the others are listed; a body that cannot be read at all is rejected whole;
+  are known), every invalid one is listed; a body that cannot be read at all is rejected whole
+  (``{"error", "message"}``);
 - 401 (no or unknown token), 403 (token not bound to this loop), 404 (unknown loop when
   ``--loop`` restricts them), 408 (body not received within ``body_timeout``), 413 (body or
-  decompressed body over ``max_body_bytes``), 415 (content type), 429 with ``Retry-After``
-  (too many requests in flight or the store lags: nothing was written), 503 with
-  ``Retry-After`` (the commit failed: nothing acknowledged, retry).
+  decompressed body over ``max_body_bytes``, or the batch's lines over ``max_pending_bytes``),
+  415 (content type), 429 with ``Retry-After`` (too many requests in flight or the store lags:
+  nothing was written), 503 with ``Retry-After`` (the commit failed: nothing acknowledged,
+  retry), 500 (a bug: logged and counted like every answer).
+
+``accepted`` counts the lines the request wrote; its other valid records are ``duplicates``
+(committed before, twice in the batch, or committed by a concurrent request it waited for).
 
 Records of concurrent requests to one loop are committed together (group commit): a single
 commit at a time per loop, the next one takes everything that arrived meanwhile, up to a
@@ -141,25 +146,24 @@ class _Group:
     since: float
     future: asyncio.Future[list[bool]]
     epoch: int = -1  # the store's epoch when its ids were found new (LoopStore.commit)
-    _positions: dict[str, int] | None = None
-
-    def flag(self, record_id: str) -> bool:
-        """Whether the commit wrote ``record_id`` (one of this group's records)."""
-        if self._positions is None:  # only when another request waits on one of its records
-            self._positions = {rid: i for i, (rid, _) in enumerate(self.records)}
-        return self.future.result()[self._positions[record_id]]
 
 
 @dataclass
 class _Ticket:
-    """What one request waits for: its own group and records another request is committing."""
+    """What one request waits for: its own group and the records that another group (of this
+    request, for an id twice in a batch, or of another request) is committing."""
 
     group: _Group | None
     borrowed: list[tuple[_Group, str]]  # (the group committing it, the record id)
     duplicates: int
 
     async def wait(self) -> tuple[int, int]:
-        """(accepted, duplicates) once every record is committed; StoreUnavailable otherwise."""
+        """(accepted, duplicates) once every record is committed; StoreUnavailable otherwise.
+
+        ``accepted`` counts the lines this request wrote; every other record of it (committed
+        before, twice in the batch, or written by another request's commit, which it waited
+        for) is a duplicate, so the two add up to the request's valid records.
+        """
         groups = {id(g): g for g, _ in self.borrowed}
         if self.group is not None:
             groups[id(self.group)] = self.group
@@ -169,9 +173,8 @@ class _Ticket:
         elif futures:
             await asyncio.shield(asyncio.gather(*futures))
         own = self.group.future.result() if self.group is not None else []
-        accepted = sum(own) + sum(g.flag(record_id) for g, record_id in self.borrowed)
-        total = len(own) + len(self.borrowed) + self.duplicates
-        return accepted, total - accepted
+        accepted = sum(own)  # False: another writer (replica, worker) committed it first
+        return accepted, len(own) - accepted + len(self.borrowed) + self.duplicates
 
 
 class LoopWriter:
@@ -392,22 +395,38 @@ class CollectorService:
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def post_feedback(self, request: web.Request) -> web.Response:
+        """The answer to a POST, counted by status (every status, 500 included)."""
         try:
             response = await self._post(request)
         except RequestError as exc:
-            self.metrics.rejected.labels(exc.reason).inc()
-            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-            payload = {"error": exc.reason, "message": str(exc)}
-            response = web.json_response(payload, status=exc.status, headers=headers)
-            if exc.status in (408, 413):
-                response.force_close()
-        counter = self._by_status.get(response.status)
-        if counter is None:
-            counter = self._by_status[response.status] = self.metrics.requests.labels(
-                str(response.status)
-            )
-        counter.inc()
+            response = self._refusal(exc)
+        except web.HTTPException as exc:  # raised by aiohttp itself: answered as it says
+            self._count(exc.status)
+            raise
+        except ConnectionError:  # the client went away mid-body: nobody to answer
+            raise
+        except Exception:  # a bug: a JSON 500, logged with its traceback, counted
+            log.exception("%s %s: unexpected error", request.method, request.path)
+            self.metrics.rejected.labels("internal_error").inc()
+            payload = {"error": "internal_error", "message": "unexpected error; see the log"}
+            response = web.json_response(payload, status=500)
+        self._count(response.status)
         return response
+
+    def _refusal(self, exc: RequestError) -> web.Response:
+        self.metrics.rejected.labels(exc.reason).inc()
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        payload = {"error": exc.reason, "message": str(exc)}
+        response = web.json_response(payload, status=exc.status, headers=headers)
+        if exc.status in (408, 413):
+            response.force_close()
+        return response
+
+    def _count(self, status: int) -> None:
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = self._by_status[status] = self.metrics.requests.labels(str(status))
+        counter.inc()
 
     async def _post(self, request: web.Request) -> web.Response:
         namespace, loop = request.match_info["namespace"], request.match_info["loop"]
@@ -420,7 +439,9 @@ class CollectorService:
             raise RequestError(403, "forbidden", f"this token may not write to {namespace}/{loop}")
         if self.config.loops and f"{namespace}/{loop}" not in self.config.loops:
             raise RequestError(404, "unknown_loop", f"no FeedbackLoop {namespace}/{loop} here")
-        if request.content_type.lower() not in _CONTENT_TYPES:
+        # no Content-Type (aiohttp would say application/octet-stream): "", accepted
+        given = request.content_type.lower() if "Content-Type" in request.headers else ""
+        if given not in _CONTENT_TYPES:
             raise RequestError(415, "content_type", f"unsupported type {request.content_type}")
         length = request.content_length
         if length is not None and length > self.config.max_body_bytes:
@@ -518,9 +539,8 @@ class CollectorService:
             len(rejected),
         )
         payload: dict[str, Any] = {"accepted": accepted, "duplicates": duplicates}
-        if rejected:
-            payload["rejected"] = [r.to_dict() for r in rejected[:100]]
-            payload["rejectedCount"] = len(rejected)
+        if rejected:  # every one (at most --max-records), in the batch's order
+            payload["rejected"] = [r.to_dict() for r in rejected]
         return web.Response(
             body=orjson.dumps(payload),
             status=400 if rejected else 200,

@@ -4,7 +4,9 @@ locally."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kubetune.api.feedback import FeedbackLoopStatus
@@ -13,8 +15,11 @@ from kubetune.api.feedback import FeedbackLoopStatus
 _PENDING_RECORDS = str(FeedbackLoopStatus.model_fields["pending_records"].alias)
 
 
-def loop_lines(body: dict[str, Any], now: datetime | None = None) -> list[str]:
-    """A FeedbackLoop's champion, latest cycle and what would start the next one locally."""
+def loop_lines(
+    body: dict[str, Any], now: datetime | None = None, workdir: Path | None = None
+) -> list[str]:
+    """A FeedbackLoop's champion, latest cycle and what would start the next one locally (the
+    approve command names ``workdir``, the run's, as a shell word)."""
     spec = body.get("spec") or {}
     status = body.get("status") or {}
     lines = []
@@ -29,10 +34,11 @@ def loop_lines(body: dict[str, Any], now: datetime | None = None) -> list[str]:
             f"latest cycle {latest.get('runId')}: {latest.get('reason') or latest.get('phase')}"
             + (f" - {latest['message']}" if latest.get("message") else "")
         )
+    where = shlex.quote(str(workdir)) if workdir is not None else "WORKDIR"
     for request in status.get("awaitingApproval") or []:
         run, name = request.get("runId"), body["metadata"]["name"]
         lines.append(
-            f"{run} awaits approval: `kubetune approve {name} {run} --workdir WORKDIR` "
+            f"{run} awaits approval: `kubetune approve {name} {run} --workdir {where}` "
             "(or --reject), then run again"
         )
         for label, key in (("report", "reportUri"), ("feedback", "feedbackUri")):

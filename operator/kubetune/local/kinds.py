@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from kubetune.api.kinds import per_kind
@@ -22,8 +23,9 @@ from kubetune.local.store import LocalState, StoredResource
 # status -> True or False when the kind decides whether a local run is done with it; None leaves
 # it to the phase (Ready or Succeeded).
 DoneRule = Callable[[Mapping[str, Any]], bool | None]
-# (body, now) -> the lines its summary shows instead of ``artifact: <outputUri>``
-SummaryLines = Callable[[dict[str, Any], datetime | None], list[str]]
+# (body, now, workdir of the run) -> the lines its summary shows instead of
+# ``artifact: <outputUri>``
+SummaryLines = Callable[[dict[str, Any], datetime | None, Path | None], list[str]]
 
 
 class ChildFilter(Protocol):

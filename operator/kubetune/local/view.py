@@ -9,6 +9,7 @@ in place of the artifact line (``summary_lines`` of :mod:`kubetune.local.kinds`)
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group
@@ -193,8 +194,11 @@ def _age(value: Any) -> str:
     return f"{seconds}s"
 
 
-def summary_lines(resources: list[dict[str, Any]], now: datetime | None = None) -> list[str]:
-    """Artifacts, key metrics, failures with their log, and the evaluation report."""
+def summary_lines(
+    resources: list[dict[str, Any]], now: datetime | None = None, workdir: Path | None = None
+) -> list[str]:
+    """Artifacts, key metrics, failures with their log, and the evaluation report (commands
+    it suggests name ``workdir``, the run's)."""
     lines = []
     for depth, body in by_owner(resources):
         status = body.get("status") or {}
@@ -205,7 +209,7 @@ def summary_lines(resources: list[dict[str, Any]], now: datetime | None = None) 
             + (f" - {status['message']}" if status.get("message") else "")
         )
         own_lines = local_kind(body["kind"]).summary_lines
-        details = own_lines(body, now) if own_lines is not None else []
+        details = own_lines(body, now, workdir) if own_lines is not None else []
         if status.get("outputUri") and own_lines is None:
             details.append(f"artifact: {status['outputUri']}")
         results = status.get("results") or {}
