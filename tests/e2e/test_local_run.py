@@ -167,7 +167,9 @@ spec:
 
 
 def test_interrupt_then_resume_without_redoing_steps(tmp_path: Path) -> None:
-    manifests = _tiny_pipeline(tmp_path, steps=400, every=20)
+    # 1200 steps: the interrupt must land while training runs; with 400 the whole run once
+    # ended (exit 0) before the SIGINT sent at the first checkpoint, on a loaded machine
+    manifests = _tiny_pipeline(tmp_path, steps=1200, every=20)
     workdir = tmp_path / "work"
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubetune.cli", "run", "-f", str(manifests), "--workdir",
@@ -212,7 +214,7 @@ def test_interrupt_then_resume_without_redoing_steps(tmp_path: Path) -> None:
     assert "resum" in log.lower()
     output = Path(tune["outputUri"].removeprefix("file://"))
     results = json.loads((output / "results.json").read_text())
-    assert results["steps"] == 400  # the resumed run ends at the planned step, not beyond
+    assert results["steps"] == 1200  # the resumed run ends at the planned step, not beyond
 
     # Re-running the finished pipeline changes nothing and starts nothing.
     again = kubetune("run", "-f", str(manifests), "--workdir", str(workdir))

@@ -15,6 +15,9 @@ from kubetune_workloads.errors import WorkloadError
 
 from tests.helpers.moto_s3 import moto_s3
 
+# a bucket of this module's own: the moto server is shared with other tests, which write too
+BUCKET = "storage-roundtrip"
+
 
 def _keys(s3: Any, bucket: str) -> list[str]:
     listed = s3.list_objects_v2(Bucket=bucket)
@@ -26,26 +29,26 @@ def test_an_output_round_trips_through_s3_and_a_failed_one_leaves_nothing(
 ) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     with moto_s3(monkeypatch) as s3:
-        s3.create_bucket(Bucket="models")
-        with storage.output_dir("s3://models/ml/small/g1") as out:
+        s3.create_bucket(Bucket=BUCKET)
+        with storage.output_dir(f"s3://{BUCKET}/ml/small/g1") as out:
             (out / "weights").mkdir()
             (out / "weights" / "model.bin").write_bytes(b"\x00\x01" * 100)
             (out / MANIFEST_FILE).write_text('{"artifact": "model"}')
-        assert _keys(s3, "models") == [
+        assert _keys(s3, BUCKET) == [
             f"ml/small/g1/{MANIFEST_FILE}",
             "ml/small/g1/weights/model.bin",
         ]
 
-        failing = storage.output_dir("s3://models/ml/small/g2")
+        failing = storage.output_dir(f"s3://{BUCKET}/ml/small/g2")
         with pytest.raises(RuntimeError, match="training diverged"), failing as out:
             (out / "partial.bin").write_bytes(b"x")
             raise RuntimeError("training diverged")
-        assert not [k for k in _keys(s3, "models") if k.startswith("ml/small/g2")]
+        assert not [k for k in _keys(s3, BUCKET) if k.startswith("ml/small/g2")]
 
-        fetched = storage.fetch("s3://models/ml/small/g1")
+        fetched = storage.fetch(f"s3://{BUCKET}/ml/small/g1")
         assert (fetched / "weights" / "model.bin").read_bytes() == b"\x00\x01" * 100
-        assert storage.fetch("s3://models/ml/small/g1") == fetched  # cached, not fetched again
-        single = storage.fetch(f"s3://models/ml/small/g1/{MANIFEST_FILE}")
+        assert storage.fetch(f"s3://{BUCKET}/ml/small/g1") == fetched  # cached, not fetched again
+        single = storage.fetch(f"s3://{BUCKET}/ml/small/g1/{MANIFEST_FILE}")
         assert single.read_text() == '{"artifact": "model"}'
 
 
