@@ -368,7 +368,8 @@ def main() -> None:
     )
     print(
         f"latency per {args.batch}-record batch: p50 {p50:.1f} ms, p99 {p99:.1f} ms (worst "
-        f"round); CPU per request: collector {server_us:.0f} us, client {client_us:.0f} us"
+        "round; rounds: " + ", ".join(f"{r.p99_ms:.1f}" for r in rounds) + "); "
+        f"CPU per request: collector {server_us:.0f} us, client {client_us:.0f} us"
     )
     print(
         f"raw append+flush+fsync of the committed lines: {raw_rps:,.0f} records/s over "

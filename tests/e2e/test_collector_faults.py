@@ -1,6 +1,6 @@
 """The collector under faults: 16 clients post 50,000 records while the collector is SIGKILLed
-twice (or, with ``--workers 2``, one of its workers and then the whole collector); then the
-loop's real collect step reads every acknowledged record exactly once.
+twice (or, with ``--workers 2``, its committer, one of its workers and then the whole
+collector); then the loop's real collect step reads every acknowledged record exactly once.
 
 Everything is real: the ``kubetune collector`` process on 127.0.0.1, aiohttp clients retrying
 on errors and timeouts, 5% of the records sent again by the clients (a client-side duplicate
@@ -28,7 +28,8 @@ BATCH = 100
 CLIENTS = 16
 DUPLICATE_RATE = 0.05
 PERIOD = round(1 / DUPLICATE_RATE)  # every 20th record is sent twice
-KILL_AT = (0.3, 0.65)  # fractions of the records acknowledged when the collector is killed
+# fractions of the records acknowledged at each kill, by the number of kills
+KILL_AT = {2: (0.3, 0.65), 3: (0.25, 0.5, 0.75)}
 ID = re.compile(r"\[(r\d+)\]")
 
 
@@ -113,18 +114,21 @@ class Clients:
 
 
 async def post_all(collector: CollectorProcess, kills: tuple[str, ...]) -> Clients:
-    """Post everything; at each of KILL_AT, SIGKILL the ``collector`` (then restart it) or
-    one ``worker`` of several (the collector's supervisor starts another)."""
+    """Post everything; at each of KILL_AT, SIGKILL the ``collector`` (then restart it), one
+    ``worker`` of several or their ``committer`` (the collector's supervisor starts another)."""
     clients = Clients(collector.url)
     timeout = aiohttp.ClientTimeout(total=5)
     connector = aiohttp.TCPConnector(limit=CLIENTS)
 
     async def killer() -> None:
-        for fraction, what in zip(KILL_AT, kills, strict=True):
+        for fraction, what in zip(KILL_AT[len(kills)], kills, strict=True):
             while len(clients.acked) < fraction * RECORDS:
                 await asyncio.sleep(0.01)
             if what == "worker":
                 collector.kill_worker()
+                continue
+            if what == "committer":
+                collector.kill_committer()
                 continue
             collector.kill()
             await asyncio.sleep(0.2)
@@ -140,7 +144,7 @@ async def post_all(collector: CollectorProcess, kills: tuple[str, ...]) -> Clien
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("workers", "kills"),
-    [(1, ("collector", "collector")), (2, ("worker", "collector"))],
+    [(1, ("collector", "collector")), (2, ("committer", "worker", "collector"))],
     ids=["one-process", "two-workers"],
 )
 def test_fault_sigkill_twice_every_acknowledged_record_exactly_once(
@@ -157,7 +161,9 @@ def test_fault_sigkill_twice_every_acknowledged_record_exactly_once(
     assert collector.starts == 1 + kills.count("collector")  # each killed collector restarted
     if "worker" in kills:
         log = collector.log.read_text()
-        assert "killed by SIGKILL" in log and "supervisor is gone" in log
+        assert re.search(r"collector worker \d \(pid \d+\) ended: killed by SIGKILL", log)
+        assert re.search(r"collector committer \(pid \d+\) ended: killed by SIGKILL", log)
+        assert "supervisor is gone" in log
     assert len(clients.acked) == RECORDS
     assert clients.duplicates_sent == DUPLICATE_RATE * RECORDS
 

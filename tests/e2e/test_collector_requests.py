@@ -530,19 +530,24 @@ async def _concurrent_posts(process: CollectorProcess) -> list[int]:
     return statuses
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_s3_store_one_object_per_segment_exactly_once_across_a_kill(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
+    """With ``--workers 2`` the committer is the store's one writer: S3 needs no lock."""
     from tests.e2e.test_collector_faults import collect_uri
     from tests.helpers.moto_s3 import moto_s3
 
     with moto_s3(monkeypatch) as s3:
-        s3.create_bucket(Bucket="feedback-bucket")
-        process = CollectorProcess(tmp_path, store_uri="s3://feedback-bucket/loops")
+        bucket = f"feedback-{workers}-workers"  # the moto server is shared: a bucket of its own
+        s3.create_bucket(Bucket=bucket)
+        args = ("--workers", str(workers))
+        process = CollectorProcess(tmp_path, *args, store_uri=f"s3://{bucket}/loops")
         process.start()
         try:
             first = jsonl(*[good(i) for i in range(30)])
             assert post(process, first)[1] == {"accepted": 30, "duplicates": 0}
+            assert post(process, first)[1] == {"accepted": 0, "duplicates": 30}
             process.kill()
             process.start()  # a new process: the ids come back from the segments in S3
             again = jsonl(*[good(i) for i in range(20, 50)])
@@ -550,11 +555,11 @@ def test_s3_store_one_object_per_segment_exactly_once_across_a_kill(
         finally:
             process.stop()
         prefix = "loops/default/support/"
-        listed = s3.list_objects_v2(Bucket="feedback-bucket", Prefix=prefix)["Contents"]
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
         keys = [o["Key"] for o in listed]
         assert len(keys) == 2 and all("/collector/" in k and k.endswith(".jsonl") for k in keys)
         _, records = collect_uri(
-            tmp_path, "s3://feedback-bucket/loops/default/support", "s3://feedback-bucket/out/c1"
+            tmp_path, f"s3://{bucket}/loops/default/support", f"s3://{bucket}/out/c1"
         )
         prompts = sorted(r["instruction"] for r in records)
         assert prompts == sorted(f"question {i}" for i in range(50))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -94,9 +95,23 @@ class CollectorProcess:
         pid = self.proc.pid
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
+    def committer(self) -> int:
+        """The pid of the committer of a ``--workers N`` collector (as its log says)."""
+        found = re.findall(r"collector committer \(pid (\d+)\)", self.log.read_text())
+        pids = set(self.workers())
+        running = [int(pid) for pid in found if int(pid) in pids]
+        assert running, "no committer is running"
+        return running[-1]
+
     def kill_worker(self) -> int:
-        """SIGKILL one worker of several (the supervisor starts another); its pid."""
-        victim = self.workers()[0]
+        """SIGKILL one HTTP worker of several (the supervisor starts another); its pid."""
+        victim = next(pid for pid in self.workers() if pid != self.committer())
+        os.kill(victim, signal.SIGKILL)
+        return victim
+
+    def kill_committer(self) -> int:
+        """SIGKILL the committer of several workers (the supervisor starts another); its pid."""
+        victim = self.committer()
         os.kill(victim, signal.SIGKILL)
         return victim
 

@@ -200,15 +200,3 @@ def test_a_claim_made_before_a_refresh_is_checked_again(tmp_path: Path) -> None:
     assert b.commit(batch("x", 1), claimed_at=claimed_at) == [False]
     assert b.commit(batch("z", 1), claimed_at=b.epoch) == [True]
     assert sorted(ids_in(tmp_path)) == ["x0", "y0", "z0"]
-
-
-def test_several_workers_need_a_store_with_a_lock(tmp_path: Path) -> None:
-    from kubetune.cli import app
-    from typer.testing import CliRunner
-
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text("- name: a\n  token: tok-0123456789\n  loops: ['*/*']\n")
-    args = ["collector", "--store", "s3://bucket/feedback", "--tokens", str(tokens)]
-    result = CliRunner().invoke(app, [*args, "--workers", "2"])
-    assert result.exit_code == 2
-    assert "--workers > 1 needs a file:// or pvc:// store" in result.output

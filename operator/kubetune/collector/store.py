@@ -92,6 +92,8 @@ class SegmentInfo:
 class Backend:
     """Where segments live: list, read from an offset, append durably, repair, lock."""
 
+    quick = False  # whether an append takes about a disk flush (not a network round trip)
+
     def list_segments(self, since_day: str) -> list[SegmentInfo]:
         raise NotImplementedError
 
@@ -143,6 +145,8 @@ class Backend:
 
 class LocalBackend(Backend):
     """file:// and pvc:// stores (a PVC is mounted at ``$KUBETUNE_PVC_ROOT/CLAIM``)."""
+
+    quick = True
 
     def __init__(self, root: Path) -> None:
         self.root = root

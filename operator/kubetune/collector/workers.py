@@ -1,13 +1,14 @@
-"""Several collector processes on one port: a supervisor and its forked workers.
+"""Several collector processes on one port: a supervisor, its HTTP workers and its committer.
 
 One Python process spends most of a core on HTTP and JSON at a few thousand requests per
-second; ``--workers N`` runs N of them. The supervisor binds one listening socket per worker on
-one port (SO_REUSEPORT: the kernel spreads connections evenly over them), forks the workers,
-each accepting on its own, and restarts a worker that dies. The workers are replicas of one
-store in every respect: each writes its own segments, and they serialize their commits and
-learn each other's ids through the store's lock (:mod:`kubetune.collector.store`), exactly as
-replicas on a shared claim do, so a record id is written once whichever worker receives it, and
-a worker killed mid-commit leaves a torn tail that the next commit of another worker cuts.
+second; ``--workers N`` runs N HTTP workers. The supervisor binds one listening socket per
+worker on one port (SO_REUSEPORT: the kernel spreads connections evenly over them), forks the
+workers, each accepting on its own, and one committer (:mod:`kubetune.collector.committer`),
+the only process that writes the store: the workers send it their requests' valid records over
+a Unix socket (in a private temporary folder) and answer once it replies. The supervisor
+restarts a worker or the committer that dies; on SIGTERM it stops the workers first (they
+finish the requests in flight, which need the committer), then the committer. Replicas of the
+collector (pods) are each one such writer of a shared store (:mod:`kubetune.collector.store`).
 
 The workers' metrics are summed through ``prometheus_client``'s multiprocess mode (a folder of
 per-process files, ``PROMETHEUS_MULTIPROC_DIR``; a temporary one unless it is set), so any
@@ -41,6 +42,7 @@ log = logging.getLogger("kubetune.collector")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BIND_WAIT_SECONDS = 10.0  # a killed supervisor's workers may still hold the port that long
 RESTARTS_PER_MINUTE = 10
+COMMITTER = -1  # the committer's slot among the children
 SWITCH_INTERVAL_SECONDS = 0.0005  # see run_loop
 
 
@@ -54,11 +56,8 @@ def run_collector(
 ) -> int:
     """Serve until SIGTERM/SIGINT: in this process (one worker) or as a supervisor of several.
 
-    Returns the exit code (non-zero when workers kept dying). Several workers need a store with
-    the commit lock (file://, pvc://): ValueError for s3://.
+    Returns the exit code (non-zero when workers kept dying).
     """
-    if workers > 1 and config.store.startswith("s3://"):
-        raise ValueError("--workers > 1 needs a file:// or pvc:// store (S3 has no commit lock)")
     if workers <= 1:
         from kubetune.collector.server import serve
 
@@ -90,7 +89,7 @@ def listen(
 
 
 class Supervisor:
-    """Forks ``workers`` collector processes on one socket and keeps that many running."""
+    """Forks ``workers`` HTTP processes on one port and a committer, and keeps them running."""
 
     def __init__(
         self, config: CollectorConfig, host: str, port: int, workers: int, access_log: bool
@@ -100,7 +99,8 @@ class Supervisor:
         self.port = port
         self.workers = workers
         self.access_log = access_log
-        self.children: dict[int, int] = {}  # pid -> worker slot
+        self.commit_address = ""  # the committer's Unix socket (see run)
+        self.children: dict[int, int] = {}  # pid -> worker slot (COMMITTER: the committer)
         self.stopping = False
         self.restarts: list[float] = []
 
@@ -109,7 +109,14 @@ class Supervisor:
         bound = int(socks[0].getsockname()[1])
         alive_read, alive_write = os.pipe()  # EOF for the workers when this process is gone
         os.set_inheritable(alive_read, True)
+        private = tempfile.mkdtemp(prefix="kubetune-collector-")  # 0700: this user's only
+        self.commit_address = os.path.join(private, "commit.sock")
+        commit_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        commit_sock.bind(self.commit_address)
+        commit_sock.listen(1024)
+        socks.append(commit_sock)  # the last slot's: the committer's (COMMITTER == -1)
         log.info("collector supervisor on %s:%d: %d workers", self.host, bound, self.workers)
+        self._spawn(COMMITTER, socks, alive_read, alive_write)
         for slot in range(self.workers):
             self._spawn(slot, socks, alive_read, alive_write)
         if on_ready is not None:
@@ -127,14 +134,16 @@ class Supervisor:
                 sock.close()
             os.close(alive_read)
             os.close(alive_write)
+            shutil.rmtree(private, ignore_errors=True)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if not self.stopping:
             log.info("stopping: the workers finish the requests in flight")
         self.stopping = True
-        for pid in list(self.children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        for pid, slot in list(self.children.items()):
+            if slot != COMMITTER:  # the committer is stopped once the workers are gone
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     def _listen(self) -> list[socket.socket]:
         """One listening socket per worker slot on one port (SO_REUSEPORT): the kernel spreads
@@ -160,8 +169,10 @@ class Supervisor:
                 continue
             _forget_metrics(pid)
             if self.stopping:
+                self._stop_committer_after_workers()
                 continue
-            log.error("collector worker %d (pid %d) ended: %s", slot, pid, _describe(status))
+            name = "committer" if slot == COMMITTER else f"worker {slot}"
+            log.error("collector %s (pid %d) ended: %s", name, pid, _describe(status))
             if self._too_many_restarts():
                 log.error("workers keep dying: stopping the collector")
                 code = 1
@@ -169,6 +180,12 @@ class Supervisor:
                 continue
             self._spawn(slot, socks, alive_read, alive_write)
         return code
+
+    def _stop_committer_after_workers(self) -> None:
+        if all(slot == COMMITTER for slot in self.children.values()):
+            for pid in self.children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     def _too_many_restarts(self) -> bool:
         now = time.monotonic()
@@ -187,13 +204,17 @@ class Supervisor:
         code = 0
         try:  # the worker: never returns into the supervisor's code
             os.close(alive_write)
-            for index, other in enumerate(socks):
-                if index != slot:
+            own = socks[slot]
+            for other in socks:
+                if other is not own:
                     other.close()  # only the supervisor keeps the other slots' sockets
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
             config = dataclasses.replace(self.config, writer=writer_id())
-            _serve_worker(config, socks[slot], alive_read, self.access_log)
+            if slot == COMMITTER:
+                _serve_committer(config, own, alive_read)
+            else:
+                _serve_worker(config, own, alive_read, self.access_log, self.commit_address)
         except BaseException:  # reported, then the worker ends
             traceback.print_exc()
             code = 1
@@ -203,10 +224,20 @@ class Supervisor:
             os._exit(code)
 
 
-def _serve_worker(config: CollectorConfig, sock: socket.socket, alive: int, access: bool) -> None:
+def _serve_worker(
+    config: CollectorConfig, sock: socket.socket, alive: int, access: bool, committer: str
+) -> None:
     from kubetune.collector.server import serve
 
-    run_loop(serve(config, sock=sock, access_log=access, supervisor_pipe=alive))
+    run_loop(
+        serve(config, sock=sock, access_log=access, supervisor_pipe=alive, commit_address=committer)
+    )
+
+
+def _serve_committer(config: CollectorConfig, sock: socket.socket, alive: int) -> None:
+    from kubetune.collector.committer import serve_committer
+
+    run_loop(serve_committer(config, sock, alive))
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:

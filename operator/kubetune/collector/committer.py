@@ -1,0 +1,253 @@
+"""The committer of a ``--workers N`` collector: one process writes the store for all workers.
+
+The HTTP workers do what costs CPU per request (HTTP, auth, JSON parsing, validation, the
+lines' encoding) in parallel; the committer does what must happen in one place (the id index,
+group commits, the segments). A worker sends each request's valid records (its ids and its
+lines) over a Unix socket to the committer and answers the client with what the committer
+replies once the records are durable: (accepted, duplicates), or the refusal (429 when the
+store lags, 503 when a commit failed) with its Retry-After.
+
+So a pod is one writer of its store, whatever its number of workers: one id index (a record
+id is found whichever worker receives it, and a batch sent twice at once to two workers is
+written once), one open segment, one commit at a time. Measured with
+bench/collector_throughput.py on 2 cores: workers that were each a writer serialized their
+commits on the store's lock and each indexed the other's ids, so a second worker added no
+records/s; with the committer the workers scale (see docs/feedback.md).
+
+The frames, little-endian:
+
+- request: ``<IIHHI`` (bytes after the header, sequence number, namespace bytes, loop bytes,
+  ids bytes), the namespace and loop (UTF-8), the ids (a JSON array), then the lines (each
+  ends with its only newline: the lines are ASCII JSON, their strings' newlines escaped);
+- reply: ``<IIHBII`` (bytes after the header, sequence number, HTTP status, Retry-After
+  seconds, accepted, duplicates), then for a refusal its reason and message (UTF-8, a NUL
+  between them).
+
+If the committer dies, the requests it held get a 503 (their records may or may not be
+committed: a retry is acknowledged as duplicates where they are) and the supervisor starts
+another, which accepts on the same listening socket (connections made meanwhile wait in its
+backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import struct
+import time
+from typing import cast
+
+import orjson
+
+from kubetune.collector.commits import CommitRefused, LoopCommits
+from kubetune.collector.config import CollectorConfig
+from kubetune.collector.metrics import Metrics
+
+__all__ = ["RemoteCommits", "serve_committer"]
+log = logging.getLogger("kubetune.collector")
+_REQUEST = struct.Struct("<IIHHI")
+_REPLY = struct.Struct("<IIHBII")
+_UNREACHABLE = "the committer is unreachable; retry"
+
+
+def encode_request(seq: int, namespace: str, loop: str, valid: list[tuple[str, bytes]]) -> bytes:
+    names = (namespace.encode(), loop.encode())
+    ids = orjson.dumps([record_id for record_id, _ in valid])
+    lines = b"".join([line for _, line in valid])
+    size = len(names[0]) + len(names[1]) + len(ids) + len(lines)
+    header = _REQUEST.pack(size, seq, len(names[0]), len(names[1]), len(ids))
+    return b"".join((header, *names, ids, lines))
+
+
+def encode_reply(
+    seq: int, status: int, retry_after: int, counts: tuple[int, int], text: str
+) -> bytes:
+    body = text.encode()
+    return _REPLY.pack(len(body), seq, status, min(retry_after, 255), *counts) + body
+
+
+class _CommitterProtocol(asyncio.Protocol):
+    """One worker's connection: requests in, a reply for each once it is settled."""
+
+    def __init__(self, commits: LoopCommits, tasks: set[asyncio.Task[None]]) -> None:
+        self.commits = commits
+        self.tasks = tasks
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        start, end = 0, len(buffer)
+        while end - start >= _REQUEST.size:
+            size, seq, ns_bytes, loop_bytes, ids_bytes = _REQUEST.unpack_from(buffer, start)
+            at = start + _REQUEST.size
+            if end - at < size:
+                break
+            namespace = bytes(buffer[at : at + ns_bytes]).decode()
+            at += ns_bytes
+            loop = bytes(buffer[at : at + loop_bytes]).decode()
+            at += loop_bytes
+            ids = bytes(buffer[at : at + ids_bytes])
+            lines = bytes(buffer[at + ids_bytes : start + _REQUEST.size + size])
+            start += _REQUEST.size + size
+            task = asyncio.ensure_future(self._answer(seq, namespace, loop, ids, lines))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        del buffer[:start]
+
+    async def _answer(self, seq: int, namespace: str, loop: str, ids: bytes, lines: bytes) -> None:
+        try:
+            record_ids: list[str] = orjson.loads(ids)
+            valid = list(zip(record_ids, lines.splitlines(keepends=True), strict=True))
+            counts = await self.commits.commit(namespace, loop, valid, len(lines))
+            reply = encode_reply(seq, 200, 0, counts, "")
+        except CommitRefused as exc:
+            reply = encode_reply(seq, exc.status, exc.retry_after, (0, 0), f"{exc.reason}\0{exc}")
+        except Exception:  # a bug: the worker answers a JSON 500
+            log.exception("%s/%s: unexpected error in the committer", namespace, loop)
+            reply = encode_reply(seq, 500, 0, (0, 0), "internal_error\0unexpected error")
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(reply)
+
+
+async def serve_committer(
+    config: CollectorConfig, sock: socket.socket, supervisor_pipe: int
+) -> None:
+    """Commit the workers' records until SIGTERM (sent once every worker has ended), then
+    finish the commits in flight. ``sock``: the listening Unix socket the supervisor made."""
+    commits = LoopCommits(config, Metrics(), inline=True)
+    tasks: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_unix_server(lambda: _CommitterProtocol(commits, tasks), sock=sock)
+    log.info("collector committer (pid %d) writing %s", os.getpid(), config.store)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    loop.add_reader(supervisor_pipe, _supervisor_gone)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await commits.stop()
+
+
+def _supervisor_gone() -> None:
+    log.error("the collector supervisor is gone: the committer ends")
+    os._exit(3)
+
+
+class _ReplyProtocol(asyncio.Protocol):
+    """A worker's connection to the committer: the replies, matched to their requests."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.waiting: dict[int, asyncio.Future[tuple[int, int, int, int, str]]] = {}
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        start, end = 0, len(buffer)
+        while end - start >= _REPLY.size:
+            size, seq, status, retry_after, accepted, duplicates = _REPLY.unpack_from(buffer, start)
+            at = start + _REPLY.size
+            if end - at < size:
+                break
+            text = bytes(buffer[at : at + size]).decode() if size else ""
+            start = at + size
+            future = self.waiting.pop(seq, None)
+            if future is not None and not future.done():
+                future.set_result((status, retry_after, accepted, duplicates, text))
+        del buffer[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError(_UNREACHABLE))
+        self.waiting.clear()
+
+
+class RemoteCommits:
+    """A worker's :class:`~kubetune.collector.commits.Committer`: the committer process,
+    reached at the Unix socket ``address`` (one connection, opened again when lost)."""
+
+    def __init__(self, address: str, config: CollectorConfig) -> None:
+        self.address = address
+        self.config = config
+        self.inflight_bytes = 0  # sent, not answered yet
+        self.last_failure = 0.0
+        self._protocol: _ReplyProtocol | None = None
+        self._connecting = asyncio.Lock()
+        self._seq = itertools.count(1)
+
+    async def _connected(self) -> _ReplyProtocol:
+        protocol = self._protocol
+        if protocol is not None and not protocol.lost:
+            return protocol
+        async with self._connecting:
+            if self._protocol is None or self._protocol.lost:
+                try:
+                    _, self._protocol = await asyncio.get_running_loop().create_unix_connection(
+                        _ReplyProtocol, self.address
+                    )
+                except OSError as exc:
+                    self.last_failure = time.monotonic()
+                    raise CommitRefused(503, "store_error", _UNREACHABLE, 1) from exc
+            return self._protocol
+
+    async def commit(
+        self, namespace: str, loop: str, valid: list[tuple[str, bytes]], size: int
+    ) -> tuple[int, int]:
+        protocol = await self._connected()
+        seq = next(self._seq)
+        future: asyncio.Future[tuple[int, int, int, int, str]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        protocol.waiting[seq] = future
+        assert protocol.transport is not None
+        protocol.transport.write(encode_request(seq, namespace, loop, valid))
+        self.inflight_bytes += size
+        try:
+            status, retry_after, accepted, duplicates, text = await future
+        except ConnectionError as exc:
+            self.last_failure = time.monotonic()
+            raise CommitRefused(503, "store_error", _UNREACHABLE, 1) from exc
+        finally:
+            self.inflight_bytes -= size
+        if status != 200:
+            reason, _, message = text.partition("\0")
+            if status == 503:
+                self.last_failure = time.monotonic()
+            raise CommitRefused(status, reason, message, retry_after)
+        return accepted, duplicates
+
+    def not_ready(self) -> str:
+        if self.inflight_bytes > 0.9 * self.config.max_pending_bytes:
+            return "store lagging"
+        if self.last_failure and time.monotonic() - self.last_failure < 5.0:
+            return "store failing"
+        return ""
+
+    def update_gauges(self) -> None:
+        """The store's lag gauges are the committer's (this process commits nothing)."""
+
+    async def stop(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
