@@ -122,7 +122,7 @@ class LoopWriter:
         group = _Group([], 0, now, asyncio.get_running_loop().create_future())
         group.epoch = self.store.epoch  # read before the ids are looked up (see LoopStore)
         ids = [record_id for record_id, _ in valid]
-        if ids and committed.keys().isdisjoint(ids) and inflight.keys().isdisjoint(ids):
+        if ids and committed.isdisjoint(ids) and inflight.keys().isdisjoint(ids):
             owned = dict.fromkeys(ids, group)
             if len(owned) == len(ids):  # the common case: every id new, none twice
                 inflight.update(owned)

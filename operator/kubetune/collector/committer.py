@@ -71,6 +71,26 @@ def encode_reply(
     return _REPLY.pack(len(body), seq, status, min(retry_after, 255), *counts) + body
 
 
+class _Coalesced:
+    """Writes to a transport, coalesced: what is written during one turn of the event loop
+    goes out in one system call at its end (the replies of one group commit; the requests
+    that arrived together), so the other process wakes once for all of them."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.pending.append(data)
+
+    def _flush(self) -> None:
+        data, self.pending = self.pending, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data[0] if len(data) == 1 else b"".join(data))
+
+
 class _CommitterProtocol(asyncio.Protocol):
     """One worker's connection: requests in, a reply for each once it is settled."""
 
@@ -79,9 +99,11 @@ class _CommitterProtocol(asyncio.Protocol):
         self.tasks = tasks
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+        self.out = _Coalesced()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
+        self.out.transport = self.transport
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -115,8 +137,7 @@ class _CommitterProtocol(asyncio.Protocol):
         except Exception:  # a bug: the worker answers a JSON 500
             log.exception("%s/%s: unexpected error in the committer", namespace, loop)
             reply = encode_reply(seq, 500, 0, (0, 0), "internal_error\0unexpected error")
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(reply)
+        self.out.write(reply)
 
 
 async def serve_committer(
@@ -155,10 +176,12 @@ class _ReplyProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.waiting: dict[int, asyncio.Future[tuple[int, int, int, int, str]]] = {}
         self.transport: asyncio.Transport | None = None
+        self.out = _Coalesced()
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
+        self.out.transport = self.transport
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -221,8 +244,8 @@ class RemoteCommits:
             asyncio.get_running_loop().create_future()
         )
         protocol.waiting[seq] = future
-        assert protocol.transport is not None
-        protocol.transport.write(encode_request(seq, namespace, loop, valid))
+        protocol.out.write(encode_request(seq, namespace, loop, valid))
+        del valid  # not kept while the commit is awaited (see CollectorService._post)
         self.inflight_bytes += size
         try:
             status, retry_after, accepted, duplicates, text = await future

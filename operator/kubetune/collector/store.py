@@ -61,6 +61,7 @@ from typing import Any
 
 from kubetune.api.contract import PVC_ROOT_ENV
 from kubetune.api.segments import MARKER_BYTES, decode_marker, encode_marker, marker_name
+from kubetune.collector.ids import IdIndex
 
 COLLECTOR_DIR = "collector"
 # The lock file: the commit generation (8 bytes), then a ring of the segments the last
@@ -461,7 +462,7 @@ class LoopStore:
         self.segment_seconds = segment_seconds
         self.retention = retention_seconds
         self.max_ids = max_ids
-        self.ids: dict[str, float] = {}  # id -> commit time, in commit order
+        self.ids = IdIndex()  # id -> commit time
         self._known: dict[str, int] = {}  # segment -> bytes whose ids are in the index
         self._open: str | None = None
         self._size = 0  # committed bytes of the open segment
@@ -511,16 +512,7 @@ class LoopStore:
 
     def _index(self, ids: list[str], mtime: float) -> int:
         """Add the ids not in the index yet (their time: ``mtime``); how many were added."""
-        fresh = dict.fromkeys(ids, mtime)
-        if self.ids.keys().isdisjoint(fresh):  # the common case: one update in C
-            self.ids.update(fresh)
-            return len(fresh)
-        added = 0
-        for record_id in fresh:
-            if record_id not in self.ids:
-                self.ids[record_id] = mtime
-                added += 1
-        return added
+        return self.ids.add(ids, mtime)
 
     def _repair(self, relpath: str, complete: int, torn: bool) -> None:
         """Another writer's segment: lines beyond its marker (its writer died or failed before
@@ -536,12 +528,7 @@ class LoopStore:
             self.markers_raised += int(self.backend.mark_committed(relpath, complete))
 
     def _trim(self) -> None:
-        cutoff = time.time() - self.retention
-        while self.ids:
-            first = next(iter(self.ids))
-            if self.ids[first] >= cutoff and len(self.ids) <= self.max_ids:
-                break
-            del self.ids[first]
+        self.ids.trim(time.time() - self.retention, self.max_ids)
 
     def mark_dirty(self) -> None:
         """After a failed commit: the segment may hold part of it; abandon it, re-read later."""
@@ -569,9 +556,7 @@ class LoopStore:
                 self.refresh(None if self._dirty else self.backend.changed_segments())
                 self._dirty = False
             ids = [record_id for record_id, _ in batch]
-            if claimed_at == self.epoch or (
-                self.ids.keys().isdisjoint(ids) and len(set(ids)) == len(ids)
-            ):
+            if claimed_at == self.epoch or (self.ids.isdisjoint(ids) and len(set(ids)) == len(ids)):
                 self._append(b"".join([line for _, line in batch]))
                 self._remember(ids)
                 return [True] * len(batch)
@@ -594,7 +579,7 @@ class LoopStore:
         return fresh
 
     def _remember(self, ids: list[str]) -> None:
-        self.ids.update(dict.fromkeys(ids, time.time()))
+        self.ids.add(ids, time.time())
         if len(self.ids) > self.max_ids:
             self._trim()
 
