@@ -1,8 +1,8 @@
 """Feedback collector throughput: sustained records/s and p99 commit latency vs raw appends.
 
-Starts the real ``kubetune collector`` (``--workers 1`` by default, as the chart: on 2 cores a
-second worker adds no records/s, see docs/feedback.md) on 127.0.0.1 with a file:// store in a
-temporary directory, then keeps ``--clients`` concurrent keep-alive HTTP/1.1 connections
+Starts the real ``kubetune collector`` (``--workers 2`` by default: two HTTP processes and
+their committer, the store's one writer; see docs/feedback.md) on 127.0.0.1 with a file://
+store in a temporary directory, then keeps ``--clients`` (16) keep-alive HTTP/1.1 connections
 posting JSONL batches of ``--batch`` records (~200 B each, every record distinct, so every one
 is written) for one loop during ``--rounds`` rounds of ``--seconds``. A request's latency is
 from sending it to its 200, which the collector sends only once the records are committed
@@ -26,8 +26,8 @@ The last line is one JSON object: ``value`` = collector records/s over all round
 100-record batches), ``p99_ms`` (the worst round's), the collector's CPU per request
 (all its processes) and the client's, ``workers``, ``clients`` and the load average.
 
-    python bench/collector_throughput.py [--seconds 3] [--rounds 4] [--clients 8]
-        [--batch 100] [--workers 1] [--client auto|wrk|python] [--quick]
+    python bench/collector_throughput.py [--seconds 3] [--rounds 4] [--clients 16]
+        [--batch 100] [--workers 2] [--client auto|wrk|python] [--quick]
 """
 
 from __future__ import annotations
@@ -322,10 +322,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seconds", type=int, default=3, help="per collector round")
     parser.add_argument("--rounds", type=int, default=4, help="raw/collector alternations")
-    parser.add_argument("--clients", type=int, default=8, help="keep-alive connections")
+    parser.add_argument("--clients", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--batch", type=int, default=100, help="records per request")
     parser.add_argument("--raw-batches", type=int, default=200, help="batches per raw run")
-    parser.add_argument("--workers", type=int, default=1, help="the collector's --workers")
+    parser.add_argument("--workers", type=int, default=2, help="the collector's --workers")
     parser.add_argument("--segment-bytes", type=int, default=1 << 20, help="the collector's")
     parser.add_argument(
         "--client",
