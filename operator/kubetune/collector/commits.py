@@ -176,7 +176,7 @@ class LoopWriter:
         try:
             claimed_at = min(group.epoch for group in groups)  # when their ids were new
             if self.host.inline and self.store.backend.quick:
-                fresh = self.store.commit(records, claimed_at)
+                fresh = await self._commit_inline(records, claimed_at)
             else:
                 fresh = await asyncio.to_thread(self.store.commit, records, claimed_at)
         except Exception as exc:
@@ -206,6 +206,17 @@ class LoopWriter:
             self.segments.inc()
         self._release(groups)
         self.host.update_gauges()
+
+    async def _commit_inline(self, records: list[tuple[str, bytes]], claimed_at: int) -> list[bool]:
+        """``LoopStore.commit`` on this thread but for the disk's flush, which runs in a worker
+        thread while this one reads (and validates, and queues) the next requests."""
+        pending = self.store.write(records, claimed_at)
+        try:
+            await asyncio.to_thread(self.store.flush, pending)
+        except BaseException:  # cancelled (the collector stops) too: the lock is given back
+            self.store.abandon(pending)
+            raise
+        return self.store.settle(pending)
 
     def _release(self, groups: list[_Group]) -> None:
         inflight = self.inflight

@@ -107,7 +107,20 @@ class Backend:
         ``committed`` is 0 for a segment this call creates; otherwise it is the length this
         writer committed last (the segment is open: only this writer appends to it).
         """
+        created = self.write(relpath, committed, data)
+        self.flush(relpath, created)
+        self.publish(relpath, committed + len(data))
+
+    def write(self, relpath: str, committed: int, data: bytes) -> bool:
+        """``append`` without its flush and marker (see ``flush``, ``publish``): whether it
+        created the segment."""
         raise NotImplementedError
+
+    def flush(self, relpath: str, created: bool) -> None:
+        """Make what ``write`` wrote durable (a blocking call that may run in any thread)."""
+
+    def publish(self, relpath: str, size: int) -> None:
+        """Let readers read ``relpath`` up to ``size`` (its committed-length marker)."""
 
     def close(self) -> None:
         """Seal the open segment: nothing more is appended to it."""
@@ -138,7 +151,18 @@ class Backend:
     @contextlib.contextmanager
     def locked(self) -> Iterator[int]:
         """Hold the store's commit lock; yield how many commits other holders made since ours."""
-        yield 0
+        others = self.acquire()
+        try:
+            yield others
+        finally:
+            self.release()
+
+    def acquire(self) -> int:
+        """Take the store's commit lock (see ``locked``): how many commits others made."""
+        return 0
+
+    def release(self) -> None:
+        """Give the commit lock back."""
 
     def cleanup(self) -> int:
         return 0
@@ -180,7 +204,7 @@ class LocalBackend(Backend):
             handle.seek(offset)
             return handle.read()
 
-    def append(self, relpath: str, committed: int, data: bytes) -> None:
+    def write(self, relpath: str, committed: int, data: bytes) -> bool:
         created = self._fd_relpath != relpath
         if created:
             if committed:
@@ -191,12 +215,25 @@ class LocalBackend(Backend):
             while view:
                 written = os.pwrite(self._fd, view, offset)
                 view, offset = view[written:], offset + written
+        except BaseException:
+            self.close()  # abandoned: a torn tail is cut under the lock before the next write
+            raise
+        return created
+
+    def flush(self, relpath: str, created: bool) -> None:
+        try:
             _fdatasync(self._fd)
             if created:
                 _fsync_dir((self.root / relpath).parent)  # the segment's name is durable too
-            os.pwrite(self._marker_fd, encode_marker(offset), 0)  # readers may now read it
         except BaseException:
-            self.close()  # abandoned: a torn tail is cut under the lock before the next write
+            self.close()
+            raise
+
+    def publish(self, relpath: str, size: int) -> None:
+        try:
+            os.pwrite(self._marker_fd, encode_marker(size), 0)  # readers may now read it
+        except BaseException:
+            self.close()
             raise
 
     def _create(self, relpath: str) -> None:
@@ -250,8 +287,7 @@ class LocalBackend(Backend):
         finally:
             os.close(fd)
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[int]:
+    def acquire(self) -> int:
         if self._lock_fd < 0:  # kept open: a commit costs no open/close of the lock file
             self.base.mkdir(parents=True, exist_ok=True)
             flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -269,9 +305,13 @@ class LocalBackend(Backend):
             )
             os.pwrite(fd, struct.pack("<Q", current + 1), 0)
             self._generation = current + 1
-            yield others
-        finally:
+        except BaseException:
             fcntl.flock(fd, fcntl.LOCK_UN)
+            raise
+        return others
+
+    def release(self) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def note_commit(self, relpath: str) -> None:
         """Record in the lock file's ring which segment this commit (generation) writes to."""
@@ -378,8 +418,10 @@ class S3Backend(Backend):
         data: bytes = self.fs.cat_file(f"{self.prefix}/{relpath}", start=offset or None)
         return data
 
-    def append(self, relpath: str, committed: int, data: bytes) -> None:
-        if self._open != relpath or len(self._content) != committed:
+    def write(self, relpath: str, committed: int, data: bytes) -> bool:
+        """One PUT of the whole segment: durable when it returns (no flush, no marker)."""
+        created = self._open != relpath or len(self._content) != committed
+        if created:
             if committed:
                 raise RuntimeError(f"{relpath} is not this writer's open segment")
             self._open, self._content = relpath, b""
@@ -390,6 +432,7 @@ class S3Backend(Backend):
             self.close()
             raise
         self._content = content
+        return created
 
     def close(self) -> None:
         self._open, self._content = None, b""
@@ -442,6 +485,18 @@ def ids_of(data: bytes) -> list[str]:
             if isinstance(record, dict) and isinstance(record.get("id"), str):
                 ids.append(record["id"])
     return ids
+
+
+@dataclass
+class Pending:
+    """A commit between its steps (:meth:`LoopStore.write`): for each record whether it is
+    new, the new ids, and where their lines went (``relpath`` None: nothing to write)."""
+
+    fresh: list[bool]
+    ids: list[str]
+    relpath: str | None = None
+    size: int = 0  # the segment's length once these lines are committed
+    created: bool = False
 
 
 class LoopStore:
@@ -550,19 +605,64 @@ class LoopStore:
         this, and holds them distinct and claimed (the server's in-flight records) since:
         unless a refresh learned other writers' ids meanwhile (the epoch moved), they are all
         new without looking them up again.
+
+        The three steps ``write``, ``flush`` and ``settle`` in a row: a caller may run the
+        flush (the disk's) in another thread and go on meanwhile.
         """
-        with self.backend.locked() as others:
+        pending = self.write(batch, claimed_at)
+        try:
+            self.flush(pending)
+        except BaseException:
+            self.abandon(pending)
+            raise
+        return self.settle(pending)
+
+    def write(self, batch: list[tuple[str, bytes]], claimed_at: int | None = None) -> Pending:
+        """A commit's first step: take the store lock (held until ``settle`` or ``abandon``)
+        and write the new lines, not durable yet (nobody reads beyond the marker)."""
+        others = self.backend.acquire()
+        try:
             if others or self._dirty:
                 self.refresh(None if self._dirty else self.backend.changed_segments())
                 self._dirty = False
             ids = [record_id for record_id, _ in batch]
             if claimed_at == self.epoch or (self.ids.isdisjoint(ids) and len(set(ids)) == len(ids)):
-                self._append(b"".join([line for _, line in batch]))
-                self._remember(ids)
-                return [True] * len(batch)
-            return self._commit_new(batch)
+                pending = Pending([True] * len(batch), ids)
+                return self._write(pending, b"".join([line for _, line in batch]))
+            return self._write_new(batch)
+        except BaseException:
+            self.mark_dirty()
+            self.backend.release()
+            raise
 
-    def _commit_new(self, batch: list[tuple[str, bytes]]) -> list[bool]:
+    def flush(self, pending: Pending) -> None:
+        """The second step: make the written lines durable (blocking; any thread)."""
+        if pending.relpath is not None:
+            self.backend.flush(pending.relpath, pending.created)
+
+    def settle(self, pending: Pending) -> list[bool]:
+        """The last step: raise the marker, index the ids, give the lock back; for each
+        record of the batch, whether it was new."""
+        try:
+            if pending.relpath is not None:
+                self.backend.publish(pending.relpath, pending.size)
+                self._size = pending.size
+                self._known[pending.relpath] = pending.size
+                self.commits += 1
+                self._remember(pending.ids)
+            return pending.fresh
+        except BaseException:
+            self.mark_dirty()
+            raise
+        finally:
+            self.backend.release()
+
+    def abandon(self, pending: Pending) -> None:
+        """After a failed (or cancelled) flush: the segment is abandoned, the lock given back."""
+        self.mark_dirty()
+        self.backend.release()
+
+    def _write_new(self, batch: list[tuple[str, bytes]]) -> Pending:
         """Write the lines of the batch whose id is neither indexed nor earlier in it."""
         fresh: list[bool] = []
         chosen: dict[str, bool] = {}
@@ -573,17 +673,15 @@ class LoopStore:
             if new:
                 chosen[record_id] = True
                 payload += line
-        if payload:
-            self._append(bytes(payload))
-            self._remember(list(chosen))
-        return fresh
+        pending = Pending(fresh, list(chosen))
+        return self._write(pending, bytes(payload)) if payload else pending
 
     def _remember(self, ids: list[str]) -> None:
         self.ids.add(ids, time.time())
         if len(self.ids) > self.max_ids:
             self._trim()
 
-    def _append(self, payload: bytes) -> None:
+    def _write(self, pending: Pending, payload: bytes) -> Pending:
         now = time.time()
         if (
             self._open is None
@@ -594,10 +692,9 @@ class LoopStore:
             self._open = f"{COLLECTOR_DIR}/{_day(now)}/{_stamp(now)}-{self.writer}.jsonl"
             self._opened_at = now
         self.backend.note_commit(self._open)
-        self.backend.append(self._open, self._size, payload)
-        self._size += len(payload)
-        self._known[self._open] = self._size
-        self.commits += 1
+        pending.created = self.backend.write(self._open, self._size, payload)
+        pending.relpath, pending.size = self._open, self._size + len(payload)
+        return pending
 
     @property
     def open_segment_bytes(self) -> int:
