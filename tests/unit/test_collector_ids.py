@@ -15,6 +15,8 @@ def test_lookups_and_inserts_answer_as_one_dict_would() -> None:
     assert len(index) == 1002
     assert index.shards[hash("a1") % SHARDS]["a1"] == 1.0
     assert sum(1 for shard in index.shards if shard) == SHARDS  # the ids spread over all
+    index.add_new(["c1", "c2"], 3.0)  # a commit's ids: new and distinct, not looked up
+    assert len(index) == 1004 == sum(map(len, index.shards)) and "c2" in index
 
 
 def test_trim_forgets_the_oldest_by_time_then_by_count() -> None:
@@ -26,3 +28,4 @@ def test_trim_forgets_the_oldest_by_time_then_by_count() -> None:
     index.trim(cutoff=0.0, max_ids=SHARDS * 2)  # at most 2 per shard, the newest kept
     assert 0 < len(index) <= SHARDS * 2
     assert all(len(shard) <= 2 for shard in index.shards)
+    assert len(index) == sum(map(len, index.shards))

@@ -24,9 +24,10 @@ class IdIndex:
 
     def __init__(self) -> None:
         self.shards: list[dict[str, float]] = [{} for _ in range(SHARDS)]
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(map(len, self.shards))
+        return self._count
 
     def __contains__(self, record_id: object) -> bool:
         return record_id in self.shards[hash(record_id) & _MASK]
@@ -39,12 +40,22 @@ class IdIndex:
 
     def add(self, ids: Iterable[str], when: float) -> int:
         """Index ``ids`` not indexed yet, with the time ``when``; how many were new."""
-        before = len(self)
         shard_of = self.shards.__getitem__
         ids = list(ids)
+        added = 0
         for shard, record_id in zip(map(shard_of, _slots(ids)), ids, strict=True):
-            shard.setdefault(record_id, when)
-        return len(self) - before
+            if record_id not in shard:
+                shard[record_id] = when
+                added += 1
+        self._count += added
+        return added
+
+    def add_new(self, ids: list[str], when: float) -> None:
+        """``add`` of ids known to be new and distinct (a commit's): no look-up first."""
+        shard_of = self.shards.__getitem__
+        for shard, record_id in zip(map(shard_of, _slots(ids)), ids, strict=True):
+            shard[record_id] = when
+        self._count += len(ids)
 
     def trim(self, cutoff: float, max_ids: int) -> None:
         """Forget the ids committed before ``cutoff``, and the oldest beyond ``max_ids``
@@ -56,6 +67,7 @@ class IdIndex:
                 if shard[first] >= cutoff and len(shard) <= per_shard:
                     break
                 del shard[first]
+                self._count -= 1
 
 
 def _slots(ids: list[str]) -> list[int]:

@@ -677,7 +677,7 @@ class LoopStore:
         return self._write(pending, bytes(payload)) if payload else pending
 
     def _remember(self, ids: list[str]) -> None:
-        self.ids.add(ids, time.time())
+        self.ids.add_new(ids, time.time())  # a commit's: new (looked up under the lock), distinct
         if len(self.ids) > self.max_ids:
             self._trim()
 
