@@ -351,12 +351,17 @@ def metric(text: str, name: str) -> float:
     return values[0] if values else 0.0
 
 
-def test_accepted_counts_the_lines_each_request_wrote(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_accepted_counts_the_lines_each_request_wrote(tmp_path: Path, workers: int) -> None:
     """accepted + duplicates = the valid records of a request; accepted, summed over the
     requests and in kubetune_collector_records_accepted_total, = the lines in the store. Also
-    --max-record-bytes (one record: 400) and a batch over --max-pending-bytes alone (413)."""
+    --max-record-bytes (one record: 400) and a batch over --max-pending-bytes alone (413).
+    With 2 workers the same batch sent at once over 8 connections (both workers) is written
+    once, and /metrics sums the workers' series and the committer's."""
     process = CollectorProcess(
-        tmp_path, "--max-record-bytes", "2048", "--max-pending-bytes", "8192"
+        tmp_path,
+        *("--max-record-bytes", "2048", "--max-pending-bytes", "8192"),
+        *("--workers", str(workers)),
     )
     process.start()
     try:
@@ -385,6 +390,11 @@ def test_accepted_counts_the_lines_each_request_wrote(tmp_path: Path) -> None:
     labels = '{loop="support",namespace="default"}'
     assert metric(page, f"kubetune_collector_records_accepted_total{labels}") == len(ids)
     assert metric(page, f"kubetune_collector_records_duplicate_total{labels}") == 2 + 6 * 7 * 3
+    lines = sum(len(p.read_bytes()) for p in process.store.rglob("*.jsonl"))
+    assert metric(page, f"kubetune_collector_bytes_total{labels}") == lines
+    # one observation per request that wrote lines (the others waited on it or found theirs)
+    assert metric(page, "kubetune_collector_commit_seconds_count") == 2 + 6 + 1
+    assert 1 <= metric(page, f"kubetune_collector_segment_commits_total{labels}") <= 2 + 6 + 1
 
 
 OVER_2048 = "record over 2048 bytes"
