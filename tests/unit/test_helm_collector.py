@@ -3,6 +3,7 @@ probes, metrics, and the values it refuses."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kubernetes_validate
@@ -128,3 +129,26 @@ def test_lint_strict_with_the_collector(helm_bin: str) -> None:
         "--set=dashboard.enabled=true",
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# chart value -> the CollectorConfig field it is passed to (as its `kubetune collector` flag)
+LIMITS = {
+    "maxBodyBytes": "max_body_bytes",
+    "maxPendingBytes": "max_pending_bytes",
+    "segmentBytes": "segment_bytes",
+    "segmentSeconds": "segment_seconds",
+    "retentionHours": "retention_seconds",
+}
+
+
+def test_the_charts_limits_have_the_collectors_minimums(helm_bin: str) -> None:
+    """A value the collector would refuse at start (a crash-looping pod) fails the install."""
+    from kubetune.collector.config import MINIMUMS
+
+    schema = json.loads((chart.CHART / "values.schema.json").read_text())
+    limits = schema["properties"]["collector"]["properties"]
+    for value, field in LIMITS.items():
+        option, minimum, _unit = MINIMUMS[field]
+        assert limits[value]["minimum"] == minimum, (value, option)
+        error = chart.render_error(helm_bin, *ENABLED, f"--set=collector.{value}={minimum / 2}")
+        assert value in error, error
