@@ -31,8 +31,12 @@ POSTED: list[dict[str, Any]] = [
         "thumbs": "up",
     },
 ]
-# a line an older collector wrote (thumbs squashed to 1/0): read as before, a number
-OLD_LINES = [{"id": "old-up", "prompt": "q old", "response": "old answer", "rating": 1}]
+# a line an older collector wrote (thumbs squashed to 1/0): read as before, a number; and a
+# line an application wrote by hand with a thumbs word as its rating: a label, like thumbs
+OLD_LINES = [
+    {"id": "old-up", "prompt": "q old", "response": "old answer", "rating": 1},
+    {"id": "word-down", "prompt": "q word", "response": "word answer", "rating": "thumbs_down"},
+]
 
 
 def post_all(process: CollectorProcess) -> dict[str, Any]:
@@ -96,7 +100,8 @@ def test_thumbs_are_a_label_the_loop_reads_whatever_its_min_rating(tmp_path: Pat
         "q stars 5": "fine 5",
         "q oa": "good oa",
     }
-    assert result.metrics["lowRating"] == 4  # down-1, down-2, stars-1, old-up (a 1 as before)
+    # down-1, down-2, stars-1, old-up (a 1 as before), word-down
+    assert result.metrics["lowRating"] == 5
     labels = {
         u["prompt"]: u["label"] for u in read_jsonl(tmp_path / "c1" / PREFERENCE_UNPAIRED_FILE)
     }
@@ -109,14 +114,15 @@ def test_thumbs_are_a_label_the_loop_reads_whatever_its_min_rating(tmp_path: Pat
         "q stars 1": False,
         "q oa": True,
         "q old": False,
+        "q word": False,
     }
-    assert (result.metrics["desirableRecords"], result.metrics["undesirableRecords"]) == (4, 4)
+    assert (result.metrics["desirableRecords"], result.metrics["undesirableRecords"]) == (4, 5)
 
     # without minRating a thumbs down is still not trained on; count agrees with collect
     unset = step(tmp_path, prefix, tmp_path / "c2", "collect")
     assert unset.ok, unset.message
     prompts = {r["instruction"] for r in read_jsonl(tmp_path / "c2" / FEEDBACK_FILE)}
-    assert "q down 1" not in prompts and "q down 2" not in prompts
+    assert not {"q down 1", "q down 2", "q word"} & prompts
     assert {"q up 1", "q up 2", "q stars 1", "q old"} <= prompts  # numbers as before
     count = step(tmp_path, prefix, tmp_path / "unused", "count", minRating=3)
     assert count.ok and count.metrics["pendingRecords"] == result.metrics["usedRecords"]

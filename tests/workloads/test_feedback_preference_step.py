@@ -73,8 +73,10 @@ def test_pairs_corrections_and_thumbs_become_preference_records(tmp_path: Path) 
         ("p5", "fine 5", True),
         ("p6", "poor 6", False),
     ]
-    # The supervised records are what they were without a preference stage.
-    assert len(read_jsonl(tmp_path / "out" / FEEDBACK_FILE)) == metrics["usedRecords"] == 8
+    # The supervised records are what they are without a preference stage (p6's thumbs down
+    # is not trained on by SFT; KTO uses it, so it counts as used).
+    assert len(read_jsonl(tmp_path / "out" / FEEDBACK_FILE)) == 7
+    assert metrics["usedRecords"] == 8
 
 
 def test_min_rating_is_the_thumbs_threshold_and_low_rated_answers_still_count(
@@ -102,7 +104,9 @@ def test_without_a_preference_stage_nothing_changes(tmp_path: Path) -> None:
     assert result.ok, result.message
     assert not (tmp_path / "out" / PREFERENCE_PAIRS_FILE).exists()
     assert "pairedRecords" not in result.metrics
-    assert result.metrics["usedRecords"] == 8
+    # p6's "thumbs_down" rating is a thumbs label: not trained on (p4's 0 is a number: no
+    # minRating, so it is)
+    assert (result.metrics["usedRecords"], result.metrics["lowRating"]) == (7, 1)
 
 
 def test_dataprep_reads_both_preference_files(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ else a thumbs down drops the record, and so does (without a thumbs label) a nume
 below ``minRating``; else the ``response`` (missing or empty -> malformed).
 
 A **thumbs label** is the ``thumbs`` field the collector writes (``up``/``down``; also
-true/false and the words of ``THUMBS``), read whenever ratings are (``fields.rating`` is named):
+true/false and the words of ``THUMBS``; without it, such a boolean or word in the rating
+field), read whenever ratings are (``fields.rating`` is named):
 it is binary, independent of the loop's rating scale, so up is good and down is bad whatever
 ``minRating`` is. A line with both trusts the label.
 
@@ -204,10 +205,14 @@ def training_record(usable: Usable, schema: RecordSchema, provenance: str) -> di
 
 def thumbs_label(row: dict[str, Any], rating_field: str | None) -> bool | None:
     """The record's thumbs label (up: True, down: False); None without one, or when ratings
-    are not used (``rating_field`` unnamed) or the label is not one of ``THUMBS``."""
+    are not used (``rating_field`` unnamed) or the label is not one of ``THUMBS``. Without a
+    ``thumbs`` field, a boolean or a word of ``THUMBS`` in the rating field is the label (a
+    hand-written ``"rating": "thumbs_down"`` is a thumbs down, not an unreadable rating)."""
     if not rating_field:
         return None
     value = row.get(THUMBS_FIELD)
+    if value is None:
+        value = row.get(rating_field)
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
