@@ -61,7 +61,12 @@ RetentionHours = Annotated[
 ]
 AccessLog = Annotated[bool, typer.Option(help="Log every request (no headers).")]
 Workers = Annotated[
-    int, typer.Option(min=1, help="Processes serving the port (a supervisor forks them).")
+    int,
+    typer.Option(
+        min=1,
+        help="HTTP processes serving the port; above 1, a supervisor forks them and one "
+        "committer process that writes the store for all (give it that many cores).",
+    ),
 ]
 
 
