@@ -234,6 +234,16 @@ class LoopWriter:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+def readiness(pending_bytes: int, max_pending_bytes: int, last_failure: float) -> str:
+    """Why the collector should get no traffic now ("" when it should): records waiting for
+    a commit near the limit, or a commit that failed in the last 5 seconds."""
+    if pending_bytes > 0.9 * max_pending_bytes:
+        return "store lagging"
+    if last_failure and time.monotonic() - last_failure < 5.0:
+        return "store failing"
+    return ""
+
+
 class StoreUnavailable(RuntimeError):
     """A commit failed: the records are not acknowledged."""
 
@@ -315,11 +325,7 @@ class LoopCommits:
         return writer
 
     def not_ready(self) -> str:
-        if self.pending_bytes > 0.9 * self.config.max_pending_bytes:
-            return "store lagging"
-        if self.last_failure and time.monotonic() - self.last_failure < 5.0:
-            return "store failing"
-        return ""
+        return readiness(self.pending_bytes, self.config.max_pending_bytes, self.last_failure)
 
     def update_gauges(self) -> None:
         """This process's store lag: pending bytes and the age of the oldest pending record."""

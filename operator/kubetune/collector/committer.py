@@ -44,7 +44,7 @@ from typing import cast
 
 import orjson
 
-from kubetune.collector.commits import CommitRefused, LoopCommits
+from kubetune.collector.commits import CommitRefused, LoopCommits, readiness
 from kubetune.collector.config import CollectorConfig
 from kubetune.collector.metrics import Metrics
 
@@ -91,12 +91,11 @@ class _Coalesced:
             self.transport.write(data[0] if len(data) == 1 else b"".join(data))
 
 
-class _CommitterProtocol(asyncio.Protocol):
-    """One worker's connection: requests in, a reply for each once it is settled."""
+class _Framed(asyncio.Protocol):
+    """A connection between a worker and the committer: frames in (``buffer``), coalesced
+    writes out."""
 
-    def __init__(self, commits: LoopCommits, tasks: set[asyncio.Task[None]]) -> None:
-        self.commits = commits
-        self.tasks = tasks
+    def __init__(self) -> None:
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.out = _Coalesced()
@@ -104,6 +103,15 @@ class _CommitterProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
         self.out.transport = self.transport
+
+
+class _CommitterProtocol(_Framed):
+    """One worker's connection: requests in, a reply for each once it is settled."""
+
+    def __init__(self, commits: LoopCommits, tasks: set[asyncio.Task[None]]) -> None:
+        super().__init__()
+        self.commits = commits
+        self.tasks = tasks
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -180,19 +188,13 @@ def _supervisor_gone() -> None:
     os._exit(3)
 
 
-class _ReplyProtocol(asyncio.Protocol):
+class _ReplyProtocol(_Framed):
     """A worker's connection to the committer: the replies, matched to their requests."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray()
+        super().__init__()
         self.waiting: dict[int, asyncio.Future[tuple[int, int, int, int, str]]] = {}
-        self.transport: asyncio.Transport | None = None
-        self.out = _Coalesced()
         self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
-        self.out.transport = self.transport
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -273,11 +275,7 @@ class RemoteCommits:
         return accepted, duplicates
 
     def not_ready(self) -> str:
-        if self.inflight_bytes > 0.9 * self.config.max_pending_bytes:
-            return "store lagging"
-        if self.last_failure and time.monotonic() - self.last_failure < 5.0:
-            return "store failing"
-        return ""
+        return readiness(self.inflight_bytes, self.config.max_pending_bytes, self.last_failure)
 
     def update_gauges(self) -> None:
         """The store's lag gauges are the committer's (this process commits nothing)."""
