@@ -50,7 +50,7 @@ class Metrics:
         )
         self.commit = Histogram(
             "kubetune_collector_commit_seconds",
-            "Time from a request's records being queued to their durable commit (per request).",
+            "Time from a request's new records being queued to their durable commit.",
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
