@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -174,23 +175,32 @@ def test_interrupt_then_resume_without_redoing_steps(tmp_path: Path) -> None:
          str(workdir)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 600
-    # a running step writes its checkpoints in the run's cache (workdir/cache/checkpoints/...);
-    # they reach the artifact only when training ends, too late to interrupt it
+    # SIGINT once the run reports a step past the first checkpoint (20): the progress line
+    # comes right after it is written, with most of the 400 steps still to go. (Watching the
+    # files for it raced: on a loaded machine the run once ended before the poll saw one.)
+    lines: list[str] = []
+    past_checkpoint = threading.Event()
+
+    def read_output() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            found = re.search(r"FinetuneJob/tune Running: step (\d+)/400", line)
+            if found and int(found.group(1)) > 20:
+                past_checkpoint.set()
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     try:
-        while time.monotonic() < deadline:
-            done = [p for p in workdir.rglob("checkpoint-*") if p.is_dir()]
-            if any((p / "manifest.json").exists() or any(p.glob("*manifest*")) for p in done):
-                break
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.5)
-        else:
-            pytest.fail("no checkpoint appeared")
+        if not past_checkpoint.wait(timeout=600):
+            pytest.fail("training never passed its first checkpoint:\n" + "".join(lines))
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+        reader.join(timeout=30)
+    out = "".join(lines)
     assert proc.returncode == 130, out
     assert "rerun the same command to resume" in out
     first = state(workdir)
