@@ -170,9 +170,11 @@ async def serve_committer(
     server = await loop.create_unix_server(lambda: _CommitterProtocol(commits, tasks), sock=sock)
     log.info("collector committer (pid %d) writing %s", os.getpid(), config.store)
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        # Ctrl-C reaches every process of the terminal's group: the committer waits for the
+        # supervisor's SIGTERM, sent once the workers have finished their requests
+        loop.add_signal_handler(signal.SIGINT, lambda: None)
     loop.add_reader(supervisor_pipe, _supervisor_gone)
     try:
         await stop.wait()
