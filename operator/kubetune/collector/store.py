@@ -101,19 +101,13 @@ class Backend:
     def read(self, relpath: str, offset: int) -> bytes:
         raise NotImplementedError
 
-    def append(self, relpath: str, committed: int, data: bytes) -> None:
-        """Durably make ``relpath`` its first ``committed`` bytes followed by ``data``.
+    def write(self, relpath: str, committed: int, data: bytes) -> bool:
+        """Make ``relpath`` its first ``committed`` bytes followed by ``data`` (durable after
+        ``flush``, readable after ``publish``); whether it created the segment.
 
         ``committed`` is 0 for a segment this call creates; otherwise it is the length this
         writer committed last (the segment is open: only this writer appends to it).
         """
-        created = self.write(relpath, committed, data)
-        self.flush(relpath, created)
-        self.publish(relpath, committed + len(data))
-
-    def write(self, relpath: str, committed: int, data: bytes) -> bool:
-        """``append`` without its flush and marker (see ``flush``, ``publish``): whether it
-        created the segment."""
         raise NotImplementedError
 
     def flush(self, relpath: str, created: bool) -> None:
