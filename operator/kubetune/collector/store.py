@@ -488,6 +488,7 @@ class Pending:
 
     fresh: list[bool]
     ids: list[str]
+    where: list[int] | None = None  # the ids' index shards (ids.slots), if known
     relpath: str | None = None
     size: int = 0  # the segment's length once these lines are committed
     created: bool = False
@@ -592,7 +593,12 @@ class LoopStore:
         self._open = None
         self._size = 0
 
-    def commit(self, batch: list[tuple[str, bytes]], claimed_at: int | None = None) -> list[bool]:
+    def commit(
+        self,
+        batch: list[tuple[str, bytes]],
+        claimed_at: int | None = None,
+        where: list[int] | None = None,
+    ) -> list[bool]:
         """Write the lines whose id is new, durably; returns for each one whether it was new.
 
         ``claimed_at``: the caller found none of the ids in :attr:`ids` when :attr:`epoch` was
@@ -603,7 +609,7 @@ class LoopStore:
         The three steps ``write``, ``flush`` and ``settle`` in a row: a caller may run the
         flush (the disk's) in another thread and go on meanwhile.
         """
-        pending = self.write(batch, claimed_at)
+        pending = self.write(batch, claimed_at, where)
         try:
             self.flush(pending)
         except BaseException:
@@ -611,17 +617,25 @@ class LoopStore:
             raise
         return self.settle(pending)
 
-    def write(self, batch: list[tuple[str, bytes]], claimed_at: int | None = None) -> Pending:
+    def write(
+        self,
+        batch: list[tuple[str, bytes]],
+        claimed_at: int | None = None,
+        where: list[int] | None = None,
+    ) -> Pending:
         """A commit's first step: take the store lock (held until ``settle`` or ``abandon``)
-        and write the new lines, not durable yet (nobody reads beyond the marker)."""
+        and write the new lines, not durable yet (nobody reads beyond the marker). ``where``:
+        the ids' index shards (:func:`kubetune.collector.ids.slots`), when the caller has them."""
         others = self.backend.acquire()
         try:
             if others or self._dirty:
                 self.refresh(None if self._dirty else self.backend.changed_segments())
                 self._dirty = False
             ids = [record_id for record_id, _ in batch]
-            if claimed_at == self.epoch or (self.ids.isdisjoint(ids) and len(set(ids)) == len(ids)):
-                pending = Pending([True] * len(batch), ids)
+            if claimed_at == self.epoch or (
+                self.ids.isdisjoint(ids, where) and len(set(ids)) == len(ids)
+            ):
+                pending = Pending([True] * len(batch), ids, where)
                 return self._write(pending, b"".join([line for _, line in batch]))
             return self._write_new(batch)
         except BaseException:
@@ -643,7 +657,7 @@ class LoopStore:
                 self._size = pending.size
                 self._known[pending.relpath] = pending.size
                 self.commits += 1
-                self._remember(pending.ids)
+                self._remember(pending.ids, pending.where)
             return pending.fresh
         except BaseException:
             self.mark_dirty()
@@ -670,8 +684,9 @@ class LoopStore:
         pending = Pending(fresh, list(chosen))
         return self._write(pending, bytes(payload)) if payload else pending
 
-    def _remember(self, ids: list[str]) -> None:
-        self.ids.add_new(ids, time.time())  # a commit's: new (looked up under the lock), distinct
+    def _remember(self, ids: list[str], where: list[int] | None) -> None:
+        # a commit's: new (looked up under the lock), distinct
+        self.ids.add_new(ids, time.time(), where)
         if len(self.ids) > self.max_ids:
             self._trim()
 
