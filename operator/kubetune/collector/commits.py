@@ -23,7 +23,7 @@ from kubetune.collector.ids import slots
 from kubetune.collector.metrics import Metrics
 from kubetune.collector.store import LoopStore, backend_for, loop_uri
 
-__all__ = ["CommitRefused", "Committer", "LoopCommits", "LoopWriter", "StoreUnavailable"]
+__all__ = ["CommitRefused", "Committer", "LoopCommits", "LoopWriter", "StoreUnavailable", "Ticket"]
 log = logging.getLogger("kubetune.collector")
 
 
@@ -40,7 +40,7 @@ class _Group:
 
 
 @dataclass
-class _Ticket:
+class Ticket:
     """What one request waits for: its own group and the records that another group (of this
     request, for an id twice in a batch, or of another request) is committing."""
 
@@ -48,22 +48,36 @@ class _Ticket:
     borrowed: list[tuple[_Group, str]]  # (the group committing it, the record id)
     duplicates: int
 
+    def futures(self) -> list[asyncio.Future[list[bool]]]:
+        """The commits this request waits for: its own group's, and those of the groups that
+        commit its other records."""
+        groups = {id(g): g for g, _ in self.borrowed}
+        if self.group is not None:
+            groups[id(self.group)] = self.group
+        return [g.future for g in groups.values()]
+
     async def wait(self) -> tuple[int, int]:
-        """(accepted, duplicates) once every record is committed; StoreUnavailable otherwise.
+        """``counts`` once every record is committed."""
+        futures = self.futures()
+        if len(futures) == 1:
+            await asyncio.shield(futures[0])
+        elif futures:
+            await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
+        return self.counts()
+
+    def counts(self) -> tuple[int, int]:
+        """(accepted, duplicates) once the commits are done; CommitRefused (503) when one failed.
 
         ``accepted`` counts the lines this request wrote; every other record of it (committed
         before, twice in the batch, or written by another request's commit, which it waited
         for) is a duplicate, so the two add up to the request's valid records.
         """
-        groups = {id(g): g for g, _ in self.borrowed}
-        if self.group is not None:
-            groups[id(self.group)] = self.group
-        futures = [g.future for g in groups.values()]
-        if len(futures) == 1:
-            await asyncio.shield(futures[0])
-        elif futures:
-            await asyncio.shield(asyncio.gather(*futures))
-        own = self.group.future.result() if self.group is not None else []
+        try:
+            own = self.group.future.result() if self.group is not None else []
+            for group, _ in self.borrowed:
+                group.future.result()
+        except StoreUnavailable as exc:
+            raise CommitRefused(503, "store_error", "commit failed; retry", 1) from exc
         accepted = sum(own)  # False: another writer (replica, worker) committed it first
         return accepted, len(own) - accepted + len(self.borrowed) + self.duplicates
 
@@ -99,6 +113,10 @@ class LoopWriter:
         self._task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] | None = None
 
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
     async def start(self) -> None:
         if self._task is not None:
             return  # started
@@ -123,7 +141,7 @@ class LoopWriter:
             self.ready.set_result(None)
         await asyncio.shield(self.ready)
 
-    def submit(self, valid: list[tuple[str, bytes]], size: int, now: float) -> _Ticket:
+    def submit(self, valid: list[tuple[str, bytes]], size: int, now: float) -> Ticket:
         """Queue the records whose id is neither committed nor being committed (``size``: the
         bytes of their lines)."""
         committed, inflight = self.store.ids, self.inflight
@@ -154,7 +172,7 @@ class LoopWriter:
             group.records.append((record_id, line))
             size += len(line)
         if not group.records:
-            return _Ticket(None, borrowed, duplicates)
+            return Ticket(None, borrowed, duplicates)
         group.size = size
         return self._queue(group, borrowed, duplicates)
 
@@ -167,11 +185,11 @@ class LoopWriter:
             for record_id, _ in group.records
         }
 
-    def _queue(self, group: _Group, borrowed: list[tuple[_Group, str]], duplicates: int) -> _Ticket:
+    def _queue(self, group: _Group, borrowed: list[tuple[_Group, str]], duplicates: int) -> Ticket:
         self.pending.append(group)
         self.host.pending_bytes += group.size
         self._wake.set()
-        return _Ticket(group, borrowed, duplicates)
+        return Ticket(group, borrowed, duplicates)
 
     async def _run(self) -> None:
         while True:
@@ -347,16 +365,26 @@ class LoopCommits:
     ) -> tuple[int, int]:
         """(accepted, duplicates) of ``valid`` (id, line) records once every one is durable;
         ``size``: the bytes of their lines. CommitRefused when they are not."""
+        ticket = self.submit(namespace, loop, valid, size)
+        if ticket is None:
+            writer = await self._writer(namespace, loop)
+            ticket = writer.submit(valid, size, time.monotonic())
+        return await ticket.wait()
+
+    def submit(
+        self, namespace: str, loop: str, valid: list[tuple[str, bytes]], size: int
+    ) -> Ticket | None:
+        """``commit`` up to the wait, without a coroutine: the ticket whose ``futures`` end
+        with the commit (then ``counts`` is the answer), or None when the loop's writer is not
+        open yet (``commit`` opens it). CommitRefused when the records are refused now."""
         if self.pending_bytes + size > self.config.max_pending_bytes:
             raise CommitRefused(429, "store_lagging", "the store lags behind", retry_after=1)
         if self.last_failure and time.monotonic() - self.last_failure < 1.0:
             raise CommitRefused(503, "store_error", "the store failed a moment ago", 1)
-        writer = await self._writer(namespace, loop)
-        ticket = writer.submit(valid, size, time.monotonic())
-        try:
-            return await ticket.wait()
-        except StoreUnavailable as exc:
-            raise CommitRefused(503, "store_error", "commit failed; retry", 1) from exc
+        writer = self.writers.get((namespace, loop))
+        if writer is None or not writer.started:
+            return None
+        return writer.submit(valid, size, time.monotonic())
 
     async def _writer(self, namespace: str, loop: str) -> LoopWriter:
         key = (namespace, loop)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -40,11 +41,11 @@ import signal
 import socket
 import struct
 import time
-from typing import cast
+from typing import Any, cast
 
 import orjson
 
-from kubetune.collector.commits import CommitRefused, LoopCommits, readiness
+from kubetune.collector.commits import CommitRefused, LoopCommits, Ticket, readiness
 from kubetune.collector.config import CollectorConfig
 from kubetune.collector.metrics import Metrics
 
@@ -69,6 +70,10 @@ def encode_reply(
 ) -> bytes:
     body = text.encode()
     return _REPLY.pack(len(body), seq, status, min(retry_after, 255), *counts) + body
+
+
+def _refusal(seq: int, exc: CommitRefused) -> bytes:
+    return encode_reply(seq, exc.status, exc.retry_after, (0, 0), f"{exc.reason}\0{exc}")
 
 
 class _Coalesced:
@@ -108,7 +113,7 @@ class _Framed(asyncio.Protocol):
 class _CommitterProtocol(_Framed):
     """One worker's connection: requests in, a reply for each once it is settled."""
 
-    def __init__(self, commits: LoopCommits, tasks: set[asyncio.Task[None]]) -> None:
+    def __init__(self, commits: LoopCommits, tasks: set[asyncio.Future[Any]]) -> None:
         super().__init__()
         self.commits = commits
         self.tasks = tasks
@@ -141,9 +146,31 @@ class _CommitterProtocol(_Framed):
             log.exception("request %d: unreadable", seq)
             self.out.write(encode_reply(seq, 500, 0, (0, 0), "internal_error\0bad request"))
             return
-        task = asyncio.ensure_future(self._answer(seq, namespace, loop, valid, size))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        try:
+            ticket = self.commits.submit(namespace, loop, valid, size)
+        except CommitRefused as exc:
+            self.out.write(_refusal(seq, exc))
+            return
+        if ticket is None:  # its loop's writer to open first
+            waited: asyncio.Future[Any] = asyncio.ensure_future(
+                self._answer(seq, namespace, loop, valid, size)
+            )
+        elif len(futures := ticket.futures()) == 1:
+            # the common request: answered from its commit's callback (no task, no coroutine)
+            waited = futures[0]
+            waited.add_done_callback(functools.partial(self._settled, seq, ticket))
+        else:  # other requests' commits to wait for (or none: every record committed before)
+            waited = asyncio.gather(*futures, return_exceptions=True)  # counts() tells
+            waited.add_done_callback(functools.partial(self._settled, seq, ticket))
+        self.tasks.add(waited)
+        waited.add_done_callback(self.tasks.discard)
+
+    def _settled(self, seq: int, ticket: Ticket, _done: asyncio.Future[Any]) -> None:
+        try:
+            reply = encode_reply(seq, 200, 0, ticket.counts(), "")
+        except CommitRefused as exc:
+            reply = _refusal(seq, exc)
+        self.out.write(reply)
 
     async def _answer(
         self, seq: int, namespace: str, loop: str, valid: list[tuple[str, bytes]], size: int
@@ -152,7 +179,7 @@ class _CommitterProtocol(_Framed):
             counts = await self.commits.commit(namespace, loop, valid, size)
             reply = encode_reply(seq, 200, 0, counts, "")
         except CommitRefused as exc:
-            reply = encode_reply(seq, exc.status, exc.retry_after, (0, 0), f"{exc.reason}\0{exc}")
+            reply = _refusal(seq, exc)
         except Exception:  # a bug: the worker answers a JSON 500
             log.exception("%s/%s: unexpected error in the committer", namespace, loop)
             reply = encode_reply(seq, 500, 0, (0, 0), "internal_error\0unexpected error")
@@ -165,7 +192,7 @@ async def serve_committer(
     """Commit the workers' records until SIGTERM (sent once every worker has ended), then
     finish the commits in flight. ``sock``: the listening Unix socket the supervisor made."""
     commits = LoopCommits(config, Metrics(), inline=True)
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Future[Any]] = set()  # the requests in flight: their answers
     loop = asyncio.get_running_loop()
     server = await loop.create_unix_server(lambda: _CommitterProtocol(commits, tasks), sock=sock)
     log.info("collector committer (pid %d) writing %s", os.getpid(), config.store)
@@ -181,7 +208,7 @@ async def serve_committer(
     finally:
         server.close()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks)  # (which cancels none of them if it is cancelled)
         await commits.stop()
 
 
