@@ -365,6 +365,11 @@ def test_accepted_counts_the_lines_each_request_wrote(tmp_path: Path, workers: i
     )
     process.start()
     try:
+        if workers > 1:  # the HTTP workers yield the CPU to the committer (niceness 5 more)
+            base = os.getpriority(os.PRIO_PROCESS, process.proc.pid)
+            niceness = {os.getpriority(os.PRIO_PROCESS, pid) for pid in process.workers()}
+            committer = os.getpriority(os.PRIO_PROCESS, process.committer())
+            assert committer == base and niceness == {base, min(base + 5, 19)}
         twice = jsonl(good(1), good(2), good(1, response="the same id again"))
         assert post(process, twice)[1] == {"accepted": 2, "duplicates": 1}
         reordered = jsonl({"prompt": "p", "response": "r"}, {"response": "r", "prompt": "p"})

@@ -44,6 +44,12 @@ BIND_WAIT_SECONDS = 10.0  # a killed supervisor's workers may still hold the por
 RESTARTS_PER_MINUTE = 10
 COMMITTER = -1  # the committer's slot among the children
 SWITCH_INTERVAL_SECONDS = 0.0005  # see run_loop
+# The HTTP workers yield the CPU to the committer, the one stage every request goes through
+# (their own work runs in parallel and can wait): when both are runnable on busy cores the
+# kernel runs the committer first. Measured with bench/collector_throughput.py's load, rounds
+# of 3 s alternating on one collector (renice): +7% requests/s at niceness 5 (9 rounds of 11
+# faster), the same p99; 15 did no better. Lowering one's own priority needs no privilege.
+WORKER_NICENESS = 5
 
 
 def run_collector(
@@ -229,6 +235,8 @@ def _serve_worker(
 ) -> None:
     from kubetune.collector.server import serve
 
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     run_loop(
         serve(config, sock=sock, access_log=access, supervisor_pipe=alive, commit_address=committer)
     )
