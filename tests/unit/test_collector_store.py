@@ -200,3 +200,24 @@ def test_a_claim_made_before_a_refresh_is_checked_again(tmp_path: Path) -> None:
     assert b.commit(batch("x", 1), claimed_at=claimed_at) == [False]
     assert b.commit(batch("z", 1), claimed_at=b.epoch) == [True]
     assert sorted(ids_in(tmp_path)) == ["x0", "y0", "z0"]
+
+
+def test_ids_beyond_the_bound_or_the_retention_are_forgotten_oldest_first(tmp_path: Path) -> None:
+    """Exactly once holds within the index's bound (``max_ids``) and retention window: a
+    record sent again after its id was forgotten is written again, a newer one is not."""
+    store = LoopStore(LocalBackend(tmp_path / "s"), "w1", max_ids=25)
+    store.load()
+    for prefix in "abc":  # 30 ids: the oldest commit's 10 are forgotten after the third
+        assert store.commit(batch(prefix, 10)) == [True] * 10
+    assert len(store.ids) == 20 and "a0" not in store.ids and "b0" in store.ids
+    assert store.commit([*batch("a", 1), *batch("c", 1)]) == [True, False]
+    assert ids_in(tmp_path / "s").count("a0") == 2 and ids_in(tmp_path / "s").count("c0") == 1
+
+    # a restart indexes the retained segments again, with the segment's time as commit time
+    old = LoopStore(LocalBackend(tmp_path / "s"), "w2", retention_seconds=3600.0)
+    assert old.load() == 30  # a0 twice in the segment: indexed once
+    for segment in (tmp_path / "s").rglob("*.jsonl"):
+        os.utime(segment, (1.0e9, 1.0e9))  # 2001: beyond the retention window
+    forgetful = LoopStore(LocalBackend(tmp_path / "s"), "w3", retention_seconds=3600.0)
+    forgetful.load()
+    assert len(forgetful.ids) == 0 and forgetful.commit(batch("b", 1)) == [True]
