@@ -151,16 +151,15 @@ class _CommitterProtocol(_Framed):
         except CommitRefused as exc:
             self.out.write(_refusal(seq, exc))
             return
+        waited: asyncio.Future[Any]
         if ticket is None:  # its loop's writer to open first
-            waited: asyncio.Future[Any] = asyncio.ensure_future(
-                self._answer(seq, namespace, loop, valid, size)
-            )
-        elif len(futures := ticket.futures()) == 1:
-            # the common request: answered from its commit's callback (no task, no coroutine)
-            waited = futures[0]
-            waited.add_done_callback(functools.partial(self._settled, seq, ticket))
-        else:  # other requests' commits to wait for (or none: every record committed before)
-            waited = asyncio.gather(*futures, return_exceptions=True)  # counts() tells
+            waited = asyncio.ensure_future(self._answer(seq, namespace, loop, valid, size))
+        else:  # answered from a callback (no task, no coroutine): its commit's, in the main
+            futures = ticket.futures()  # other requests' commits too (none: all committed)
+            if len(futures) == 1:
+                waited = futures[0]
+            else:
+                waited = asyncio.gather(*futures, return_exceptions=True)  # counts() tells
             waited.add_done_callback(functools.partial(self._settled, seq, ticket))
         self.tasks.add(waited)
         waited.add_done_callback(self.tasks.discard)
