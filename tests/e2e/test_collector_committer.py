@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from kubetune.collector.batch import Batch
 from kubetune.collector.committer import encode_request
 from kubetune.collector.records import encode_line
 
@@ -33,11 +34,11 @@ run_loop(serve_committer(CollectorConfig(store=store, segment_bytes=1024), sock,
 REPLY = struct.Struct("<IIHBII")
 
 
-def records(prefix: str, count: int) -> list[tuple[str, bytes]]:
+def records(prefix: str, count: int) -> Batch:
     rows = [
         {"id": f"{prefix}{i}", "prompt": f"q {prefix}{i}", "response": "a"} for i in range(count)
     ]
-    return [(str(row["id"]), encode_line(row)) for row in rows]
+    return Batch.of((str(row["id"]), encode_line(row)) for row in rows)
 
 
 def replies(conn: socket.socket, count: int) -> dict[int, tuple[int, int, int, str]]:
@@ -81,11 +82,20 @@ def test_requests_sent_together_are_each_answered_for_their_own_records(
 
         # ids twice among requests sent together, or committed before: the later request
         # waits for the first's commit
-        again = [records("e", 2), records("e", 2), [*records("f", 1), *records("a", 1)]]
+        again = [records("e", 2), records("e", 2), Batch.joined([records("f", 1), records("a", 1)])]
         conn.sendall(
             b"".join(encode_request(5 + i, "default", "l", r) for i, r in enumerate(again))
         )
         assert replies(conn, 3) == {5: (200, 2, 0, ""), 6: (200, 0, 2, ""), 7: (200, 1, 1, "")}
+
+        # a frame whose lines are not one per id (a worker's bug): a 500, nothing written
+        one = records("h", 1)
+        torn = [Batch([*one.ids, "h9"], one.data), Batch(one.ids, one.data[:-1])]
+        conn.sendall(
+            b"".join(encode_request(20 + i, "default", "l", b) for i, b in enumerate(torn))
+        )
+        assert {seq: reply[0] for seq, reply in replies(conn, 2).items()} == {20: 500, 21: 500}
+        assert b'"id":"h0"' not in b"".join(p.read_bytes() for p in store.rglob("*.jsonl"))
 
         # a commit that fails (the segment's folder replaced by a file: a new segment cannot
         # be created) answers 503 to each of its requests: nothing is acknowledged

@@ -437,7 +437,7 @@ def test_an_unexpected_error_is_a_json_500_logged_and_counted(
     from tests.helpers.collector import write_tokens
 
     calls = {"n": 0}
-    real = records.validate_batch  # what the server calls, replaced there by the fault
+    real = records.read_batch  # what the server calls, replaced there by the fault
 
     def faulty(*args: Any) -> Any:
         calls["n"] += 1
@@ -445,7 +445,7 @@ def test_an_unexpected_error_is_a_json_500_logged_and_counted(
             raise RuntimeError("injected fault")
         return real(*args)
 
-    monkeypatch.setattr(server, "validate_batch", faulty)
+    monkeypatch.setattr(server, "read_batch", faulty)
     config = server.CollectorConfig(store=f"file://{tmp_path / 'store'}")
     service = server.CollectorService(config, TokenStore(write_tokens(tmp_path / "t.yaml")))
     answers = asyncio.run(_two_posts_and_metrics(service))

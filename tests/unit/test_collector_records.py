@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import struct
 from typing import Any
 
@@ -18,6 +19,7 @@ from kubetune.collector.records import (
     Valid,
     content_id,
     encode_line,
+    read_batch,
     split_body,
     validate,
     validate_batch,
@@ -314,7 +316,7 @@ def test_the_fast_validation_judges_as_the_full_one() -> None:
     assert 500 < kept < len(rows) - 500  # both outcomes are exercised
     valid, rejected = validate_batch(rows, NOW, max_record_bytes=400)
     pairs = [(i, validate(i, row, NOW)) for i, row in enumerate(rows)]
-    assert valid == [
+    assert valid.records() == [
         (v.id, encode_line(v.line))
         for _, v in pairs
         if isinstance(v, Valid) and len(encode_line(v.line)) <= 400
@@ -343,6 +345,12 @@ def test_bodies_read_as_the_json_module_reads_them() -> None:
         [("", "line 4 is not JSON (JSONDecodeError at column 12)")],
         [("", "must be an object, not a list")],
     ]
+    # JSONL with a long run of digits (read by the json module): every line, not one null
+    long_digits = [
+        {"id": "order-12345678901234567890", "prompt": "p", "response": "r"},
+        {"id": "b", "prompt": "p", "response": "r", "metadata": {"n": 2**70}},
+    ]
+    assert split_body("\n".join(map(json.dumps, long_digits)).encode(), 10) == long_digits
     # a line ends at \n, \r\n or \r, not at a U+2028 inside a string
     body = json.dumps({"prompt": "a\u2028b", "response": "r"}, ensure_ascii=False).encode()
     assert ok(split_body(body + b"\r\n" + body, 10)[1])["prompt"] == "a\u2028b"
@@ -372,7 +380,49 @@ def test_a_batch_in_one_stored_shape_is_judged_as_record_by_record() -> None:
             else:
                 expected_rejected.append(i)
         valid, rejected = validate_batch(rows, NOW, limit)
-        assert valid == expected_valid, rows
+        assert valid.records() == expected_valid, rows
         assert [r.index for r in rejected] == expected_rejected
         checked += not expected_rejected
     assert checked > 100  # whole valid batches were exercised
+
+
+def test_a_body_is_read_at_once_as_split_and_validated() -> None:
+    """``read_batch`` (the common body read at once, without the scan for long integers) gives
+    what ``validate_batch`` of ``split_body`` gives, for the literals orjson reads unlike the
+    json module too: integers beyond 64 bits, long fractions, in a rating or an id."""
+    rng = random.Random(23)
+    literals = [
+        "3",
+        "4.5",
+        "12345678901234567890123",
+        "-98765432109876543210",
+        "18446744073709551615",
+        "1.0000000000000000000001",
+        "1e400",
+        "NaN",
+        "0.1234567890123456789012",
+        '"7"',
+        "true",
+    ]
+    exercised = 0
+    for _ in range(500):
+        lines = []
+        for n in range(rng.choice([1, 2, 5])):
+            rating = rng.choice(literals) if rng.random() < 0.3 else "4"
+            record_id = rng.choice(literals) if rng.random() < 0.1 else f'"r{n}"'
+            lines.append(
+                f'{{"id": {record_id}, "prompt": "q {n}", "response": "a", "rating": {rating}}}'
+            )
+        body = ("\n".join(lines) + rng.choice(["", "\n", "\r\n"])).encode()
+        limit = rng.choice([1 << 20, 90])
+        try:
+            expected = validate_batch(split_body(body, 4), NOW, limit)
+        except records.BodyError as exc:
+            with pytest.raises(records.BodyError, match=re.escape(str(exc))):
+                read_batch(body, 4, NOW, limit)
+            continue
+        valid, rejected = read_batch(body, 4, NOW, limit)
+        assert valid == expected[0], body
+        assert rejected == expected[1], body
+        exercised += len(valid) > 1 and not rejected
+    assert exercised > 50

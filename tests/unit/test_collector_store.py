@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kubetune.api.feedback import FeedbackSource
 from kubetune.api.segments import decode_marker, marker_name
+from kubetune.collector.batch import Batch
 from kubetune.collector.records import encode_line
 from kubetune.collector.store import LocalBackend, LoopStore
 from kubetune_workloads.feedback.cursor import Cursor
@@ -24,11 +25,15 @@ from kubetune_workloads.feedback.scan import FeedbackScan
 OPERATOR = Path(__file__).resolve().parents[2] / "operator"
 
 
-def batch(prefix: str, count: int) -> list[tuple[str, bytes]]:
+def batch(prefix: str, count: int) -> Batch:
     rows = [
         {"id": f"{prefix}{i}", "prompt": f"q {prefix}{i}", "response": "a"} for i in range(count)
     ]
-    return [(str(r["id"]), encode_line(r)) for r in rows]
+    return Batch.of((str(r["id"]), encode_line(r)) for r in rows)
+
+
+def joined(*batches: Batch) -> Batch:
+    return Batch.joined(list(batches))
 
 
 def ids_in(root: Path) -> list[str]:
@@ -45,7 +50,7 @@ def test_commits_append_to_the_open_segment_in_place(tmp_path: Path) -> None:
     assert store.commit(batch("a", 3)) == [True, True, True]
     (segment,) = tmp_path.rglob("*.jsonl")
     first, inode = segment.read_bytes(), segment.stat().st_ino
-    assert store.commit([*batch("a", 2), *batch("b", 2), *batch("b", 1)]) == [
+    assert store.commit(joined(batch("a", 2), batch("b", 2), batch("b", 1))) == [
         *[False, False],
         *[True, True],
         False,  # twice in one batch: written once
@@ -65,6 +70,7 @@ CHILD = """
 import os, resource, signal, sys
 from pathlib import Path
 from kubetune.api.feedback import FeedbackSource
+from kubetune.collector.batch import Batch
 from kubetune.api.segments import decode_marker, marker_name
 from kubetune.collector.records import encode_line
 from kubetune.collector.store import LocalBackend, LoopStore
@@ -74,12 +80,12 @@ from kubetune_workloads.feedback.scan import FeedbackScan
 
 def batch(prefix, count):
     rows = [{"id": f"{prefix}{i}", "prompt": "q", "response": "a"} for i in range(count)]
-    return [(r["id"], encode_line(r)) for r in rows]
+    return Batch.of((r["id"], encode_line(r)) for r in rows)
 
 store = LoopStore(LocalBackend(Path(sys.argv[1])), "w1")
 store.commit(batch("a", 400))  # past the lock file's size: only the segment's write is cut
 (segment,) = Path(sys.argv[1]).rglob("*.jsonl")
-line = len(batch("b", 1)[0][1])
+line = batch("b", 1).size
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 resource.setrlimit(resource.RLIMIT_FSIZE, (segment.stat().st_size + line + 10, hard))
@@ -138,7 +144,7 @@ def test_readers_see_only_committed_lines_up_to_the_marker(tmp_path: Path) -> No
     assert decode_marker(marker.read_bytes()) == committed
     # A writer that dies after writing two lines and half a third, before its flush and
     # marker: lines in the page cache that a power loss would take back.
-    uncommitted = b"".join(line for _, line in batch("b", 2)) + b'{"id":"b2","pro'
+    uncommitted = batch("b", 2).data + b'{"id":"b2","pro'
     with segment.open("ab") as handle:
         handle.write(uncommitted)
 
@@ -176,12 +182,16 @@ def test_writers_on_one_store_see_each_others_ids_through_the_lock(tmp_path: Pat
     for store in (a, b, old):
         store.load()
     assert a.commit(batch("x", 2)) == [True, True]
-    assert b.commit([*batch("x", 3), *batch("y", 1)]) == [False, False, True, True]
+    assert b.commit(joined(batch("x", 3), batch("y", 1))) == [False, False, True, True]
     for n in range(70):  # more commits than the ring holds, over several segments
         a.commit(batch(f"a{n}-", 3))
-    assert b.commit([*batch("a5-", 1), *batch("a69-", 1), *batch("z", 1)]) == [False, False, True]
-    assert old.commit([*batch("z", 1), *batch("o", 1)]) == [False, True]
-    assert a.commit([*batch("o", 1), *batch("y", 1), *batch("q", 1)]) == [False, False, True]
+    assert b.commit(joined(batch("a5-", 1), batch("a69-", 1), batch("z", 1))) == [
+        False,
+        False,
+        True,
+    ]
+    assert old.commit(joined(batch("z", 1), batch("o", 1))) == [False, True]
+    assert a.commit(joined(batch("o", 1), batch("y", 1), batch("q", 1))) == [False, False, True]
     stored = ids_in(tmp_path)
     assert len(stored) == len(set(stored)) == 2 + 1 + 1 + 210 + 1 + 1 + 1
 
@@ -210,7 +220,7 @@ def test_ids_beyond_the_bound_or_the_retention_are_forgotten_oldest_first(tmp_pa
     for prefix in "abc":  # 30 ids: the oldest commit's 10 are forgotten after the third
         assert store.commit(batch(prefix, 10)) == [True] * 10
     assert len(store.ids) == 20 and "a0" not in store.ids and "b0" in store.ids
-    assert store.commit([*batch("a", 1), *batch("c", 1)]) == [True, False]
+    assert store.commit(joined(batch("a", 1), batch("c", 1))) == [True, False]
     assert ids_in(tmp_path / "s").count("a0") == 2 and ids_in(tmp_path / "s").count("c0") == 1
 
     # a restart indexes the retained segments again, with the segment's time as commit time

@@ -623,6 +623,7 @@ def test_collector_segments_replaced_by_longer_versions_resume_at_the_cursor(
     """The collector appends each commit in place to its open segment, which grows after a
     collect: the cursor of the previous collect still holds (no rotation, nothing read twice),
     and the temporary files an older collector left beside a segment are never read."""
+    from kubetune.collector.batch import Batch
     from kubetune.collector.records import encode_line
     from kubetune.collector.store import LocalBackend, LoopStore
 
@@ -631,7 +632,7 @@ def test_collector_segments_replaced_by_longer_versions_resume_at_the_cursor(
 
     def commit(ids: range) -> None:
         rows = [{"id": f"r{i}", "prompt": f"q{i}", "response": f"a{i}"} for i in ids]
-        store.commit([(r["id"], encode_line(r)) for r in rows])
+        store.commit(Batch.of((r["id"], encode_line(r)) for r in rows))
 
     commit(range(3))
     (segment,) = root.rglob("*.jsonl")

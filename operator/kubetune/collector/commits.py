@@ -15,9 +15,9 @@ import gc
 import logging
 import time
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Protocol
 
+from kubetune.collector.batch import Batch
 from kubetune.collector.config import CollectorConfig
 from kubetune.collector.ids import slots
 from kubetune.collector.metrics import Metrics
@@ -31,11 +31,10 @@ log = logging.getLogger("kubetune.collector")
 class _Group:
     """The not-yet-committed records of one request; ``future`` gets a new-or-not flag each."""
 
-    records: list[tuple[str, bytes]]
-    size: int
+    batch: Batch
     since: float
     future: asyncio.Future[list[bool]]
-    epoch: int = -1  # the store's epoch when its ids were found new (LoopStore.commit)
+    epoch: int  # the store's epoch when its ids were found new (LoopStore.commit)
     slots: list[int] | None = None  # its ids' index shards, when it holds the request's all
 
 
@@ -141,25 +140,25 @@ class LoopWriter:
             self.ready.set_result(None)
         await asyncio.shield(self.ready)
 
-    def submit(self, valid: list[tuple[str, bytes]], size: int, now: float) -> Ticket:
-        """Queue the records whose id is neither committed nor being committed (``size``: the
-        bytes of their lines)."""
+    def submit(self, batch: Batch, now: float) -> Ticket:
+        """Queue the records whose id is neither committed nor being committed."""
         committed, inflight = self.store.ids, self.inflight
-        group = _Group([], 0, now, asyncio.get_running_loop().create_future())
-        group.epoch = self.store.epoch  # read before the ids are looked up (see LoopStore)
-        ids = [record_id for record_id, _ in valid]
+        future = asyncio.get_running_loop().create_future()
+        epoch = self.store.epoch  # read before the ids are looked up (see LoopStore)
+        ids = batch.ids
         where = slots(ids)  # computed once: for this look-up and the commit's insert
         if ids and committed.isdisjoint(ids, where) and inflight.isdisjoint(ids):
             before = len(inflight)
             inflight.update(ids)
             if len(inflight) - before == len(ids):  # the common case: every id new, none twice
-                group.records, group.size, group.slots = valid, size, where
-                return self._queue(group, [], 0)
+                return self._queue(_Group(batch, now, future, epoch, where), [], 0)
             inflight.difference_update(ids)  # an id twice in the batch: one by one below
+        group = _Group(batch, now, future, epoch)  # its batch: the records kept below
         borrowed: list[tuple[_Group, str]] = []
         holders: dict[str, _Group] | None = None
-        duplicates = size = 0
-        for record_id, line in valid:
+        duplicates = 0
+        kept: list[tuple[str, bytes]] = []
+        for record_id, line in batch.records():
             if record_id in committed:
                 duplicates += 1
                 continue
@@ -169,11 +168,10 @@ class LoopWriter:
                 borrowed.append((holders.get(record_id, group), record_id))
                 continue
             inflight.add(record_id)
-            group.records.append((record_id, line))
-            size += len(line)
-        if not group.records:
+            kept.append((record_id, line))
+        if not kept:
             return Ticket(None, borrowed, duplicates)
-        group.size = size
+        group.batch = Batch.of(kept)
         return self._queue(group, borrowed, duplicates)
 
     def _holders(self) -> dict[str, _Group]:
@@ -182,12 +180,12 @@ class LoopWriter:
         return {
             record_id: group
             for group in (*self.committing, *self.pending)
-            for record_id, _ in group.records
+            for record_id in group.batch.ids
         }
 
     def _queue(self, group: _Group, borrowed: list[tuple[_Group, str]], duplicates: int) -> Ticket:
         self.pending.append(group)
-        self.host.pending_bytes += group.size
+        self.host.pending_bytes += group.batch.size
         self._wake.set()
         return Ticket(group, borrowed, duplicates)
 
@@ -202,9 +200,9 @@ class LoopWriter:
     def _take(self, limit: int) -> list[_Group]:
         size, count = 0, 0
         for group in self.pending:
-            if count and size + group.size > limit:
+            if count and size + group.batch.size > limit:
                 break
-            size += group.size
+            size += group.batch.size
             count += 1
         taken, self.pending = self.pending[:count], self.pending[count:]
         return taken
@@ -212,14 +210,14 @@ class LoopWriter:
     async def _commit(self, groups: list[_Group]) -> None:
         metrics = self.host.metrics
         self.committing = groups
-        records = [record for group in groups for record in group.records]
+        batch = Batch.joined([group.batch for group in groups])
         try:
             claimed_at = min(group.epoch for group in groups)  # when their ids were new
             where = _joined_slots(groups)
             if self.host.inline and self.store.backend.quick:
-                fresh = await self._commit_inline(records, claimed_at, where)
+                fresh = await self._commit_inline(batch, claimed_at, where)
             else:
-                fresh = await asyncio.to_thread(self.store.commit, records, claimed_at, where)
+                fresh = await asyncio.to_thread(self.store.commit, batch, claimed_at, where)
         except Exception as exc:
             log.error("%s/%s: commit failed: %s", self.namespace, self.loop, exc)
             self.host.last_failure = time.monotonic()
@@ -232,14 +230,13 @@ class LoopWriter:
         done = time.monotonic()
         written = start = 0
         for group in groups:
-            flags = fresh[start : start + len(group.records)]
+            flags = fresh[start : start + len(group.batch)]
             if all(flags):
-                written += group.size
+                written += group.batch.size
             else:
-                written += sum(
-                    len(line) for (_, line), new in zip(group.records, flags, strict=True) if new
-                )
-            start += len(group.records)
+                lines = group.batch.lines()
+                written += sum(len(line) for line, new in zip(lines, flags, strict=True) if new)
+            start += len(group.batch)
             metrics.commit.observe(done - group.since)
             group.future.set_result(flags)
         self.bytes.inc(written)
@@ -249,11 +246,11 @@ class LoopWriter:
         self.host.update_gauges()
 
     async def _commit_inline(
-        self, records: list[tuple[str, bytes]], claimed_at: int, where: list[int] | None
+        self, batch: Batch, claimed_at: int, where: list[int] | None
     ) -> list[bool]:
         """``LoopStore.commit`` on this thread but for the disk's flush, which runs in a worker
         thread while this one reads (and validates, and queues) the next requests."""
-        pending = self.store.write(records, claimed_at, where)
+        pending = self.store.write(batch, claimed_at, where)
         try:
             await asyncio.to_thread(self.store.flush, pending)
         except BaseException:  # cancelled (the collector stops) too: the lock is given back
@@ -265,8 +262,8 @@ class LoopWriter:
         self.committing = []
         inflight = self.inflight
         for group in groups:  # a group's records are the ids it holds
-            inflight.difference_update(map(itemgetter(0), group.records))
-            self.host.pending_bytes -= group.size
+            inflight.difference_update(group.batch.ids)
+            self.host.pending_bytes -= group.batch.size
 
     def oldest_pending(self) -> float | None:
         return self.pending[0].since if self.pending else None
@@ -328,9 +325,7 @@ class CommitRefused(Exception):
 class Committer(Protocol):
     """What the HTTP side needs to make records durable (here or in another process)."""
 
-    async def commit(
-        self, namespace: str, loop: str, valid: list[tuple[str, bytes]], size: int
-    ) -> tuple[int, int]: ...
+    async def commit(self, namespace: str, loop: str, batch: Batch) -> tuple[int, int]: ...
 
     def not_ready(self) -> str:
         """Why the collector should not get traffic now ("" when it should)."""
@@ -344,12 +339,11 @@ class Committer(Protocol):
 class LoopCommits:
     """The loops' writers of one process, and the bounds on what waits for a commit.
 
-    ``inline``: commit to a local or PVC store (a ``pwrite`` and a disk flush, about a
-    millisecond) on the event loop's thread rather than in a worker thread; for a process that
-    does nothing else (the committer), where records that arrive meanwhile wait in the socket
-    for the next commit. Measured there with bench/collector_throughput.py: each hand-over to
-    a thread and back cost more than the flush itself on 2 busy cores (a 2.2 ms commit cycle
-    against 1.1 ms inline). An S3 store (a PUT) is always committed in a thread.
+    ``inline``: commit to a local or PVC store on the event loop's thread but for the disk's
+    flush (the ``pwrite``, the index and the marker here; the fdatasync, about a millisecond,
+    in a worker thread while the loop reads the next requests); for a process that does
+    nothing else (the committer). Otherwise the whole commit runs in a worker thread; an S3
+    store (a PUT) always does.
     """
 
     def __init__(self, config: CollectorConfig, metrics: Metrics, inline: bool = False) -> None:
@@ -360,31 +354,27 @@ class LoopCommits:
         self.pending_bytes = 0
         self.last_failure = 0.0
 
-    async def commit(
-        self, namespace: str, loop: str, valid: list[tuple[str, bytes]], size: int
-    ) -> tuple[int, int]:
-        """(accepted, duplicates) of ``valid`` (id, line) records once every one is durable;
-        ``size``: the bytes of their lines. CommitRefused when they are not."""
-        ticket = self.submit(namespace, loop, valid, size)
+    async def commit(self, namespace: str, loop: str, batch: Batch) -> tuple[int, int]:
+        """(accepted, duplicates) of the records of ``batch`` once every one is durable.
+        CommitRefused when they are not."""
+        ticket = self.submit(namespace, loop, batch)
         if ticket is None:
             writer = await self._writer(namespace, loop)
-            ticket = writer.submit(valid, size, time.monotonic())
+            ticket = writer.submit(batch, time.monotonic())
         return await ticket.wait()
 
-    def submit(
-        self, namespace: str, loop: str, valid: list[tuple[str, bytes]], size: int
-    ) -> Ticket | None:
+    def submit(self, namespace: str, loop: str, batch: Batch) -> Ticket | None:
         """``commit`` up to the wait, without a coroutine: the ticket whose ``futures`` end
         with the commit (then ``counts`` is the answer), or None when the loop's writer is not
         open yet (``commit`` opens it). CommitRefused when the records are refused now."""
-        if self.pending_bytes + size > self.config.max_pending_bytes:
+        if self.pending_bytes + batch.size > self.config.max_pending_bytes:
             raise CommitRefused(429, "store_lagging", "the store lags behind", retry_after=1)
         if self.last_failure and time.monotonic() - self.last_failure < 1.0:
             raise CommitRefused(503, "store_error", "the store failed a moment ago", 1)
         writer = self.writers.get((namespace, loop))
         if writer is None or not writer.started:
             return None
-        return writer.submit(valid, size, time.monotonic())
+        return writer.submit(batch, time.monotonic())
 
     async def _writer(self, namespace: str, loop: str) -> LoopWriter:
         key = (namespace, loop)

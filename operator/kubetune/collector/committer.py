@@ -45,6 +45,7 @@ from typing import Any, cast
 
 import orjson
 
+from kubetune.collector.batch import Batch
 from kubetune.collector.commits import CommitRefused, LoopCommits, Ticket, readiness
 from kubetune.collector.config import CollectorConfig
 from kubetune.collector.metrics import Metrics
@@ -56,13 +57,12 @@ _REPLY = struct.Struct("<IIHBII")
 _UNREACHABLE = "the committer is unreachable; retry"
 
 
-def encode_request(seq: int, namespace: str, loop: str, valid: list[tuple[str, bytes]]) -> bytes:
+def encode_request(seq: int, namespace: str, loop: str, batch: Batch) -> bytes:
     names = (namespace.encode(), loop.encode())
-    ids = orjson.dumps([record_id for record_id, _ in valid])
-    lines = b"".join([line for _, line in valid])
-    size = len(names[0]) + len(names[1]) + len(ids) + len(lines)
+    ids = orjson.dumps(batch.ids)
+    size = len(names[0]) + len(names[1]) + len(ids) + len(batch.data)
     header = _REQUEST.pack(size, seq, len(names[0]), len(names[1]), len(ids))
-    return b"".join((header, *names, ids, lines))
+    return b"".join((header, *names, ids, batch.data))
 
 
 def encode_reply(
@@ -138,22 +138,21 @@ class _CommitterProtocol(_Framed):
         try:
             namespace = str(frame[:ns_bytes], "utf-8")
             loop = str(frame[ns_bytes:names], "utf-8")
-            record_ids: list[str] = orjson.loads(frame[names : names + ids])
-            lines = frame[names + ids :]
-            size = len(lines)
-            valid = list(zip(record_ids, bytes(lines).splitlines(keepends=True), strict=True))
+            batch = Batch(orjson.loads(frame[names : names + ids]), bytes(frame[names + ids :]))
+            if type(batch.ids) is not list or not batch.is_whole():
+                raise ValueError("not one line per id")
         except ValueError:  # a bug of the worker's: a JSON 500
             log.exception("request %d: unreadable", seq)
             self.out.write(encode_reply(seq, 500, 0, (0, 0), "internal_error\0bad request"))
             return
         try:
-            ticket = self.commits.submit(namespace, loop, valid, size)
+            ticket = self.commits.submit(namespace, loop, batch)
         except CommitRefused as exc:
             self.out.write(_refusal(seq, exc))
             return
         waited: asyncio.Future[Any]
         if ticket is None:  # its loop's writer to open first
-            waited = asyncio.ensure_future(self._answer(seq, namespace, loop, valid, size))
+            waited = asyncio.ensure_future(self._answer(seq, namespace, loop, batch))
         else:  # answered from a callback (no task, no coroutine): its commit's, in the main
             futures = ticket.futures()  # other requests' commits too (none: all committed)
             if len(futures) == 1:
@@ -171,11 +170,9 @@ class _CommitterProtocol(_Framed):
             reply = _refusal(seq, exc)
         self.out.write(reply)
 
-    async def _answer(
-        self, seq: int, namespace: str, loop: str, valid: list[tuple[str, bytes]], size: int
-    ) -> None:
+    async def _answer(self, seq: int, namespace: str, loop: str, batch: Batch) -> None:
         try:
-            counts = await self.commits.commit(namespace, loop, valid, size)
+            counts = await self.commits.commit(namespace, loop, batch)
             reply = encode_reply(seq, 200, 0, counts, "")
         except CommitRefused as exc:
             reply = _refusal(seq, exc)
@@ -276,17 +273,16 @@ class RemoteCommits:
                     raise CommitRefused(503, "store_error", _UNREACHABLE, 1) from exc
             return self._protocol
 
-    async def commit(
-        self, namespace: str, loop: str, valid: list[tuple[str, bytes]], size: int
-    ) -> tuple[int, int]:
+    async def commit(self, namespace: str, loop: str, batch: Batch) -> tuple[int, int]:
         protocol = await self._connected()
         seq = next(self._seq)
         future: asyncio.Future[tuple[int, int, int, int, str]] = (
             asyncio.get_running_loop().create_future()
         )
         protocol.waiting[seq] = future
-        protocol.out.write(encode_request(seq, namespace, loop, valid))
-        del valid  # not kept while the commit is awaited (see CollectorService._post)
+        size = batch.size
+        protocol.out.write(encode_request(seq, namespace, loop, batch))
+        del batch  # not kept while the commit is awaited (see CollectorService._post)
         self.inflight_bytes += size
         try:
             status, retry_after, accepted, duplicates, text = await future

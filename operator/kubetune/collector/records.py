@@ -34,6 +34,8 @@ from typing import Any
 
 import orjson
 
+from kubetune.collector.batch import Batch
+
 MAX_ID_CHARS = 256
 MAX_DEPTH = 128  # levels of objects and arrays in a record, the record itself being level 1
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
@@ -145,19 +147,14 @@ def _jsonl_lines(body: bytes) -> list[Any] | None:
 
 def _whole_or_lines(body: bytes, text: str, max_records: int, fast: bool) -> list[Any]:
     """One JSON value (an array: its items), else JSONL with its bad lines as _BadLine."""
-    try:
-        value = orjson.loads(body) if fast else json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: nested beyond the parser's limit
+    readers: list[tuple[Any, bytes | str]] = [(orjson.loads, body)] if fast else []
+    for read, data in [*readers, (json.loads, text)]:
         try:
-            value = json.loads(text) if fast else None
-        except (ValueError, RecursionError):
-            value = _jsonl(body, max_records, fast)
-        else:
-            value = value if isinstance(value, list) else [value]
-    else:
-        if not isinstance(value, list):
-            value = [value]
-    return value
+            value = read(data)
+        except (ValueError, RecursionError):  # RecursionError: nested beyond the parser's limit
+            continue
+        return value if isinstance(value, list) else [value]
+    return _jsonl(body, max_records, fast)
 
 
 # every digit -> "0", anything else -> " ": an integer literal orjson would read as a float
@@ -463,24 +460,51 @@ def validate(index: int, row: Any, received_at: str) -> Valid | Invalid:
     return _validate_full(index, row, received_at)
 
 
+def read_batch(
+    body: bytes, max_records: int, received_at: str, max_record_bytes: int
+) -> tuple[Batch, list[Invalid]]:
+    """A body -> (its valid records, its invalid ones): ``validate_batch`` of ``split_body``.
+
+    The common body (JSONL of records in the stored shape, see ``_stored_shape_batch``) is
+    read at once, without ``split_body``'s scan for long integer literals: the stored shape
+    holds no number but a rating, and a rating that orjson reads unlike the json module (an
+    integer literal of 19 digits or more, at least 1e18 as JSON has no leading zeros) is not
+    one it takes. BodyError when the body cannot be read at all.
+    """
+    items = _jsonl_lines(body)
+    if items is not None and len(items) <= max_records:
+        whole = _stored_shape_batch(items, _tail(received_at), max_record_bytes)
+        if whole is not None:
+            return whole, []
+    return validate_batch(split_body(body, max_records), received_at, max_record_bytes)
+
+
+def _tail(received_at: str) -> bytes:
+    """The end of a stored line: its ``received_at`` field, the object's end, the newline."""
+    return b',"received_at":' + orjson.dumps(received_at) + b"}\n"
+
+
 def validate_batch(
     items: list[Any], received_at: str, max_record_bytes: int
-) -> tuple[list[tuple[str, bytes]], list[Invalid]]:
-    """The records of a batch -> ((id, encoded line) of each valid one, the invalid ones).
+) -> tuple[Batch, list[Invalid]]:
+    """The records of a batch -> (the valid ones, in order, each as its id and encoded
+    line; the invalid ones).
 
     A line over ``max_record_bytes`` is invalid. Same outcome as ``validate`` and
     ``encode_line`` record by record, without building their objects for the common records.
     """
-    tail = b',"received_at":' + orjson.dumps(received_at) + b"}\n"
+    tail = _tail(received_at)
     whole = _stored_shape_batch(items, tail, max_record_bytes)
     if whole is not None:
         return whole, []
-    valid: list[tuple[str, bytes]] = []
+    ids: list[str] = []
+    lines: list[bytes] = []
     rejected: list[Invalid] = []
     for index, row in enumerate(items):
         stored = _stored_shape_line(row, tail) if type(row) is dict else None
         if stored is not None and len(stored) <= max_record_bytes:
-            valid.append((row["id"], stored))
+            ids.append(row["id"])
+            lines.append(stored)
             continue
         fast = _fast_line(row, received_at) if type(row) is dict else None
         if fast is not None:
@@ -495,8 +519,9 @@ def validate_batch(
             error = FieldError("", f"record over {max_record_bytes} bytes")
             rejected.append(Invalid(index, record_id, (error,)))
         else:
-            valid.append((record_id, data))
-    return valid, rejected
+            ids.append(record_id)
+            lines.append(data)
+    return Batch(ids, b"".join(lines)), rejected
 
 
 def _stored_orders() -> dict[tuple[str, ...], int]:
@@ -518,12 +543,11 @@ _STORED_ORDERS = _stored_orders()
 _NEXT_RECORD = b'},{"id":'  # in orjson's output of records that hold no object: between two
 
 
-def _stored_shape_batch(
-    items: list[Any], tail: bytes, max_record_bytes: int
-) -> list[tuple[str, bytes]] | None:
+def _stored_shape_batch(items: list[Any], tail: bytes, max_record_bytes: int) -> Batch | None:
     """``_stored_shape_line`` of every record of a batch at once, when all are in one stored
     shape (the common batch of an application): one orjson call for all the lines, the checks
-    run over the whole batch. None when any record is not (each is then judged alone)."""
+    run over the whole batch, the lines made with one replace. None when any record is not
+    (each is then judged alone)."""
     if not items or set(map(type, items)) != {dict}:
         return None
     shapes = set(map(tuple, items))
@@ -546,13 +570,15 @@ def _stored_shape_batch(
     ids: list[str] = [row["id"] for row in items]
     if max(map(len, ids)) > MAX_ID_CHARS or not data.isascii() or b"\x7f" in data:
         return None
-    pieces = data[7:-2].split(_NEXT_RECORD)  # between '[{"id":' and '}]'
-    if len(pieces) != len(items):
+    # '[{"id":...},{"id":...}]' -> '{"id":...<tail>{"id":...<tail>': an unescaped quote is
+    # never inside a string, so each '},{"id":' is between two records
+    inner = data[1:-2]
+    if inner.count(_NEXT_RECORD) != len(items) - 1:
         return None
-    lines = [b'{"id":' + piece + tail for piece in pieces]
-    if max(map(len, lines)) > max_record_bytes:
-        return None
-    return list(zip(ids, lines, strict=True))
+    lines = inner.replace(_NEXT_RECORD, tail + b'{"id":') + tail
+    if len(lines) > max_record_bytes and max(map(len, lines.splitlines())) >= max_record_bytes:
+        return None  # a line (with its newline) over the limit: judged alone
+    return Batch(ids, lines)
 
 
 def _plain_ratings(ratings: list[Any]) -> bool:

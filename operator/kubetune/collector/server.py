@@ -37,7 +37,6 @@ import socket
 import zlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -50,7 +49,7 @@ from kubetune.collector.commits import CommitRefused, Committer, LoopCommits
 from kubetune.collector.committer import RemoteCommits
 from kubetune.collector.config import CollectorConfig
 from kubetune.collector.metrics import Metrics
-from kubetune.collector.records import BodyError, split_body, validate_batch
+from kubetune.collector.records import BodyError, read_batch
 
 __all__ = ["CollectorConfig", "CollectorService", "Metrics", "serve"]
 log = logging.getLogger("kubetune.collector")
@@ -223,21 +222,21 @@ class CollectorService:
         """Validate the body (``holder``: its only reference, emptied once it is read) and
         commit its valid records."""
         config = self.config
+        received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         try:
-            items = split_body(holder.pop(), config.max_records)
+            valid, rejected = read_batch(
+                holder.pop(), config.max_records, received, config.max_record_bytes
+            )
         except BodyError as exc:
             raise RequestError(400, "bad_body", str(exc)) from exc
-        received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        valid, rejected = validate_batch(items, received, config.max_record_bytes)
-        del items
         if rejected:
             self.metrics.rejected.labels("invalid_record").inc(len(rejected))
-        size = sum(map(len, map(itemgetter(1), valid)))  # the bytes of the lines
-        if size > config.max_pending_bytes:
+        if valid.size > config.max_pending_bytes:
             raise RequestError(413, "too_large", "the batch is larger than --max-pending-bytes")
         accepted = duplicates = 0
-        if valid:
-            commit, valid = self.committer.commit(namespace, loop, valid, size), []
+        if valid.ids:
+            commit = self.committer.commit(namespace, loop, valid)
+            del valid  # the lines are freed while the commit is awaited
             try:
                 accepted, duplicates = await commit
             except CommitRefused as exc:

@@ -61,6 +61,7 @@ from typing import Any
 
 from kubetune.api.contract import PVC_ROOT_ENV
 from kubetune.api.segments import MARKER_BYTES, decode_marker, encode_marker, marker_name
+from kubetune.collector.batch import Batch
 from kubetune.collector.ids import IdIndex
 
 COLLECTOR_DIR = "collector"
@@ -595,7 +596,7 @@ class LoopStore:
 
     def commit(
         self,
-        batch: list[tuple[str, bytes]],
+        batch: Batch,
         claimed_at: int | None = None,
         where: list[int] | None = None,
     ) -> list[bool]:
@@ -619,7 +620,7 @@ class LoopStore:
 
     def write(
         self,
-        batch: list[tuple[str, bytes]],
+        batch: Batch,
         claimed_at: int | None = None,
         where: list[int] | None = None,
     ) -> Pending:
@@ -631,12 +632,12 @@ class LoopStore:
             if others or self._dirty:
                 self.refresh(None if self._dirty else self.backend.changed_segments())
                 self._dirty = False
-            ids = [record_id for record_id, _ in batch]
+            ids = batch.ids
             if claimed_at == self.epoch or (
                 self.ids.isdisjoint(ids, where) and len(set(ids)) == len(ids)
             ):
-                pending = Pending([True] * len(batch), ids, where)
-                return self._write(pending, b"".join([line for _, line in batch]))
+                pending = Pending([True] * len(ids), ids, where)
+                return self._write(pending, batch.data)
             return self._write_new(batch)
         except BaseException:
             self.mark_dirty()
@@ -670,12 +671,12 @@ class LoopStore:
         self.mark_dirty()
         self.backend.release()
 
-    def _write_new(self, batch: list[tuple[str, bytes]]) -> Pending:
+    def _write_new(self, batch: Batch) -> Pending:
         """Write the lines of the batch whose id is neither indexed nor earlier in it."""
         fresh: list[bool] = []
         chosen: dict[str, bool] = {}
         payload = bytearray()
-        for record_id, line in batch:
+        for record_id, line in batch.records():
             new = record_id not in self.ids and record_id not in chosen
             fresh.append(new)
             if new:
