@@ -36,6 +36,7 @@ def invoke(tmp_path: Path, *args: str) -> tuple[int, str]:
         ("--max-inflight", "0", "--max-inflight must be at least 1, not 0"),
         ("--body-timeout", "0", "--body-timeout must be at least 0.1, not 0"),
         ("--body-timeout", "nan", "--body-timeout must be a finite number, not nan"),
+        ("--commit-timeout", "0.05", "--commit-timeout must be at least 0.1, not 0.05"),
         ("--segment-bytes", "0", "--segment-bytes must be at least 1024, not 0"),
         ("--segment-seconds", "-1", "--segment-seconds must be at least 1, not -1"),
         ("--retention-hours", "0", "--retention-hours must be at least 0.01, not 0"),
@@ -59,6 +60,7 @@ def test_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
 def test_every_limit_of_the_config_is_checked() -> None:
     limits = {"max_body_bytes", "max_records", "max_record_bytes", "max_inflight"}
     limits |= {"max_pending_bytes", "body_timeout", "segment_bytes", "segment_seconds"}
+    limits |= {"commit_timeout"}
     assert set(MINIMUMS) == limits | {"retention_seconds"}
     CollectorConfig(store="file:///x")  # the defaults pass
     with pytest.raises(ValueError, match="--max-record-bytes must be at least 1024"):
@@ -80,6 +82,7 @@ def config_of(args: list[str]) -> CollectorConfig:
         max_inflight=params["max_inflight"],
         max_pending_bytes=params["max_pending_bytes"],
         body_timeout=params["body_timeout"],
+        commit_timeout=params["commit_timeout"],
         segment_bytes=params["segment_bytes"],
         segment_seconds=params["segment_seconds"],
         retention_seconds=params["retention_hours"] * 3600.0,

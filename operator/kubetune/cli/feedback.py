@@ -51,6 +51,13 @@ MaxPendingBytes = Annotated[
 ]
 MaxInflight = Annotated[int, typer.Option(help="Requests handled at once (429). At least 1.")]
 BodyTimeout = Annotated[float, typer.Option(help="Seconds to receive a body (408). At least 0.1.")]
+CommitTimeout = Annotated[
+    float,
+    typer.Option(
+        help="Seconds a request waits for its commit before a 503 (a stalled store or "
+        "committer; the collector reports not ready). At least 0.1."
+    ),
+]
 SegmentBytes = Annotated[int, typer.Option(help="A segment's largest size. At least 1024.")]
 SegmentSeconds = Annotated[
     float, typer.Option(help="A segment's longest life in seconds. At least 1.")
@@ -82,6 +89,7 @@ def collector(
     max_pending_bytes: MaxPendingBytes = 64 << 20,
     max_inflight: MaxInflight = 64,
     body_timeout: BodyTimeout = 30.0,
+    commit_timeout: CommitTimeout = 30.0,
     segment_bytes: SegmentBytes = 1 << 20,
     segment_seconds: SegmentSeconds = 300.0,
     retention_hours: RetentionHours = 168.0,
@@ -112,6 +120,7 @@ def collector(
             max_inflight=max_inflight,
             max_pending_bytes=max_pending_bytes,
             body_timeout=body_timeout,
+            commit_timeout=commit_timeout,
             segment_bytes=segment_bytes,
             segment_seconds=segment_seconds,
             retention_seconds=retention_hours * 3600.0,

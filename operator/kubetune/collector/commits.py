@@ -266,7 +266,9 @@ class LoopWriter:
             self.host.pending_bytes -= group.batch.size
 
     def oldest_pending(self) -> float | None:
-        return self.pending[0].since if self.pending else None
+        """When the oldest record not committed yet (committing or queued) arrived."""
+        groups = self.committing or self.pending  # the committing groups came first
+        return groups[0].since if groups else None
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -299,12 +301,21 @@ def _out_of_collections() -> None:
 
 def readiness(pending_bytes: int, max_pending_bytes: int, last_failure: float) -> str:
     """Why the collector should get no traffic now ("" when it should): records waiting for
-    a commit near the limit, or a commit that failed in the last 5 seconds."""
+    a commit near the limit, or a commit that failed (or stalled) in the last 5 seconds."""
     if pending_bytes > 0.9 * max_pending_bytes:
         return "store lagging"
     if last_failure and time.monotonic() - last_failure < 5.0:
         return "store failing"
     return ""
+
+
+def stalled(timeout: float) -> CommitRefused:
+    """The answer to a request whose commit did not end within ``timeout`` seconds (a hung
+    disk or network store, a frozen committer): 503, nothing acknowledged. Its records may
+    still be committed later: a retry is answered as duplicates where they are."""
+    return CommitRefused(
+        503, "store_stalled", f"no commit within --commit-timeout ({timeout:g} s); retry", 1
+    )
 
 
 class StoreUnavailable(RuntimeError):
@@ -327,7 +338,7 @@ class Committer(Protocol):
 
     async def commit(self, namespace: str, loop: str, batch: Batch) -> tuple[int, int]: ...
 
-    def not_ready(self) -> str:
+    async def not_ready(self) -> str:
         """Why the collector should not get traffic now ("" when it should)."""
         ...
 
@@ -361,7 +372,12 @@ class LoopCommits:
         if ticket is None:
             writer = await self._writer(namespace, loop)
             ticket = writer.submit(batch, time.monotonic())
-        return await ticket.wait()
+        try:
+            async with asyncio.timeout(self.config.commit_timeout):
+                return await ticket.wait()  # shielded: the commit goes on after a timeout
+        except TimeoutError:
+            self.last_failure = time.monotonic()
+            raise stalled(self.config.commit_timeout) from None
 
     def submit(self, namespace: str, loop: str, batch: Batch) -> Ticket | None:
         """``commit`` up to the wait, without a coroutine: the ticket whose ``futures`` end
@@ -390,13 +406,26 @@ class LoopCommits:
             raise CommitRefused(503, "store_error", "the store cannot be read", 5) from exc
         return writer
 
-    def not_ready(self) -> str:
-        return readiness(self.pending_bytes, self.config.max_pending_bytes, self.last_failure)
+    async def not_ready(self) -> str:
+        return self.unready_reason()
+
+    def unready_reason(self) -> str:
+        """``not_ready`` now; also "store stalled" while a record has waited for its commit
+        longer than ``commit_timeout``."""
+        reason = readiness(self.pending_bytes, self.config.max_pending_bytes, self.last_failure)
+        lag = self.lag()
+        if not reason and lag > self.config.commit_timeout:
+            reason = "store stalled"
+        return reason
+
+    def lag(self) -> float:
+        """Seconds the oldest record not committed yet has waited (0: none waits)."""
+        oldest = [t for w in self.writers.values() if (t := w.oldest_pending()) is not None]
+        return time.monotonic() - min(oldest) if oldest else 0.0
 
     def update_gauges(self) -> None:
         """This process's store lag: pending bytes and the age of the oldest pending record."""
-        oldest = [t for w in self.writers.values() if (t := w.oldest_pending()) is not None]
-        self.metrics.lag.set(time.monotonic() - min(oldest) if oldest else 0.0)
+        self.metrics.lag.set(self.lag())
         self.metrics.pending.set(self.pending_bytes)
 
     async def stop(self) -> None:

@@ -19,6 +19,8 @@ The frames, little-endian:
 - request: ``<IIHHI`` (bytes after the header, sequence number, namespace bytes, loop bytes,
   ids bytes), the namespace and loop (UTF-8), the ids (a JSON array), then the lines (each
   ends with its only newline: the lines are ASCII JSON, their strings' newlines escaped);
+- ping: a request with no namespace (zero bytes after the header), answered 200 with the
+  committer's readiness as its text ("" when ready), for a worker's ``/readyz``;
 - reply: ``<IIHBII`` (bytes after the header, sequence number, HTTP status, Retry-After
   seconds, accepted, duplicates), then for a refusal its reason and message (UTF-8, a NUL
   between them).
@@ -46,7 +48,7 @@ from typing import Any, cast
 import orjson
 
 from kubetune.collector.batch import Batch
-from kubetune.collector.commits import CommitRefused, LoopCommits, Ticket, readiness
+from kubetune.collector.commits import CommitRefused, LoopCommits, Ticket, readiness, stalled
 from kubetune.collector.config import CollectorConfig
 from kubetune.collector.metrics import Metrics
 
@@ -55,6 +57,7 @@ log = logging.getLogger("kubetune.collector")
 _REQUEST = struct.Struct("<IIHHI")
 _REPLY = struct.Struct("<IIHBII")
 _UNREACHABLE = "the committer is unreachable; retry"
+PING_SECONDS = 1.0  # a worker's /readyz: how long it waits for the committer's answer
 
 
 def encode_request(seq: int, namespace: str, loop: str, batch: Batch) -> bytes:
@@ -134,6 +137,9 @@ class _CommitterProtocol(_Framed):
 
     def _start(self, seq: int, frame: memoryview, ns_bytes: int, loop_bytes: int, ids: int) -> None:
         """Read one request (``frame``: its bytes after the header) and commit it."""
+        if not ns_bytes:  # a ping (no namespace is empty): answered with the readiness
+            self.out.write(encode_reply(seq, 200, 0, (0, 0), self.commits.unready_reason()))
+            return
         names = ns_bytes + loop_bytes
         try:
             namespace = str(frame[:ns_bytes], "utf-8")
@@ -285,12 +291,17 @@ class RemoteCommits:
         del batch  # not kept while the commit is awaited (see CollectorService._post)
         self.inflight_bytes += size
         try:
-            status, retry_after, accepted, duplicates, text = await future
+            async with asyncio.timeout(self.config.commit_timeout):
+                status, retry_after, accepted, duplicates, text = await future
+        except TimeoutError:  # a frozen committer (or the store it waits for): not ready
+            self.last_failure = time.monotonic()
+            raise stalled(self.config.commit_timeout) from None
         except ConnectionError as exc:
             self.last_failure = time.monotonic()
             raise CommitRefused(503, "store_error", _UNREACHABLE, 1) from exc
         finally:
             self.inflight_bytes -= size
+            protocol.waiting.pop(seq, None)  # a late reply is dropped
         if status != 200:
             reason, _, message = text.partition("\0")
             if status == 503:
@@ -298,8 +309,31 @@ class RemoteCommits:
             raise CommitRefused(status, reason, message, retry_after)
         return accepted, duplicates
 
-    def not_ready(self) -> str:
-        return readiness(self.inflight_bytes, self.config.max_pending_bytes, self.last_failure)
+    async def not_ready(self) -> str:
+        """This worker's readiness, then the committer's (which it answers to a ping): not
+        ready when the committer does not answer within ``PING_SECONDS``."""
+        reason = readiness(self.inflight_bytes, self.config.max_pending_bytes, self.last_failure)
+        if reason:
+            return reason
+        try:
+            protocol = await self._connected()
+        except CommitRefused:
+            return "committer unreachable"
+        seq = next(self._seq)
+        future: asyncio.Future[tuple[int, int, int, int, str]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        protocol.waiting[seq] = future
+        protocol.out.write(_REQUEST.pack(0, seq, 0, 0, 0))
+        try:
+            async with asyncio.timeout(PING_SECONDS):
+                return (await future)[4]
+        except TimeoutError:
+            return "committer not answering"
+        except ConnectionError:
+            return "committer unreachable"
+        finally:
+            protocol.waiting.pop(seq, None)
 
     def update_gauges(self) -> None:
         """The store's lag gauges are the committer's (this process commits nothing)."""

@@ -22,6 +22,7 @@ MINIMUMS: dict[str, tuple[str, float, float]] = {
     "max_inflight": ("--max-inflight", 1, 1),
     "max_pending_bytes": ("--max-pending-bytes", 1024, 1),
     "body_timeout": ("--body-timeout", 0.1, 1),
+    "commit_timeout": ("--commit-timeout", 0.1, 1),
     "segment_bytes": ("--segment-bytes", 1024, 1),
     "segment_seconds": ("--segment-seconds", 1, 1),
     "retention_seconds": ("--retention-hours", 0.01, 3600),
@@ -41,6 +42,7 @@ class CollectorConfig:
     max_inflight: int = 64
     max_pending_bytes: int = 64 << 20
     body_timeout: float = 30.0
+    commit_timeout: float = 30.0
     segment_bytes: int = 1 << 20
     segment_seconds: float = 300.0
     retention_seconds: float = 7 * 86400.0

@@ -11,8 +11,9 @@
   ``--loop`` restricts them), 408 (body not received within ``body_timeout``), 413 (body or
   decompressed body over ``max_body_bytes``, or the batch's lines over ``max_pending_bytes``),
   415 (content type), 429 with ``Retry-After`` (too many requests in flight or the store lags:
-  nothing was written), 503 with ``Retry-After`` (the commit failed: nothing acknowledged,
-  retry), 500 (a bug: logged and counted like every answer).
+  nothing was written), 503 with ``Retry-After`` (the commit failed, or did not end within
+  ``commit_timeout``: nothing acknowledged, retry), 500 (a bug: logged and counted like every
+  answer).
 
 ``accepted`` counts the lines the request wrote; its other valid records are ``duplicates``
 (committed before, twice in the batch, or committed by a concurrent request it waited for).
@@ -106,7 +107,7 @@ class CollectorService:
         return web.json_response({"ok": True})
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        reason = self.committer.not_ready()
+        reason = await self.committer.not_ready()
         if reason:
             return web.json_response({"ready": False, "reason": reason}, status=503)
         return web.json_response({"ready": True})
