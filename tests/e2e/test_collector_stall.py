@@ -163,3 +163,53 @@ async def _stall_then_release(
                 await asyncio.sleep(0.2)
             await send(["b0", "c0"])
     return out
+
+
+def test_a_failed_commit_of_a_one_process_collector_is_a_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fails a flush (EIO) once: that request gets 503 store_error with Retry-After
+    (it was a 500 for a one-process collector), and its retry is committed once."""
+    from kubetune.collector import server
+    from kubetune.collector.auth import TokenStore
+    from kubetune.collector.store import LocalBackend
+
+    real_flush = LocalBackend.flush
+    failures = [OSError(5, "injected EIO")]
+
+    def failing_flush(self: LocalBackend, *args: Any) -> None:
+        if failures:
+            self.close()  # as the real flush does when the disk fails it
+            raise failures.pop()
+        real_flush(self, *args)
+
+    store = tmp_path / "store"
+    config = server.CollectorConfig(store=f"file://{store}")
+    service = server.CollectorService(config, TokenStore(write_tokens(tmp_path / "t.yaml")))
+    answers = asyncio.run(_fail_once_then_retry(service, monkeypatch, failing_flush))
+    assert answers[0][:2] == (200, {"accepted": 1, "duplicates": 0})
+    status, answer, retry_after = answers[1]
+    assert (status, answer["error"], retry_after) == (503, "store_error", "1")
+    assert answers[2][0] == 200 and answers[2][1]["accepted"] + answers[2][1]["duplicates"] == 2
+    assert sorted(stored_ids(store / "default" / "loop")) == ["a0", "b0", "c0"]
+
+
+async def _fail_once_then_retry(
+    service: Any, monkeypatch: pytest.MonkeyPatch, failing_flush: Any
+) -> list[tuple[int, dict[str, Any], str | None]]:
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+    from kubetune.collector.store import LocalBackend
+
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
+    out: list[tuple[int, dict[str, Any], str | None]] = []
+    async with TestServer(service.app(), host="127.0.0.1") as test_server:
+        url = f"http://127.0.0.1:{test_server.port}{PATH}"
+        async with aiohttp.ClientSession() as session:
+            for ids in (["a0"], ["b0"], ["b0", "c0"]):
+                if ids == ["b0"]:
+                    monkeypatch.setattr(LocalBackend, "flush", failing_flush)
+                async with session.post(url, data=body(ids), headers=headers) as r:
+                    out.append((r.status, await r.json(), r.headers.get("Retry-After")))
+                await asyncio.sleep(1.1 if ids == ["b0"] else 0)  # 503 for a second after
+    return out

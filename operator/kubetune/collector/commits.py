@@ -11,6 +11,7 @@ a one-process collector, in the committer process of a supervisor's (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -59,7 +60,8 @@ class Ticket:
         """``counts`` once every record is committed."""
         futures = self.futures()
         if len(futures) == 1:
-            await asyncio.shield(futures[0])
+            with contextlib.suppress(StoreUnavailable):  # counts() says it: a 503
+                await asyncio.shield(futures[0])
         elif futures:
             await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
         return self.counts()
