@@ -9,6 +9,7 @@ the test releases it, in a one-process collector served in the test's process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,12 +17,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.collector import TOKEN, CollectorProcess, write_tokens
+from tests.helpers.collector import TOKEN, CollectorProcess, stored_ids, write_tokens
 
 PATH = "/v1/feedback/default/loop"
 
@@ -50,14 +53,6 @@ def readyz(url: str) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def stored_ids(store: Path) -> list[str]:
-    return [
-        json.loads(line)["id"]
-        for segment in sorted(store.rglob("*.jsonl"))
-        for line in segment.read_bytes().splitlines()
-    ]
 
 
 def test_a_frozen_committer_is_a_503_and_not_ready_then_nothing_is_lost(tmp_path: Path) -> None:
@@ -99,12 +94,47 @@ def test_a_frozen_committer_is_a_503_and_not_ready_then_nothing_is_lost(tmp_path
     assert "Traceback" not in page
 
 
+Answer = tuple[int, dict[str, Any], str | None]  # status, JSON body, Retry-After
+
+
+@dataclass
+class Client:
+    """HTTP calls to an in-process collector (aiohttp's test server on 127.0.0.1)."""
+
+    session: Any
+    url: str
+
+    async def post(self, ids: list[str]) -> Answer:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
+        async with self.session.post(f"{self.url}{PATH}", data=body(ids), headers=headers) as r:
+            return r.status, await r.json(), r.headers.get("Retry-After")
+
+    async def ready(self) -> Answer:
+        async with self.session.get(f"{self.url}/readyz") as r:
+            return r.status, await r.json(), None
+
+
+@contextlib.asynccontextmanager
+async def one_process(tmp_path: Path, **settings: Any) -> AsyncIterator[Client]:
+    """A one-process collector of a file:// store at ``tmp_path/store``, served here."""
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+    from kubetune.collector import server
+    from kubetune.collector.auth import TokenStore
+
+    config = server.CollectorConfig(store=f"file://{tmp_path / 'store'}", **settings)
+    service = server.CollectorService(config, TokenStore(write_tokens(tmp_path / "t.yaml")))
+    async with (
+        TestServer(service.app(), host="127.0.0.1") as test_server,
+        aiohttp.ClientSession() as session,
+    ):
+        yield Client(session, f"http://127.0.0.1:{test_server.port}")
+
+
 def test_a_hung_store_is_a_503_store_stalled_and_not_ready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One process: the disk's flush blocks (a hung volume) until released."""
-    from kubetune.collector import server
-    from kubetune.collector.auth import TokenStore
     from kubetune.collector.store import LocalBackend
 
     release = threading.Event()
@@ -114,55 +144,26 @@ def test_a_hung_store_is_a_503_store_stalled_and_not_ready(
         release.wait(30)
         real_flush(self, *args)
 
-    store = tmp_path / "store"
-    config = server.CollectorConfig(store=f"file://{store}", commit_timeout=0.5)
-    service = server.CollectorService(config, TokenStore(write_tokens(tmp_path / "t.yaml")))
-    answers = asyncio.run(_stall_then_release(service, monkeypatch, hung_flush, release))
+    async def scenario() -> list[Answer]:
+        async with one_process(tmp_path, commit_timeout=0.5) as client:
+            out = [await client.post(["a0"])]
+            monkeypatch.setattr(LocalBackend, "flush", hung_flush)
+            out += [await client.post(["b0"]), await client.ready()]
+            release.set()
+            deadline = time.monotonic() + 20
+            while (ready := await client.ready())[0] != 200:
+                assert time.monotonic() < deadline, ready
+                await asyncio.sleep(0.2)
+            return [*out, ready, await client.post(["b0", "c0"])]
+
+    answers = asyncio.run(scenario())
     assert answers[0][:2] == (200, {"accepted": 1, "duplicates": 0})
     status, answer, retry_after = answers[1]
     assert (status, answer["error"], retry_after) == (503, "store_stalled", "1")
     assert answers[2][0] == 503 and answers[2][1]["reason"] in ("store stalled", "store failing")
     assert answers[3][0] == 200  # ready again once the flush is done and 5 s have passed
     assert answers[4][:2] == (200, {"accepted": 1, "duplicates": 1})
-    assert sorted(stored_ids(store / "default" / "loop")) == ["a0", "b0", "c0"]
-
-
-async def _stall_then_release(
-    service: Any, monkeypatch: pytest.MonkeyPatch, hung_flush: Any, release: threading.Event
-) -> list[tuple[int, dict[str, Any], str | None]]:
-    import aiohttp
-    from aiohttp.test_utils import TestServer
-    from kubetune.collector.store import LocalBackend
-
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
-    out: list[tuple[int, dict[str, Any], str | None]] = []
-    async with TestServer(service.app(), host="127.0.0.1") as test_server:
-        url = f"http://127.0.0.1:{test_server.port}"
-        async with aiohttp.ClientSession() as session:
-
-            async def send(ids: list[str]) -> None:
-                async with session.post(f"{url}{PATH}", data=body(ids), headers=headers) as r:
-                    out.append((r.status, await r.json(), r.headers.get("Retry-After")))
-
-            async def ready() -> None:
-                async with session.get(f"{url}/readyz") as r:
-                    out.append((r.status, await r.json(), None))
-
-            await send(["a0"])
-            monkeypatch.setattr(LocalBackend, "flush", hung_flush)
-            await send(["b0"])
-            await ready()
-            release.set()
-            deadline = time.monotonic() + 20
-            while True:
-                async with session.get(f"{url}/readyz") as r:
-                    if r.status == 200:
-                        out.append((r.status, await r.json(), None))
-                        break
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.2)
-            await send(["b0", "c0"])
-    return out
+    assert sorted(stored_ids(tmp_path / "store" / "default" / "loop")) == ["a0", "b0", "c0"]
 
 
 def test_a_failed_commit_of_a_one_process_collector_is_a_503(
@@ -170,8 +171,6 @@ def test_a_failed_commit_of_a_one_process_collector_is_a_503(
 ) -> None:
     """The disk fails a flush (EIO) once: that request gets 503 store_error with Retry-After
     (it was a 500 for a one-process collector), and its retry is committed once."""
-    from kubetune.collector import server
-    from kubetune.collector.auth import TokenStore
     from kubetune.collector.store import LocalBackend
 
     real_flush = LocalBackend.flush
@@ -183,33 +182,17 @@ def test_a_failed_commit_of_a_one_process_collector_is_a_503(
             raise failures.pop()
         real_flush(self, *args)
 
-    store = tmp_path / "store"
-    config = server.CollectorConfig(store=f"file://{store}")
-    service = server.CollectorService(config, TokenStore(write_tokens(tmp_path / "t.yaml")))
-    answers = asyncio.run(_fail_once_then_retry(service, monkeypatch, failing_flush))
+    async def scenario() -> list[Answer]:
+        async with one_process(tmp_path) as client:
+            out = [await client.post(["a0"])]
+            monkeypatch.setattr(LocalBackend, "flush", failing_flush)
+            out.append(await client.post(["b0"]))
+            await asyncio.sleep(1.1)  # a commit failed a moment ago: 503 for a second
+            return [*out, await client.post(["b0", "c0"])]
+
+    answers = asyncio.run(scenario())
     assert answers[0][:2] == (200, {"accepted": 1, "duplicates": 0})
     status, answer, retry_after = answers[1]
     assert (status, answer["error"], retry_after) == (503, "store_error", "1")
     assert answers[2][0] == 200 and answers[2][1]["accepted"] + answers[2][1]["duplicates"] == 2
-    assert sorted(stored_ids(store / "default" / "loop")) == ["a0", "b0", "c0"]
-
-
-async def _fail_once_then_retry(
-    service: Any, monkeypatch: pytest.MonkeyPatch, failing_flush: Any
-) -> list[tuple[int, dict[str, Any], str | None]]:
-    import aiohttp
-    from aiohttp.test_utils import TestServer
-    from kubetune.collector.store import LocalBackend
-
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
-    out: list[tuple[int, dict[str, Any], str | None]] = []
-    async with TestServer(service.app(), host="127.0.0.1") as test_server:
-        url = f"http://127.0.0.1:{test_server.port}{PATH}"
-        async with aiohttp.ClientSession() as session:
-            for ids in (["a0"], ["b0"], ["b0", "c0"]):
-                if ids == ["b0"]:
-                    monkeypatch.setattr(LocalBackend, "flush", failing_flush)
-                async with session.post(url, data=body(ids), headers=headers) as r:
-                    out.append((r.status, await r.json(), r.headers.get("Retry-After")))
-                await asyncio.sleep(1.1 if ids == ["b0"] else 0)  # 503 for a second after
-    return out
+    assert sorted(stored_ids(tmp_path / "store" / "default" / "loop")) == ["a0", "b0", "c0"]

@@ -24,6 +24,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stored_ids(root: Path) -> list[str]:
+    """The record ids of every line of the segments under ``root``, segment by segment."""
+    return [
+        json.loads(line)["id"]
+        for segment in sorted(root.rglob("*.jsonl"))
+        for line in segment.read_bytes().splitlines()
+    ]
+
+
 def write_tokens(path: Path) -> Path:
     path.write_text(
         f"- name: app\n  token: {TOKEN}\n  loops: [default/*]\n"

@@ -7,7 +7,6 @@ and then refuses the rest (``EFBIG``), as a full disk does.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from kubetune.collector.store import LocalBackend, LoopStore
 from kubetune_workloads.feedback.cursor import Cursor
 from kubetune_workloads.feedback.files import list_feedback_files
 from kubetune_workloads.feedback.scan import FeedbackScan
+
+from tests.helpers.collector import stored_ids
 
 OPERATOR = Path(__file__).resolve().parents[2] / "operator"
 
@@ -36,14 +37,6 @@ def joined(*batches: Batch) -> Batch:
     return Batch.joined(list(batches))
 
 
-def ids_in(root: Path) -> list[str]:
-    return [
-        json.loads(line)["id"]
-        for segment in sorted(root.rglob("*.jsonl"))
-        for line in segment.read_bytes().splitlines()
-    ]
-
-
 def test_commits_append_to_the_open_segment_in_place(tmp_path: Path) -> None:
     store = LoopStore(LocalBackend(tmp_path), "w1", segment_bytes=4096)
     assert store.load() == 0
@@ -57,7 +50,7 @@ def test_commits_append_to_the_open_segment_in_place(tmp_path: Path) -> None:
     ]
     assert segment.stat().st_ino == inode  # the same file, appended to (no rewrite, no rename)
     assert segment.read_bytes().startswith(first)
-    assert ids_in(tmp_path) == ["a0", "a1", "a2", "b0", "b1"]
+    assert stored_ids(tmp_path) == ["a0", "a1", "a2", "b0", "b1"]
     assert not list(tmp_path.rglob(".*.tmp-*"))
 
     store.commit(batch("c", 100))  # over segment_bytes: a new segment
@@ -122,7 +115,7 @@ def test_a_torn_write_is_cut_and_its_whole_lines_are_not_written_twice(tmp_path:
     segments = sorted(tmp_path.rglob("*.jsonl"))
     assert len(segments) == 2  # the torn segment was abandoned, the retry opened a new one
     assert all(s.read_bytes().endswith(b"\n") for s in segments)
-    assert sorted(ids_in(tmp_path)) == sorted(
+    assert sorted(stored_ids(tmp_path)) == sorted(
         [f"a{i}" for i in range(400)] + [f"b{i}" for i in range(5)]
     )
 
@@ -192,7 +185,7 @@ def test_writers_on_one_store_see_each_others_ids_through_the_lock(tmp_path: Pat
     ]
     assert old.commit(joined(batch("z", 1), batch("o", 1))) == [False, True]
     assert a.commit(joined(batch("o", 1), batch("y", 1), batch("q", 1))) == [False, False, True]
-    stored = ids_in(tmp_path)
+    stored = stored_ids(tmp_path)
     assert len(stored) == len(set(stored)) == 2 + 1 + 1 + 210 + 1 + 1 + 1
 
 
@@ -209,7 +202,7 @@ def test_a_claim_made_before_a_refresh_is_checked_again(tmp_path: Path) -> None:
     assert b.epoch > claimed_at
     assert b.commit(batch("x", 1), claimed_at=claimed_at) == [False]
     assert b.commit(batch("z", 1), claimed_at=b.epoch) == [True]
-    assert sorted(ids_in(tmp_path)) == ["x0", "y0", "z0"]
+    assert sorted(stored_ids(tmp_path)) == ["x0", "y0", "z0"]
 
 
 def test_ids_beyond_the_bound_or_the_retention_are_forgotten_oldest_first(tmp_path: Path) -> None:
@@ -221,7 +214,9 @@ def test_ids_beyond_the_bound_or_the_retention_are_forgotten_oldest_first(tmp_pa
         assert store.commit(batch(prefix, 10)) == [True] * 10
     assert len(store.ids) == 20 and "a0" not in store.ids and "b0" in store.ids
     assert store.commit(joined(batch("a", 1), batch("c", 1))) == [True, False]
-    assert ids_in(tmp_path / "s").count("a0") == 2 and ids_in(tmp_path / "s").count("c0") == 1
+    assert (
+        stored_ids(tmp_path / "s").count("a0") == 2 and stored_ids(tmp_path / "s").count("c0") == 1
+    )
 
     # a restart indexes the retained segments again, with the segment's time as commit time
     old = LoopStore(LocalBackend(tmp_path / "s"), "w2", retention_seconds=3600.0)
