@@ -58,6 +58,7 @@ _REQUEST = struct.Struct("<IIHHI")
 _REPLY = struct.Struct("<IIHBII")
 _UNREACHABLE = "the committer is unreachable; retry"
 PING_SECONDS = 1.0  # a worker's /readyz: how long it waits for the committer's answer
+_Reply = tuple[int, int, int, int, str]  # status, Retry-After, accepted, duplicates, text
 
 
 def encode_request(seq: int, namespace: str, loop: str, batch: Batch) -> bytes:
@@ -224,7 +225,7 @@ class _ReplyProtocol(_Framed):
 
     def __init__(self) -> None:
         super().__init__()
-        self.waiting: dict[int, asyncio.Future[tuple[int, int, int, int, str]]] = {}
+        self.waiting: dict[int, asyncio.Future[_Reply]] = {}
         self.lost = False
 
     def data_received(self, data: bytes) -> None:
@@ -249,6 +250,18 @@ class _ReplyProtocol(_Framed):
             if not future.done():
                 future.set_exception(ConnectionError(_UNREACHABLE))
         self.waiting.clear()
+
+
+async def _reply(
+    protocol: _ReplyProtocol, seq: int, future: asyncio.Future[_Reply], timeout: float
+) -> _Reply:
+    """Request ``seq``'s reply within ``timeout`` seconds (TimeoutError; ConnectionError when
+    the connection is lost); a reply that comes later is dropped."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await future
+    finally:
+        protocol.waiting.pop(seq, None)
 
 
 class RemoteCommits:
@@ -279,20 +292,22 @@ class RemoteCommits:
                     raise CommitRefused(503, "store_error", _UNREACHABLE, 1) from exc
             return self._protocol
 
-    async def commit(self, namespace: str, loop: str, batch: Batch) -> tuple[int, int]:
+    async def _request(self) -> tuple[_ReplyProtocol, int, asyncio.Future[_Reply]]:
+        """A new request's connection, sequence number and reply (its frame to write next)."""
         protocol = await self._connected()
         seq = next(self._seq)
-        future: asyncio.Future[tuple[int, int, int, int, str]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         protocol.waiting[seq] = future
+        return protocol, seq, future
+
+    async def commit(self, namespace: str, loop: str, batch: Batch) -> tuple[int, int]:
+        protocol, seq, future = await self._request()
         size = batch.size
         protocol.out.write(encode_request(seq, namespace, loop, batch))
         del batch  # not kept while the commit is awaited (see CollectorService._post)
         self.inflight_bytes += size
         try:
-            async with asyncio.timeout(self.config.commit_timeout):
-                status, retry_after, accepted, duplicates, text = await future
+            reply = await _reply(protocol, seq, future, self.config.commit_timeout)
         except TimeoutError:  # a frozen committer (or the store it waits for): not ready
             self.last_failure = time.monotonic()
             raise stalled(self.config.commit_timeout) from None
@@ -301,7 +316,7 @@ class RemoteCommits:
             raise CommitRefused(503, "store_error", _UNREACHABLE, 1) from exc
         finally:
             self.inflight_bytes -= size
-            protocol.waiting.pop(seq, None)  # a late reply is dropped
+        status, retry_after, accepted, duplicates, text = reply
         if status != 200:
             reason, _, message = text.partition("\0")
             if status == 503:
@@ -316,24 +331,13 @@ class RemoteCommits:
         if reason:
             return reason
         try:
-            protocol = await self._connected()
-        except CommitRefused:
-            return "committer unreachable"
-        seq = next(self._seq)
-        future: asyncio.Future[tuple[int, int, int, int, str]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        protocol.waiting[seq] = future
-        protocol.out.write(_REQUEST.pack(0, seq, 0, 0, 0))
-        try:
-            async with asyncio.timeout(PING_SECONDS):
-                return (await future)[4]
+            protocol, seq, future = await self._request()
+            protocol.out.write(_REQUEST.pack(0, seq, 0, 0, 0))
+            return (await _reply(protocol, seq, future, PING_SECONDS))[4]
         except TimeoutError:
             return "committer not answering"
-        except ConnectionError:
+        except (ConnectionError, CommitRefused):
             return "committer unreachable"
-        finally:
-            protocol.waiting.pop(seq, None)
 
     def update_gauges(self) -> None:
         """The store's lag gauges are the committer's (this process commits nothing)."""

@@ -473,9 +473,12 @@ def read_batch(
     """
     items = _jsonl_lines(body)
     if items is not None and len(items) <= max_records:
-        whole = _stored_shape_batch(items, _tail(received_at), max_record_bytes)
+        tail = _tail(received_at)
+        whole = _stored_shape_batch(items, tail, max_record_bytes)
         if whole is not None:
             return whole, []
+        if _LONG_DIGITS not in body.translate(_DIGITS):  # what split_body reads: not again
+            return _validate_each(items, received_at, tail, max_record_bytes)
     return validate_batch(split_body(body, max_records), received_at, max_record_bytes)
 
 
@@ -497,6 +500,13 @@ def validate_batch(
     whole = _stored_shape_batch(items, tail, max_record_bytes)
     if whole is not None:
         return whole, []
+    return _validate_each(items, received_at, tail, max_record_bytes)
+
+
+def _validate_each(
+    items: list[Any], received_at: str, tail: bytes, max_record_bytes: int
+) -> tuple[Batch, list[Invalid]]:
+    """``validate_batch`` record by record (``tail``: ``_tail(received_at)``)."""
     ids: list[str] = []
     lines: list[bytes] = []
     rejected: list[Invalid] = []
