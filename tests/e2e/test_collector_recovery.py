@@ -22,30 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.collector import TOKEN, CollectorProcess, run_collect
+from tests.helpers.collector import CollectorProcess, post, row, run_collect
 
 PATH = "/v1/feedback/default/loop"
-
-
-def row(record_id: str) -> dict[str, Any]:
-    return {"id": record_id, "prompt": f"question {record_id}", "response": f"answer {record_id}"}
-
-
-def post(process: CollectorProcess, ids: list[str]) -> tuple[int, dict[str, Any]]:
-    import urllib.error
-    import urllib.request
-
-    body = "".join(json.dumps(row(i)) + "\n" for i in ids).encode()
-    request = urllib.request.Request(
-        f"{process.url}{PATH}",
-        data=body,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def collect(tmp_path: Path, name: str, since: Path | None) -> tuple[dict[str, Any], list[str]]:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,15 @@ class CollectorProcess:
     """Starts, kills and restarts one collector on a fixed port."""
 
     def __init__(
-        self, workdir: Path, *extra: str, port: int | None = None, store_uri: str | None = None
+        self,
+        workdir: Path,
+        *extra: str,
+        port: int | None = None,
+        store_uri: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.env = {**os.environ, **env} if env else None
         self.store = workdir / "store"
         self.store_uri = store_uri or f"file://{self.store}"
         self.tokens = write_tokens(workdir / "tokens.yaml")
@@ -78,7 +85,9 @@ class CollectorProcess:
             *self.extra,
         ]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
         self.starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -132,6 +141,26 @@ class CollectorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def row(record_id: str) -> dict[str, Any]:
+    """A valid record (prompt and response) with the id ``record_id``."""
+    return {"id": record_id, "prompt": f"question {record_id}", "response": f"answer {record_id}"}
+
+
+def post(process: CollectorProcess, ids: list[str], loop: str = "loop") -> tuple[int, Any]:
+    """POST one JSONL batch of a record per id to ``default/<loop>``: (status, JSON answer)."""
+    rows = [row(i) for i in ids]
+    request = urllib.request.Request(
+        f"{process.url}/v1/feedback/default/{loop}",
+        data="".join(json.dumps(row) + "\n" for row in rows).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def run_collect(

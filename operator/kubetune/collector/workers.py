@@ -14,6 +14,13 @@ The workers' metrics are summed through ``prometheus_client``'s multiprocess mod
 per-process files, ``PROMETHEUS_MULTIPROC_DIR``; a temporary one unless it is set), so any
 worker answers ``/metrics`` for all. A worker whose supervisor dies (SIGKILL) exits at once: it
 watches a pipe whose write end only the supervisor holds.
+
+The committer's socket and the metrics folder live in one temporary folder per collector (its
+instance folder, ``kubetune-collector-*``), removed when the collector stops. One killed
+(SIGKILL, OOM) cannot remove it: each instance folder holds a ``lock`` file that its collector's
+processes hold locked (``flock``) while they live, so a collector that starts removes the
+instance folders whose lock nobody holds. (Measured: ~56 KB left per killed collector, which
+would fill the chart's 64 MiB ``/tmp`` after ~1,200 kills of one pod.)
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import gc
 import logging
 import os
@@ -75,15 +83,76 @@ def run_collector(
 
         run_loop(serve(config, host, port, access_log=access_log, on_ready=on_ready))
         return 0
-    own_dir = None
-    if not os.environ.get(MULTIPROC_ENV):  # before prometheus_client is imported
-        own_dir = tempfile.mkdtemp(prefix="kubetune-collector-metrics-")
-        os.environ[MULTIPROC_ENV] = own_dir
+    parent = tempfile.gettempdir()
+    for stale in remove_stale_instances(parent):
+        log.info("removed %s, left by a collector that was killed", stale)
+    instance, lock = claim_instance(parent)
+    own_metrics = not os.environ.get(MULTIPROC_ENV)
     try:
-        return Supervisor(config, host, port, workers, access_log).run(on_ready)
+        if own_metrics:  # before prometheus_client is imported
+            os.environ[MULTIPROC_ENV] = os.path.join(instance, "metrics")
+            os.mkdir(os.environ[MULTIPROC_ENV], 0o700)
+        return Supervisor(config, host, port, workers, access_log, instance).run(on_ready)
     finally:
-        if own_dir is not None:
-            shutil.rmtree(own_dir, ignore_errors=True)
+        if own_metrics:
+            del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(instance, ignore_errors=True)
+        os.close(lock)
+        # again: a collector killed just before this one started had workers still ending
+        remove_stale_instances(parent)
+
+
+INSTANCE_PREFIX = "kubetune-collector-"
+LOCK_NAME = "lock"
+
+
+def claim_instance(parent: str) -> tuple[str, int]:
+    """A new instance folder under ``parent`` (0700) and the descriptor of its ``lock``, locked.
+
+    The lock file is locked before it takes its name, so a collector never finds the lock of
+    a live one free. The forked workers and committer inherit the descriptor: the lock is held
+    while any process of this collector lives, and released by the kernel when the last ends,
+    however it ends.
+    """
+    path = tempfile.mkdtemp(prefix=INSTANCE_PREFIX, dir=parent)
+    draft = os.path.join(path, LOCK_NAME + ".new")
+    lock = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    os.rename(draft, os.path.join(path, LOCK_NAME))
+    return path, lock
+
+
+def remove_stale_instances(parent: str) -> list[str]:
+    """Remove the instance folders under ``parent`` that are this user's and whose lock no
+    process holds (their collector was killed); the paths removed.
+
+    A folder without a lock file is left alone: one being made, or not a collector's.
+    """
+    removed = []
+    with os.scandir(parent) as entries:
+        candidates = [
+            entry.path
+            for entry in entries
+            if entry.name.startswith(INSTANCE_PREFIX)
+            and entry.is_dir(follow_symlinks=False)
+            and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+        ]
+    for path in candidates:
+        try:
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            lock = os.open(os.path.join(path, LOCK_NAME), flags)
+        except OSError:  # no lock file (or gone meanwhile)
+            continue
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live collector's
+                continue
+            shutil.rmtree(path, ignore_errors=True)  # under its lock: no other remover
+            removed.append(path)
+        finally:
+            os.close(lock)
+    return removed
 
 
 def listen(
@@ -104,14 +173,21 @@ class Supervisor:
     """Forks ``workers`` HTTP processes on one port and a committer, and keeps them running."""
 
     def __init__(
-        self, config: CollectorConfig, host: str, port: int, workers: int, access_log: bool
+        self,
+        config: CollectorConfig,
+        host: str,
+        port: int,
+        workers: int,
+        access_log: bool,
+        instance: str,
     ) -> None:
         self.config = config
         self.host = host
         self.port = port
         self.workers = workers
         self.access_log = access_log
-        self.commit_address = ""  # the committer's Unix socket (see run)
+        # the committer's Unix socket, in the instance folder (0700: this user's only)
+        self.commit_address = os.path.join(instance, "commit.sock")
         self.children: dict[int, int] = {}  # pid -> worker slot (COMMITTER: the committer)
         self.stopping = False
         self.restarts: list[float] = []
@@ -121,8 +197,6 @@ class Supervisor:
         bound = int(socks[0].getsockname()[1])
         alive_read, alive_write = os.pipe()  # EOF for the workers when this process is gone
         os.set_inheritable(alive_read, True)
-        private = tempfile.mkdtemp(prefix="kubetune-collector-")  # 0700: this user's only
-        self.commit_address = os.path.join(private, "commit.sock")
         commit_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         commit_sock.bind(self.commit_address)
         commit_sock.listen(1024)
@@ -146,7 +220,6 @@ class Supervisor:
                 sock.close()
             os.close(alive_read)
             os.close(alive_write)
-            shutil.rmtree(private, ignore_errors=True)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if not self.stopping:
