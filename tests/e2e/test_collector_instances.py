@@ -22,12 +22,21 @@ def instances(tmp: Path) -> set[str]:
     return {path.name for path in tmp.glob("kubetune-collector-*")} - {NOT_OURS}
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie, not reaped yet, has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def kill_and_wait(process: CollectorProcess) -> None:
     """SIGKILL the supervisor (no clean-up of its own); wait until its workers have ended."""
     workers = process.workers()
     process.kill()
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+    while any(map(running, workers)):
         assert time.monotonic() < deadline, "the workers of a killed collector stay"
         time.sleep(0.05)
 
