@@ -41,10 +41,10 @@ def kill_and_wait(process: CollectorProcess) -> None:
         time.sleep(0.05)
 
 
-def collector(tmp_path: Path, name: str, tmp: Path) -> CollectorProcess:
+def collector(tmp_path: Path, name: str, tmp: Path, workers: int = 2) -> CollectorProcess:
     workdir = tmp_path / name
     workdir.mkdir()
-    return CollectorProcess(workdir, "--workers", "2", env={"TMPDIR": str(tmp)})
+    return CollectorProcess(workdir, "--workers", str(workers), env={"TMPDIR": str(tmp)})
 
 
 @pytest.fixture
@@ -101,6 +101,22 @@ def test_a_collector_killed_after_another_started_is_removed_as_that_one_stops(
         second.stop()
         assert second.proc is not None and second.proc.returncode == 0
         assert instances(tmp) == set()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_one_process_collector_removes_a_killed_collectors_folder_too(
+    tmp_path: Path, tmp: Path
+) -> None:
+    first, second = collector(tmp_path, "a", tmp), collector(tmp_path, "b", tmp, workers=1)
+    try:
+        first.start()
+        kill_and_wait(first)
+        assert len(instances(tmp)) == 1
+        second.start()  # makes no folder of its own
+        assert instances(tmp) == set()
+        assert post(second, ["a"]) == (200, {"accepted": 1, "duplicates": 0})
     finally:
         first.stop()
         second.stop()

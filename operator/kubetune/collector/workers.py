@@ -78,14 +78,14 @@ def run_collector(
 
     Returns the exit code (non-zero when workers kept dying).
     """
+    parent = tempfile.gettempdir()
+    for stale in remove_stale_instances(parent):
+        log.info("removed %s, left by a collector that was killed", stale)
     if workers <= 1:
         from kubetune.collector.server import serve
 
         run_loop(serve(config, host, port, access_log=access_log, on_ready=on_ready))
         return 0
-    parent = tempfile.gettempdir()
-    for stale in remove_stale_instances(parent):
-        log.info("removed %s, left by a collector that was killed", stale)
     instance, lock = claim_instance(parent)
     own_metrics = not os.environ.get(MULTIPROC_ENV)
     try:
