@@ -7,12 +7,12 @@ the collector that made it lives.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.collector import CollectorProcess, post
+from tests.helpers.processes import wait_ended
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the workers are forked")
 NOT_OURS = "kubetune-collector-notours"  # no lock file: not a collector's folder, kept
@@ -22,23 +22,11 @@ def instances(tmp: Path) -> set[str]:
     return {path.name for path in tmp.glob("kubetune-collector-*")} - {NOT_OURS}
 
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a process that has not ended (a zombie, not reaped yet, has)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def kill_and_wait(process: CollectorProcess) -> None:
     """SIGKILL the supervisor (no clean-up of its own); wait until its workers have ended."""
     workers = process.workers()
     process.kill()
-    deadline = time.monotonic() + 10
-    while any(map(running, workers)):
-        assert time.monotonic() < deadline, "the workers of a killed collector stay"
-        time.sleep(0.05)
+    assert wait_ended(workers, within=10), "the workers of a killed collector stay"
 
 
 def collector(tmp_path: Path, name: str, tmp: Path, workers: int = 2) -> CollectorProcess:

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from test_local_run import REPO, _tiny_pipeline, kubetune, state, status_of
 
+from tests.helpers.processes import wait_ended
+
 
 def _launch(manifests: Path, workdir: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
@@ -48,19 +50,6 @@ def _trainer(
     pytest.fail("training did not start")
 
 
-def _gone(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                if handle.read().rsplit(")", 1)[-1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _checkpoints(workdir: Path) -> list[Path]:
     return [p for p in (workdir / "artifacts").rglob("checkpoint-*") if p.is_dir()]
 
@@ -83,7 +72,7 @@ def test_sigkill_and_sigterm_of_kubetune_run_leave_no_trainer_and_resume(tmp_pat
         if first.poll() is None:
             first.kill()
     # The trainer dies with its runner (parent-death signal), writing its checkpoint first.
-    assert _gone(trainer["pid"], within=60), "the trainer outlived a SIGKILLed kubetune run"
+    assert wait_ended([trainer["pid"]], within=60), "the trainer outlived a SIGKILLed kubetune run"
     assert _checkpoints(workdir), "no checkpoint written on the way out"
 
     rerun = _launch(manifests, workdir)
@@ -97,7 +86,7 @@ def test_sigkill_and_sigterm_of_kubetune_run_leave_no_trainer_and_resume(tmp_pat
             rerun.kill()
     assert rerun.returncode == 143, out
     assert "rerun the same command to resume" in out
-    assert _gone(trainer["pid"], within=5)
+    assert wait_ended([trainer["pid"]], within=5)
     executions = state(workdir)["executions"]
     assert executions[trainer["job"]]["state"] == "Interrupted"
     status = kubetune("status", "--workdir", str(workdir))

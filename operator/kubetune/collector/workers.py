@@ -15,12 +15,9 @@ per-process files, ``PROMETHEUS_MULTIPROC_DIR``; a temporary one unless it is se
 worker answers ``/metrics`` for all. A worker whose supervisor dies (SIGKILL) exits at once: it
 watches a pipe whose write end only the supervisor holds.
 
-The committer's socket and the metrics folder live in one temporary folder per collector (its
-instance folder, ``kubetune-collector-*``), removed when the collector stops. One killed
-(SIGKILL, OOM) cannot remove it: each instance folder holds a ``lock`` file that its collector's
-processes hold locked (``flock``) while they live, so a collector that starts removes the
-instance folders whose lock nobody holds. (Measured: ~56 KB left per killed collector, which
-would fill the chart's 64 MiB ``/tmp`` after ~1,200 kills of one pod.)
+The committer's socket and the metrics folder live in the collector's instance folder
+(:mod:`kubetune.collector.instances`), removed when it stops; a collector that starts, or one
+that stops, removes those a killed collector left.
 """
 
 from __future__ import annotations
@@ -29,7 +26,6 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import gc
 import logging
 import os
@@ -45,6 +41,7 @@ from types import FrameType
 from typing import Any
 
 from kubetune.collector.config import CollectorConfig
+from kubetune.collector.instances import claim_instance, remove_stale_instances
 from kubetune.collector.store import writer_id
 
 log = logging.getLogger("kubetune.collector")
@@ -100,59 +97,6 @@ def run_collector(
         os.close(lock)
         # again: a collector killed just before this one started had workers still ending
         remove_stale_instances(parent)
-
-
-INSTANCE_PREFIX = "kubetune-collector-"
-LOCK_NAME = "lock"
-
-
-def claim_instance(parent: str) -> tuple[str, int]:
-    """A new instance folder under ``parent`` (0700) and the descriptor of its ``lock``, locked.
-
-    The lock file is locked before it takes its name, so a collector never finds the lock of
-    a live one free. The forked workers and committer inherit the descriptor: the lock is held
-    while any process of this collector lives, and released by the kernel when the last ends,
-    however it ends.
-    """
-    path = tempfile.mkdtemp(prefix=INSTANCE_PREFIX, dir=parent)
-    draft = os.path.join(path, LOCK_NAME + ".new")
-    lock = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    os.rename(draft, os.path.join(path, LOCK_NAME))
-    return path, lock
-
-
-def remove_stale_instances(parent: str) -> list[str]:
-    """Remove the instance folders under ``parent`` that are this user's and whose lock no
-    process holds (their collector was killed); the paths removed.
-
-    A folder without a lock file is left alone: one being made, or not a collector's.
-    """
-    removed = []
-    with os.scandir(parent) as entries:
-        candidates = [
-            entry.path
-            for entry in entries
-            if entry.name.startswith(INSTANCE_PREFIX)
-            and entry.is_dir(follow_symlinks=False)
-            and entry.stat(follow_symlinks=False).st_uid == os.getuid()
-        ]
-    for path in candidates:
-        try:
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-            lock = os.open(os.path.join(path, LOCK_NAME), flags)
-        except OSError:  # no lock file (or gone meanwhile)
-            continue
-        try:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # a live collector's
-                continue
-            shutil.rmtree(path, ignore_errors=True)  # under its lock: no other remover
-            removed.append(path)
-        finally:
-            os.close(lock)
-    return removed
 
 
 def listen(
